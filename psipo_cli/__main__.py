@@ -1,0 +1,3 @@
+from psipo_cli.cli import app
+
+app()

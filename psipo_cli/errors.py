@@ -1,0 +1,45 @@
+"""Error types shared by every layer.
+
+`InputError` is bad input from the user (a problem file, a config file, a CLI value): the CLI reports it as
+one line naming the key and the value and exits with code 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InputError(ValueError):
+    """Bad input: which key, which value, and why.
+
+    Parameters
+    ----------
+    key : str
+        Dotted name of the offending key (``"pi_ref"``, ``"contexts[1].rewards"``, ``"--tau"``).
+    value : Any
+        The value the user gave (shortened when printed).
+    reason : str
+        What is wrong with it, in a few words.
+    where : str, optional
+        The file (or other source) the key came from.
+    """
+
+    def __init__(self, key: str, value: Any, reason: str, where: str = "") -> None:
+        self.key = key
+        self.value = value
+        self.reason = reason
+        self.where = where
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        prefix = f"{self.where}: " if self.where else ""
+        return f"{prefix}{self.key} = {_short(self.value)}: {self.reason}"
+
+    def located(self, where: str) -> InputError:
+        """The same error, attributed to the file ``where`` (unless it already names one)."""
+        return self if self.where else InputError(self.key, self.value, self.reason, where)

@@ -1,0 +1,70 @@
+"""The Psi registry of ΨPO (paper Eq. 6): non-decreasing maps of a preference probability.
+
+Built-ins: `identity` (IPO), `logit` (RLHF/DPO under Bradley–Terry, Prop. 1) and `log`. A user function is
+named `module:function`; it must map an array of probabilities to an array of the same shape.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+import numpy as np
+
+from psipo_cli.errors import InputError
+
+PsiFn = Callable[[np.ndarray], np.ndarray]
+
+
+def identity(q: np.ndarray) -> np.ndarray:
+    """`Psi(q) = q` — IPO (paper §5)."""
+    return np.asarray(q, dtype=float).copy()
+
+
+def logit(q: np.ndarray) -> np.ndarray:
+    """`Psi(q) = log(q / (1 - q))`, `±inf` at `q ∈ {1, 0}` — RLHF/DPO under Bradley–Terry (Prop. 1)."""
+    q = np.asarray(q, dtype=float)
+    with np.errstate(divide="ignore"):
+        return np.log(q) - np.log1p(-q)
+
+
+def log(q: np.ndarray) -> np.ndarray:
+    """`Psi(q) = log q`, `-inf` at `q = 0`."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.asarray(q, dtype=float))
+
+
+BUILTIN: dict[str, PsiFn] = {"identity": identity, "logit": logit, "log": log}
+
+
+def resolve_psi(name: str) -> PsiFn:
+    """A built-in Psi by name, or a user function `module:function` (the only user code psipo runs)."""
+    if name in BUILTIN:
+        return BUILTIN[name]
+    if ":" not in name:
+        raise InputError("--psi", name, f"unknown Psi (built-ins: {', '.join(BUILTIN)}; or module:function)")
+    module_name, _, attr = name.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError("--psi", name, f"cannot load ({exc})") from None
+    if not callable(fn):
+        raise InputError("--psi", name, "is not callable")
+    return fn
+
+
+def evaluate_psi(psi: PsiFn, q: np.ndarray, name: str = "psi") -> np.ndarray:
+    """`psi(q)` checked: same shape, no NaN, and non-decreasing on the values it was given."""
+    q = np.asarray(q, dtype=float)
+    with np.errstate(all="ignore"):
+        out = np.asarray(psi(q), dtype=float)
+    if out.shape != q.shape:
+        raise InputError("--psi", name, f"returned shape {out.shape} for input shape {q.shape}")
+    if np.isnan(out).any():
+        bad = float(q[np.isnan(out)][0])
+        raise InputError("--psi", name, f"returned NaN at q = {bad:g}")
+    flat_q, flat_v = q.ravel(), out.ravel()
+    order = np.argsort(flat_q, kind="stable")
+    if np.any(np.diff(flat_v[order]) < -1e-12 * (1 + np.abs(flat_v[order][:-1]))):
+        raise InputError("--psi", name, "is not non-decreasing")
+    return out

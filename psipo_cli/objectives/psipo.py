@@ -1,0 +1,78 @@
+"""Population ΨPO (paper Eq. 6): maximise `sum_y pi(y) g(y) - tau KL(pi || pi_ref)`,
+`g(y) = sum_y' mu(y') Psi(P[y, y'])`. Optimum (paper Eq. 7): `pi* ∝ pi_ref exp(g / tau)`.
+
+Where `Psi(P)` is infinite (`logit` or `log` at `P ∈ {0, 1}`) the optimum is the `eps -> 0` limit of the
+problem with `P` clipped to `[eps, 1 - eps]` (DESIGN §2.1): `g = a L + b + o(1)` with
+`L = log((1 - eps) / eps)`, so all mass goes to `argmax a` (within `supp pi_ref`), spread there as
+`pi_ref exp(b / tau)` — a policy that does not depend on `tau` outside that set.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psipo_cli.errors import InputError
+from psipo_cli.objectives.psi import PsiFn, evaluate_psi, resolve_psi
+from psipo_cli.objectives.kl import regularised_value
+from psipo_cli.objectives.solution import LIMIT, OPTIMAL, Solution
+
+TIE_TOL = 1e-12
+
+
+def targets(P: np.ndarray, mu: np.ndarray, psi: PsiFn, psi_name: str = "psi") -> tuple[np.ndarray, np.ndarray]:
+    """`(a, b)` with `g = a L + b`: `a(y)` sums `±mu(y')` over the infinite terms, `b(y)` the finite ones.
+
+    Only `y'` in `supp mu` enter `g` (`0 * Psi` is 0 even where `Psi` is infinite).
+    """
+    values = evaluate_psi(psi, P, psi_name)
+    weights = np.where(mu > 0, mu, 0.0)[None, :]
+    infinite = np.isinf(values) & (weights > 0)
+    a = np.sum(np.where(infinite, np.sign(values) * weights, 0.0), axis=1)
+    b = np.sum(np.where(infinite | (weights == 0), 0.0, values * weights), axis=1)
+    return a, b
+
+
+def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: str = "logit") -> Solution:
+    """Exact population ΨPO. `loss = -J(pi)`; under `status = "limit"`, minus the finite part `b` of `J`."""
+    from scipy.special import softmax
+
+    psi_name, psi = psi, resolve_psi(psi)
+    a, b = targets(P, mu, psi, psi_name)
+    support = pi_ref > 0
+    infinite_terms = bool(np.any(np.isinf(evaluate_psi(psi, P, psi_name))[np.ix_(support, mu > 0)]))
+    top = support & (a >= a[support].max() - TIE_TOL)
+    policy = np.zeros_like(pi_ref)
+    with np.errstate(divide="ignore"):
+        policy[top] = softmax(np.log(pi_ref[top]) + b[top] / tau)
+    if not infinite_terms:
+        return Solution(
+            policy=policy, status=OPTIMAL, loss=-regularised_value(policy, b, pi_ref, tau), offsets=b / tau
+        )
+    dropped = int(np.sum(support & ~top))
+    # The infinite a L term is the same on `top`: the finite part of J is J with b alone.
+    return Solution(
+        policy=policy,
+        status=LIMIT,
+        loss=-regularised_value(policy, b, pi_ref, tau),
+        detail=f"Psi is infinite on some pairs: the limit puts probability 0 on {dropped} action(s) for every tau",
+    )
+
+def empirical_preferences(W: np.ndarray, actions: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`(P_hat, mu_hat)` from win counts (DESIGN §2.5): `P_hat = W / (W + W^T)`, `mu_hat` = share of appearances.
+
+    Every pair of distinct actions in `supp mu_hat` must have been compared at least once.
+    """
+    totals = W + W.T
+    mu_hat = (W.sum(axis=0) + W.sum(axis=1)) / (2.0 * W.sum())
+    seen = mu_hat > 0
+    missing = np.argwhere(seen[:, None] & seen[None, :] & (totals == 0) & ~np.eye(len(mu_hat), dtype=bool))
+    missing = missing[missing[:, 0] < missing[:, 1]]
+    if len(missing):
+        raise InputError(
+            "pairs",
+            [tuple(actions[i] if actions else int(i) for i in p) for p in missing[:5]],
+            "psipo from data needs every pair of compared actions observed (unobserved pairs shown)",
+        )
+    with np.errstate(invalid="ignore"):
+        P_hat = np.where(totals > 0, W / np.where(totals > 0, totals, 1.0), 0.5)
+    return P_hat, mu_hat

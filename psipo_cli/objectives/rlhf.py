@@ -1,0 +1,40 @@
+"""RLHF on a dataset (paper Eqs. 2-3): a Bradley–Terry reward model, then KL-regularised maximisation.
+
+Stage 1: `r = argmin mean_{(w,l)} -log sigmoid(r_w - r_l) + (rm_l2 / 2) ||r||^2` (the mean, so `rm_l2` means
+the same in the exact and the gradient solver, whatever the dataset size).
+Stage 2: `pi ∝ pi_ref exp(r / tau)`, the maximiser of `E_pi r - tau KL(pi || pi_ref)` (paper Eq. 3).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psipo_cli.objectives import dpo
+from psipo_cli.objectives.bradley_terry import fit_logistic, logistic_objective, separated_limit
+from psipo_cli.objectives.pairwise import comparison_graph, log_of, softmax_policy
+from psipo_cli.objectives.solution import DIVERGED, OPTIMAL, Solution
+
+# The reward model's per-comparison loss is DPO's with tau = 1.
+reward_pair_loss = dpo.pair_loss
+reward_pair_grad = dpo.pair_grad
+
+
+def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float, rm_l2: float = 0.0) -> Solution:
+    """Exact two-stage RLHF. With `rm_l2 = 0` it equals DPO (Prop. 4), divergence included.
+
+    `loss` is the reward model's objective (its infimum when it has no minimiser).
+    """
+    log_pi_ref = log_of(pi_ref)
+    if rm_l2 == 0.0:
+        graph = comparison_graph(W)
+        if not graph.has_minimiser:
+            policy, infimum, note = separated_limit(W, log_pi_ref, tau, graph)
+            return Solution(policy=policy, status=DIVERGED, loss=infimum, detail=note)
+    reward = fit_logistic(W, l2=rm_l2)
+    return Solution(
+        policy=softmax_policy(log_pi_ref, reward / tau),
+        status=OPTIMAL,
+        loss=logistic_objective(reward, W, l2=rm_l2),
+        offsets=reward / tau,
+    )
+

@@ -1,0 +1,44 @@
+"""Problem layer: data model, presets, loading and validation (DESIGN §1, §6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from psipo_cli.problem.loading import build_problem, load_problem
+from psipo_cli.problem.model import (
+    DEFAULT_CONTEXT,
+    Context,
+    Problem,
+    Sample,
+    bradley_terry_matrix,
+    expected_wins,
+    order_matrix,
+    realise,
+)
+from psipo_cli.problem.presets import PRESETS, preset
+
+__all__ = [
+    "DEFAULT_CONTEXT",
+    "PRESETS",
+    "Context",
+    "Problem",
+    "Sample",
+    "build_problem",
+    "bradley_terry_matrix",
+    "expected_wins",
+    "get_problem",
+    "load_problem",
+    "order_matrix",
+    "preset",
+    "realise",
+]
+
+
+def get_problem(spec: str | Path | Problem) -> Problem:
+    """A problem from a preset name, a TOML file, or a `Problem` (returned as is)."""
+    if isinstance(spec, Problem):
+        return spec
+    text = str(spec)
+    if text in PRESETS:
+        return preset(text)
+    return load_problem(text)

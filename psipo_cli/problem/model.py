@@ -1,0 +1,149 @@
+"""The data model of a tabular preference problem (DESIGN §1).
+
+A problem has a finite action set shared by every context. Each context carries its reference policy
+`pi_ref`, its behaviour policy `mu`, optionally a preference model `P[y, y'] = p*(y ≻ y')`, and optionally a
+dataset, seen only through its win-count matrix `W[w, l]` (a tabular policy cannot see more of it).
+Arrays are validated on construction (see `psipo_cli.problem.validate`) and never modified afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+DEFAULT_CONTEXT = "default"
+MODEL_KINDS = ("preferences", "rewards", "order")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Draw `n` comparisons from `mu × mu` (distinct pairs) and the preference model.
+
+    Dataset number `k` of a context with index `c` is drawn from
+    ``default_rng(SeedSequence([seed, k, c]))``: the problem file alone fixes the data.
+    """
+
+    n: int
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class Context:
+    """One context `x`: its policies, preference model and data (all arrays of length `n` or `(n, n)`)."""
+
+    name: str
+    weight: float
+    pi_ref: np.ndarray
+    mu: np.ndarray
+    preferences: np.ndarray | None = None
+    rewards: np.ndarray | None = None
+    model: str | None = None
+    wins: np.ndarray | None = None
+    sample: Sample | None = None
+
+    @property
+    def has_model(self) -> bool:
+        return self.preferences is not None
+
+    @property
+    def has_data(self) -> bool:
+        return self.wins is not None or self.sample is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Problem:
+    """A tabular preference problem: named actions and one or more contexts."""
+
+    name: str
+    actions: tuple[str, ...]
+    contexts: tuple[Context, ...]
+    description: str = ""
+    source: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def n_actions(self) -> int:
+        return len(self.actions)
+
+    @property
+    def context_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.contexts)
+
+    @property
+    def has_model(self) -> bool:
+        return all(c.has_model for c in self.contexts)
+
+    @property
+    def has_data(self) -> bool:
+        return all(c.has_data for c in self.contexts)
+
+    @property
+    def is_sampled(self) -> bool:
+        return any(c.sample is not None for c in self.contexts)
+
+    def with_contexts(self, contexts: tuple[Context, ...]) -> Problem:
+        return replace(self, contexts=contexts)
+
+
+def order_matrix(rank: np.ndarray) -> np.ndarray:
+    """Deterministic preferences of a strict total order: `P[y, y'] = 1` if `y` ranks before `y'`.
+
+    ``rank[y]`` is the position of action `y` (0 = best).
+    """
+    rank = np.asarray(rank)
+    P = (rank[:, None] < rank[None, :]).astype(float)
+    np.fill_diagonal(P, 0.5)
+    return P
+
+
+def bradley_terry_matrix(rewards: np.ndarray) -> np.ndarray:
+    """Bradley–Terry preferences `P[y, y'] = sigmoid(r_y - r_y')`, computed stably."""
+    from scipy.special import expit
+
+    r = np.asarray(rewards, dtype=float)
+    return expit(r[:, None] - r[None, :])
+
+
+def expected_wins(mu: np.ndarray, preferences: np.ndarray) -> np.ndarray:
+    """Population win counts `W[w, l] = mu(w) mu(l) P[w, l]` off the diagonal (DESIGN §2.5).
+
+    The diagonal is dropped: a comparison of an action with itself has `h = 0` and carries no signal.
+    """
+    W = np.outer(mu, mu) * preferences
+    np.fill_diagonal(W, 0.0)
+    return W
+
+
+def draw_wins(ctx: Context, dataset: int, context_index: int) -> np.ndarray:
+    """Win counts of dataset number `dataset` for a context with a `sample` spec.
+
+    Each comparison draws `(y, y')` from `mu × mu` restricted to `y ≠ y'` and lets `y` win with
+    probability `P[y, y']`.
+    """
+    assert ctx.sample is not None and ctx.preferences is not None
+    n = len(ctx.mu)
+    rng = np.random.default_rng(np.random.SeedSequence([ctx.sample.seed, dataset, context_index]))
+    pair_p = np.outer(ctx.mu, ctx.mu)
+    np.fill_diagonal(pair_p, 0.0)
+    pair_p = pair_p.ravel() / pair_p.sum()
+    idx = np.searchsorted(np.cumsum(pair_p), rng.random(ctx.sample.n) * pair_p.sum(), side="right")
+    idx = np.minimum(idx, n * n - 1)
+    y, y2 = np.divmod(idx, n)
+    first_wins = rng.random(ctx.sample.n) < ctx.preferences[y, y2]
+    w = np.where(first_wins, y, y2)
+    l_ = np.where(first_wins, y2, y)
+    W = np.zeros((n, n))
+    np.add.at(W, (w, l_), 1.0)
+    return W
+
+
+def realise(problem: Problem, dataset: int = 0) -> Problem:
+    """The problem with dataset number `dataset` drawn for every context that samples its data."""
+    if not problem.is_sampled:
+        return problem
+    contexts = tuple(
+        replace(c, wins=draw_wins(c, dataset, i)) if c.sample is not None else c
+        for i, c in enumerate(problem.contexts)
+    )
+    return problem.with_contexts(contexts)

@@ -1,0 +1,1 @@
+"""Solvers layer: exact dispatch and the vectorised gradient engine (DESIGN §2-3)."""

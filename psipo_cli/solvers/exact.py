@@ -1,0 +1,40 @@
+"""Exact solver dispatch (DESIGN §2): every method, tau, dataset and context, solved independently."""
+
+from __future__ import annotations
+
+from psipo_cli.objectives import get_method
+from psipo_cli.problem import Problem, realise
+from psipo_cli.solvers.inputs import method_inputs
+from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult
+
+# Options that change the exact answer (rm_steps is early stopping and eps a clip: gradient only).
+EXACT_OPTIONS = {"rm_l2", "psi"}
+
+
+def solve_exact(
+    problem: Problem, specs: list[MethodSpec], taus: list[float], objective: str, datasets: int = 1
+) -> list[RunResult]:
+    """Exact solutions for each spec × tau × dataset × context.
+
+    A problem whose data are sampled is solved on `datasets` draws (dataset `k` is the one gradient seed `k`
+    trains on); any other problem has one dataset, so one run per method, tau and context.
+    """
+    count = datasets if (problem.is_sampled and objective == "dataset") else 1
+    results = []
+    for k in range(count):
+        realised = realise(problem, k)
+        for spec in specs:
+            method = get_method(spec.method)
+            options = {key: value for key, value in spec.options if key in EXACT_OPTIONS}
+            for c, ctx in enumerate(realised.contexts):
+                inputs = method_inputs(ctx, method, objective, problem.actions)
+                for tau in taus:
+                    if method.needs == "wins":
+                        sol = method.solve(inputs.W, inputs.pi_ref, tau, **options)
+                    else:
+                        sol = method.solve(inputs.pi_ref, inputs.mu, inputs.P, tau, **options)
+                    results.append(
+                        RunResult(spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, sol.detail)
+                    )
+    return results
+

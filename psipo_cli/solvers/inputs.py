@@ -1,0 +1,58 @@
+"""What each method sees of a context: which objective runs, and its counts or preferences (DESIGN §2.5-2.6).
+
+Shared by the exact and the gradient solver, so that both optimise exactly the same objective.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from psipo_cli.errors import InputError
+from psipo_cli.objectives import Method
+from psipo_cli.objectives.psipo import empirical_preferences
+from psipo_cli.problem import Context, Problem, expected_wins
+
+DATASET = "dataset"
+POPULATION = "population"
+
+
+def resolve_objective(problem: Problem, objective: str | None = None) -> str:
+    """Problem with data -> empirical objective; without -> population (`objective` forces one)."""
+    if objective in (None, "auto"):
+        return DATASET if problem.has_data else POPULATION
+    if objective == POPULATION and not problem.has_model:
+        raise InputError("--objective", objective, "the population objective needs a preference model")
+    if objective == DATASET and not problem.has_data:
+        raise InputError("--objective", objective, "the problem has no data (pairs, pairs_csv or sample)")
+    if objective not in (DATASET, POPULATION):
+        raise InputError("--objective", objective, "must be dataset, population or auto")
+    return objective
+
+
+@dataclass(frozen=True, eq=False)
+class MethodInputs:
+    """One context as a method sees it: `W` for `needs = "wins"`, `(P, mu)` for `needs = "preferences"`."""
+
+    pi_ref: np.ndarray
+    mu: np.ndarray
+    W: np.ndarray | None = None
+    P: np.ndarray | None = None
+
+
+def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[str, ...]) -> MethodInputs:
+    """The counts or preferences of `ctx` for `method` under `objective` (data already realised)."""
+    if method.needs == "wins":
+        if objective == DATASET:
+            if ctx.wins is None:
+                raise InputError("problem", ctx.name, "context has no realised dataset")
+            return MethodInputs(ctx.pi_ref, ctx.mu, W=np.asarray(ctx.wins))
+        return MethodInputs(ctx.pi_ref, ctx.mu, W=expected_wins(ctx.mu, ctx.preferences))
+    if objective == DATASET:
+        try:
+            P, mu = empirical_preferences(np.asarray(ctx.wins), actions)
+        except InputError as exc:
+            raise InputError(f"contexts[{ctx.name}].pairs", exc.value, exc.reason) from None
+        return MethodInputs(ctx.pi_ref, mu, P=P)
+    return MethodInputs(ctx.pi_ref, ctx.mu, P=ctx.preferences)

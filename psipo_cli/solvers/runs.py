@@ -1,0 +1,60 @@
+"""What to run and what a run returns: shared by the exact solver, the gradient engine and the metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from psipo_cli.errors import InputError
+from psipo_cli.objectives import get_method
+
+EXACT = "exact"
+GRADIENT = "gradient"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method with its options, under a display label (`rlhf` twice with two `rm_l2` needs two labels)."""
+
+    method: str
+    label: str = ""
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        m = get_method(self.method)
+        for key, _ in self.options:
+            if key not in m.options:
+                raise InputError(key, dict(self.options)[key], f"not an option of {self.method}")
+        if not self.label:
+            object.__setattr__(self, "label", self.method)
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+
+def method_spec(method: str, label: str = "", **options: Any) -> MethodSpec:
+    """A `MethodSpec` from keyword options, dropping those left at `None`."""
+    return MethodSpec(method, label, tuple(sorted((k, v) for k, v in options.items() if v is not None)))
+
+
+@dataclass(frozen=True, eq=False)
+class RunResult:
+    """One run: a method (label), a tau, a solver, a seed (dataset or minibatch stream) and a context.
+
+    `curve` (gradient only) holds the policy at each recorded step, shape `(len(steps), n)`.
+    """
+
+    label: str
+    method: str
+    tau: float
+    solver: str
+    seed: int
+    context: int
+    policy: np.ndarray
+    status: str
+    loss: float
+    detail: str = ""
+    grad_norm: float = float("nan")
+    curve: np.ndarray | None = field(default=None, repr=False)
