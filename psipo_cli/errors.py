@@ -43,3 +43,11 @@ class InputError(ValueError):
     def located(self, where: str) -> InputError:
         """The same error, attributed to the file ``where`` (unless it already names one)."""
         return self if self.where else InputError(self.key, self.value, self.reason, where)
+
+
+class OutputError(RuntimeError):
+    """The results could not be written: the output root is missing, not a directory, or not writable.
+
+    Raised by `psipo_cli.outputs` before anything is written (or after cleaning up what was), with a message
+    that names the path and the reason in one line.
+    """

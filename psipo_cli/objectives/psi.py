@@ -65,6 +65,8 @@ def evaluate_psi(psi: PsiFn, q: np.ndarray, name: str = "psi") -> np.ndarray:
         raise InputError("--psi", name, f"returned NaN at q = {bad:g}")
     flat_q, flat_v = q.ravel(), out.ravel()
     order = np.argsort(flat_q, kind="stable")
-    if np.any(np.diff(flat_v[order]) < -1e-12 * (1 + np.abs(flat_v[order][:-1]))):
+    with np.errstate(invalid="ignore"):  # inf - inf = nan between equal infinite values: not a decrease
+        decreasing = np.diff(flat_v[order]) < -1e-12 * (1 + np.abs(flat_v[order][:-1]))
+    if np.any(decreasing):
         raise InputError("--psi", name, "is not non-decreasing")
     return out

@@ -28,7 +28,9 @@ def targets(P: np.ndarray, mu: np.ndarray, psi: PsiFn, psi_name: str = "psi") ->
     weights = np.where(mu > 0, mu, 0.0)[None, :]
     infinite = np.isinf(values) & (weights > 0)
     a = np.sum(np.where(infinite, np.sign(values) * weights, 0.0), axis=1)
-    b = np.sum(np.where(infinite | (weights == 0), 0.0, values * weights), axis=1)
+    with np.errstate(invalid="ignore"):  # inf * 0 where mu = 0: masked out just below
+        finite_terms = values * weights
+    b = np.sum(np.where(infinite | (weights == 0), 0.0, finite_terms), axis=1)
     return a, b
 
 

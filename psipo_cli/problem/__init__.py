@@ -13,6 +13,7 @@ from psipo_cli.problem.model import (
     bradley_terry_matrix,
     expected_wins,
     order_matrix,
+    problem_table,
     realise,
 )
 from psipo_cli.problem.presets import PRESETS, preset
@@ -30,14 +31,17 @@ __all__ = [
     "load_problem",
     "order_matrix",
     "preset",
+    "problem_table",
     "realise",
 ]
 
 
-def get_problem(spec: str | Path | Problem) -> Problem:
-    """A problem from a preset name, a TOML file, or a `Problem` (returned as is)."""
+def get_problem(spec: str | Path | Problem | dict) -> Problem:
+    """A problem from a preset name, a TOML file, an inline table, or a `Problem` (returned as is)."""
     if isinstance(spec, Problem):
         return spec
+    if isinstance(spec, dict):
+        return build_problem(spec, source="inline")
     text = str(spec)
     if text in PRESETS:
         return preset(text)

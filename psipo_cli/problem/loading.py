@@ -59,7 +59,8 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
         raise InputError("name", name, "must be a non-empty string")
     actions = _actions(data.get("actions"))
     raw_contexts = data.get("contexts")
-    shared = {k: v for k, v in data.items() if k in CONTEXT_KEYS}
+    # The top-level `name` names the problem, not its contexts.
+    shared = {k: v for k, v in data.items() if k in CONTEXT_KEYS and k != "name"}
     if raw_contexts is None:
         layers = [({**shared, "name": DEFAULT_CONTEXT}, "")]
     else:

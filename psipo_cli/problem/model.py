@@ -147,3 +147,31 @@ def realise(problem: Problem, dataset: int = 0) -> Problem:
         for i, c in enumerate(problem.contexts)
     )
     return problem.with_contexts(contexts)
+
+
+def problem_table(problem: Problem) -> dict:
+    """A JSON-safe description of the problem as solved (recorded in `config.json`)."""
+
+    def arr(x: np.ndarray | None) -> list | None:
+        return None if x is None else np.asarray(x).tolist()
+
+    return {
+        "name": problem.name,
+        "source": problem.source,
+        "description": problem.description,
+        "actions": list(problem.actions),
+        "contexts": [
+            {
+                "name": c.name,
+                "weight": c.weight,
+                "pi_ref": arr(c.pi_ref),
+                "mu": arr(c.mu),
+                "model": c.model,
+                "preferences": arr(c.preferences),
+                "rewards": arr(c.rewards),
+                "wins": arr(c.wins),
+                "sample": None if c.sample is None else {"n": c.sample.n, "seed": c.sample.seed},
+            }
+            for c in problem.contexts
+        ],
+    }

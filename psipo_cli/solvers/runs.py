@@ -58,3 +58,11 @@ class RunResult:
     detail: str = ""
     grad_norm: float = float("nan")
     curve: np.ndarray | None = field(default=None, repr=False)
+
+
+def group_runs(runs: list[RunResult]) -> dict[tuple[str, float, str, int], list[RunResult]]:
+    """Runs grouped by (label, tau, solver, context), in first-seen order; each group holds its seeds."""
+    groups: dict[tuple[str, float, str, int], list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault((run.label, run.tau, run.solver, run.context), []).append(run)
+    return groups
