@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from psipo_cli.errors import InputError
-from psipo_cli.objectives.psi import PsiFn, evaluate_psi, resolve_psi
 from psipo_cli.objectives.kl import regularised_value
+from psipo_cli.objectives.psi import PsiFn, evaluate_psi, resolve_psi
 from psipo_cli.objectives.solution import LIMIT, OPTIMAL, Solution
 
 TIE_TOL = 1e-12

@@ -1,0 +1,247 @@
+"""The commands of `psipo`: run, compare, problem, plot."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from psipo_cli.cli import app
+from psipo_cli.errors import InputError
+
+FORMATS = ("table", "csv", "json", "path")
+
+Tau = Annotated[
+    list[float] | None,
+    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False),
+]
+Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).")]
+ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].")]
+Solver = Annotated[str | None, typer.Option(help="exact | gradient | both [both].")]
+Objective = Annotated[
+    str | None, typer.Option(help="auto | dataset | population [auto: data if the problem has any].")
+]
+Seeds = Annotated[int | None, typer.Option(help="Gradient runs per method and tau [10].")]
+Steps = Annotated[int | None, typer.Option(help="Optimiser steps [18000].")]
+Lr = Annotated[float | None, typer.Option(help="Learning rate [0.01].")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Minibatch size, 0 = full batch [9].")]
+Optimizer = Annotated[str | None, typer.Option(help="adam | sgd [adam].")]
+Seed = Annotated[int | None, typer.Option(help="Root seed [0].")]
+RmL2 = Annotated[float | None, typer.Option("--rm-l2", help="rlhf: ridge on the reward model [0].")]
+RmSteps = Annotated[int | None, typer.Option("--rm-steps", help="rlhf: reward-model steps [= --steps].")]
+Psi = Annotated[str | None, typer.Option(help="psipo: identity | logit | log | module:function [logit].")]
+Eps = Annotated[float | None, typer.Option(help="psipo gradient: clip P to [eps, 1-eps] [1e-6].")]
+Out = Annotated[Path, typer.Option(help="Root of the run directories.")]
+Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].")]
+NoSave = Annotated[bool, typer.Option("--no-save", help="Write no run directory.")]
+NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | path.")]
+NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
+
+
+def _check_choice(key: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise InputError(key, value, f"must be one of {', '.join(choices)}")
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Argument(help="rlhf | dpo | ipo | psipo")],
+    tau: Tau = None,
+    beta: Beta = None,
+    problem: ProblemOpt = None,
+    solver: Solver = None,
+    objective: Objective = None,
+    rm_l2: RmL2 = None,
+    rm_steps: RmSteps = None,
+    psi: Psi = None,
+    eps: Eps = None,
+    seeds: Seeds = None,
+    steps: Steps = None,
+    lr: Lr = None,
+    batch_size: BatchSize = None,
+    optimizer: Optimizer = None,
+    seed: Seed = None,
+    out: Out = Path("outputs"),
+    name: Name = None,
+    no_save: NoSave = False,
+    no_plots: NoPlots = False,
+    quiet: Quiet = False,
+    fmt: Format = "table",
+    no_header: NoHeader = False,
+) -> None:
+    """Solve one method on one problem: exact and/or by gradient descent."""
+    from psipo_cli.cli.config import method_entry
+
+    options = {"rm_l2": rm_l2, "rm_steps": rm_steps, "psi": psi, "eps": eps}
+    entry = method_entry(method, "method")
+    from psipo_cli.objectives import get_method
+
+    accepted = get_method(method).options
+    for key, value in options.items():
+        if value is not None and key not in accepted:
+            raise InputError(f"--{key.replace('_', '-')}", value, f"not an option of {method}")
+        if value is not None:
+            entry[key] = value
+    _execute(
+        "run",
+        {},
+        {"methods": [entry]},
+        tau=tau,
+        beta=beta,
+        problem=problem,
+        solver=solver,
+        objective=objective,
+        seeds=seeds,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        seed=seed,
+        out=out,
+        name=name,
+        no_save=no_save,
+        no_plots=no_plots,
+        quiet=quiet,
+        fmt=fmt,
+        no_header=no_header,
+    )
+
+
+@app.command()
+def compare(
+    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).")] = None,
+    methods: Annotated[str | None, typer.Option(help="Comma-separated methods [rlhf,dpo,ipo].")] = None,
+    tau: Tau = None,
+    beta: Beta = None,
+    problem: ProblemOpt = None,
+    solver: Solver = None,
+    objective: Objective = None,
+    seeds: Seeds = None,
+    steps: Steps = None,
+    lr: Lr = None,
+    batch_size: BatchSize = None,
+    optimizer: Optimizer = None,
+    seed: Seed = None,
+    rm_steps: RmSteps = None,
+    eps: Eps = None,
+    out: Out = Path("outputs"),
+    name: Name = None,
+    no_save: NoSave = False,
+    no_plots: NoPlots = False,
+    quiet: Quiet = False,
+    fmt: Format = "table",
+    no_header: NoHeader = False,
+) -> None:
+    """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
+    from psipo_cli.cli.config import load_experiment, method_entry
+
+    experiment = load_experiment(config) if config is not None else {}
+    flags: dict[str, Any] = {"rm_steps": rm_steps, "eps": eps}
+    if methods is not None:
+        flags["methods"] = [method_entry(m.strip(), "--methods") for m in methods.split(",") if m.strip()]
+        if not flags["methods"]:
+            raise InputError("--methods", methods, "give at least one method")
+    elif "methods" not in experiment:
+        flags["methods"] = [{"method": m} for m in ("rlhf", "dpo", "ipo")]
+    _execute(
+        "compare",
+        experiment,
+        flags,
+        tau=tau,
+        beta=beta,
+        problem=problem,
+        solver=solver,
+        objective=objective,
+        seeds=seeds,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        seed=seed,
+        out=out,
+        name=name,
+        no_save=no_save,
+        no_plots=no_plots,
+        quiet=quiet,
+        fmt=fmt,
+        no_header=no_header,
+    )
+
+
+def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], **cli: Any) -> None:
+    from psipo_cli.cli.config import resolve, tau_values
+    from psipo_cli.cli.pipeline import execute
+
+    _check_choice("--format", cli["fmt"], FORMATS)
+    _check_choice("--solver", cli["solver"], ("exact", "gradient", "both"))
+    _check_choice("--objective", cli["objective"], ("auto", "dataset", "population"))
+    _check_choice("--optimizer", cli["optimizer"], ("adam", "sgd"))
+    taus = (cli["tau"] or []) + (cli["beta"] or [])
+    if taus:
+        flags["tau"] = tau_values(taus)
+    for key in ("problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed", "name"):
+        flags[key] = cli[key]
+    config = resolve(command, experiment, flags)
+    execute(
+        config,
+        out=cli["out"],
+        save=not cli["no_save"],
+        plots=not cli["no_plots"],
+        quiet=cli["quiet"],
+        fmt=cli["fmt"],
+        header=not cli["no_header"],
+    )
+
+
+problem_app = typer.Typer(help="List, show and validate problems.", no_args_is_help=True)
+app.add_typer(problem_app, name="problem")
+
+
+@problem_app.command("list")
+def problem_list() -> None:
+    """The built-in problems."""
+    from psipo_cli.problem import PRESETS
+
+    for name, table in PRESETS.items():
+        print(f"{name}\t{table['description']}")
+
+
+@problem_app.command("show")
+def problem_show(spec: Annotated[str, typer.Argument(help="Preset name or TOML file.")]) -> None:
+    """Print a problem: actions, policies, preference model and win counts per context."""
+    from psipo_cli.cli.pipeline import describe_problem
+    from psipo_cli.problem import get_problem, realise
+
+    print(describe_problem(realise(get_problem(spec), 0)))
+
+
+@problem_app.command("validate")
+def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file.")]) -> None:
+    """Check a problem file: exit 0 and one line if valid, exit 2 and the first error otherwise."""
+    from psipo_cli.problem import load_problem
+
+    problem = load_problem(path)
+    print(f"{path}: valid ({problem.n_actions} actions, {len(problem.contexts)} context(s))", file=sys.stderr)
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory written by run or compare.")]) -> None:
+    """Re-render every figure of a run directory from its saved CSVs alone."""
+    from psipo_cli.outputs.figures import render_figures
+
+    if not (run_dir / "policy.csv").is_file():
+        raise InputError("RUN_DIR", str(run_dir), "not a run directory (no policy.csv)")
+    for path in render_figures(run_dir):
+        print(f"wrote {path}", file=sys.stderr)
+
+
+@app.command()
+def version() -> None:
+    """Print the psipo version."""
+    from psipo_cli import __version__
+
+    print(__version__)

@@ -1,0 +1,153 @@
+"""Run configuration: defaults, then an experiment file, then command-line flags (later wins).
+
+An experiment file (`experiments/*.toml`) uses the flags' names (`tau`, `solver`, `steps`, `lr`,
+`batch_size`, `optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `objective`, `name`), plus `problem` (a
+preset name, a path relative to the experiment file, or an inline table) and `methods` (names, or tables
+`{method, label, rm_l2, rm_steps, psi}`). The resolved configuration is what `config.json` records.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from psipo_cli.errors import InputError
+
+DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
+SOLVER_KEYS = ("steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps")
+EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", "solver", "objective", *SOLVER_KEYS}
+METHOD_KEYS = {"method", "label", "rm_l2", "rm_steps", "psi", "eps"}
+
+
+@dataclass
+class RunConfig:
+    """Everything a `run` or `compare` needs, resolved (JSON-safe: recorded in `config.json`)."""
+
+    command: str
+    name: str
+    problem: str | dict[str, Any]
+    methods: list[dict[str, Any]]
+    tau: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
+    solver: str = "both"
+    objective: str = "auto"
+    steps: int = 18000
+    lr: float = 0.01
+    batch_size: int = 9
+    optimizer: str = "adam"
+    seeds: int = 10
+    seed: int = 0
+    rm_steps: int | None = None
+    eps: float = 1e-6
+    description: str = ""
+    base_dir: str = "."
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def method_entry(raw: Any, key: str = "methods") -> dict[str, Any]:
+    """A method as a table `{method, label?, options...}` (a bare name is `{method: name}`)."""
+    from psipo_cli.objectives import get_method
+
+    entry = {"method": raw} if isinstance(raw, str) else raw
+    if not isinstance(entry, dict) or "method" not in entry:
+        raise InputError(key, raw, "each method is a name or a table {method = NAME, ...}")
+    bad = set(entry) - METHOD_KEYS
+    if bad:
+        k = sorted(bad)[0]
+        raise InputError(f"{key}.{k}", entry[k], "unknown method option")
+    method = get_method(str(entry["method"]))
+    for option in set(entry) - {"method", "label"}:
+        if option not in method.options:
+            raise InputError(f"{key}.{option}", entry[option], f"not an option of {method.name}")
+    return dict(entry)
+
+
+def load_experiment(path: str | Path) -> dict[str, Any]:
+    """The keys of an experiment file, validated for names and types (values are checked later)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config", str(path), "no such file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError("config", str(path), f"not valid TOML ({exc})") from None
+    unknown = set(data) - EXPERIMENT_KEYS
+    if unknown:
+        k = sorted(unknown)[0]
+        raise InputError(k, data[k], f"unknown key in {path.name} (keys: {', '.join(sorted(EXPERIMENT_KEYS))})")
+    if "methods" in data:
+        if not isinstance(data["methods"], list) or not data["methods"]:
+            raise InputError("methods", data["methods"], "must be a non-empty list")
+        data["methods"] = [method_entry(m) for m in data["methods"]]
+    if "tau" in data:
+        data["tau"] = tau_values(data["tau"], "tau")
+    if isinstance(data.get("problem"), str) and not _is_preset(data["problem"]):
+        data["problem"] = str((path.parent / data["problem"]).resolve())
+    data["base_dir"] = str(path.parent.resolve())
+    data.setdefault("name", path.stem)
+    return data
+
+
+def _is_preset(name: str) -> bool:
+    from psipo_cli.problem import PRESETS
+
+    return name in PRESETS
+
+
+def tau_values(raw: Any, key: str = "--tau") -> list[float]:
+    """A tau list: numbers, or `{min, max, num, log = true}` for a grid."""
+    if isinstance(raw, dict):
+        try:
+            lo, hi, num = float(raw["min"]), float(raw["max"]), int(raw["num"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(key, raw, "a grid is {min, max, num, log = true}") from None
+        if num < 1 or lo <= 0 or hi < lo:
+            raise InputError(key, raw, "needs 0 < min <= max and num >= 1")
+        if num == 1:
+            return [lo]
+        if raw.get("log", True):
+            return [lo * (hi / lo) ** (i / (num - 1)) for i in range(num)]
+        return [lo + (hi - lo) * i / (num - 1) for i in range(num)]
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise InputError(key, raw, "give at least one value")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise InputError(key, v, "tau must be a positive finite number")
+        out.append(float(v))
+    return out
+
+
+def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> RunConfig:
+    """Defaults < experiment file < flags (flags left at None do not override)."""
+    merged: dict[str, Any] = {k: v for k, v in experiment.items() if k in {f.name for f in fields(RunConfig)}}
+    merged.update({k: v for k, v in flags.items() if v is not None})
+    merged.setdefault("problem", "paper-d1")
+    if "methods" not in merged:
+        raise InputError("methods", None, "no method given")
+    problem = merged["problem"]
+    merged.setdefault("name", problem if isinstance(problem, str) and _is_preset(problem) else Path(str(problem)).stem)
+    return RunConfig(command=command, **merged)
+
+
+def specs_of(config: RunConfig) -> list:
+    """`MethodSpec`s of the configured methods."""
+    from psipo_cli.solvers.runs import method_spec
+
+    out = []
+    for entry in config.methods:
+        options = {k: v for k, v in entry.items() if k not in ("method", "label")}
+        out.append(method_spec(entry["method"], str(entry.get("label", "")), **options))
+    return out
+
+
+def gradient_settings(config: RunConfig) -> Any:
+    """`GradientSettings` of the configuration (validated there, flag names in the errors)."""
+    from psipo_cli.solvers.gradient import GradientSettings
+
+    return GradientSettings(**{k: getattr(config, k) for k in SOLVER_KEYS})

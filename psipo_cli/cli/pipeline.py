@@ -1,0 +1,153 @@
+"""What `run` and `compare` do once their flags are parsed: solve, save, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from psipo_cli.cli.config import RunConfig, gradient_settings, specs_of
+from psipo_cli.errors import InputError
+
+
+def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
+    """The configured problem (preset, file, or inline table), errors attributed to the right key."""
+    from psipo_cli.problem import get_problem
+
+    try:
+        return get_problem(spec)
+    except InputError as exc:
+        if exc.key == "problem" and not exc.where:
+            raise InputError("--problem", exc.value, exc.reason) from None
+        raise
+
+
+def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, fmt: str, header: bool) -> None:
+    """Validate everything, solve, write the run directory (atomically), print in `fmt`."""
+    from psipo_cli import api
+    from psipo_cli.solvers.inputs import resolve_objective
+
+    # Everything the user gave is checked before any work starts.
+    problem = load_problem_spec(config.problem, config.base_dir)
+    specs = specs_of(config)
+    settings = gradient_settings(config)
+    objective = resolve_objective(problem, config.objective)
+    api.check_taus(config.tau)
+
+    with _progress(quiet) as progress:
+        frames = api.solve(problem, specs, config.tau, solver=config.solver, objective=objective,
+                           settings=settings, progress=progress)
+    run_dir = None
+    if save:
+        run_dir = _save(config, problem, specs, frames, settings, out, plots)
+        if not quiet:
+            print(f"wrote {run_dir}", file=sys.stderr)
+    _print(frames, run_dir, fmt, header, problem)
+
+
+def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: Any, out: Path, plots: bool) -> Path:
+    from psipo_cli import api
+    from psipo_cli.outputs import figures, report
+    from psipo_cli.outputs.rundir import RunDirectory
+    from psipo_cli.problem import problem_table
+
+    recorded = {**config.to_json(), "problem_resolved": problem_table(problem)}
+    extra = {}
+    if plots:
+        datasets = settings.seeds if problem.is_sampled else 1
+        extra["tau_grid"] = api.tau_grid(problem, specs, config.tau, frames.objective, datasets)
+    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
+                      create_root=True) as rd:
+        rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **extra)
+        figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
+                                             extra.get("tau_grid"), recorded) if plots else []
+        rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths))
+    return rd.final_path
+
+
+def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: Any) -> None:
+    from psipo_cli.outputs import tables
+
+    if fmt == "path":
+        if run_dir is None:
+            raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
+        print(run_dir)
+    elif fmt == "json":
+        import json
+
+        doc = {
+            "run_dir": None if run_dir is None else str(run_dir),
+            "policy": tables.policy_records(frames),
+            "metrics": tables.metric_records(frames),
+        }
+        print(json.dumps(doc, allow_nan=False))
+    elif fmt == "csv":
+        sys.stdout.write(tables.policy_csv(frames, header=header))
+    else:
+        from rich.console import Console
+
+        Console(soft_wrap=True).print(tables.summary_table(frames, problem))
+
+
+class _progress:
+    """A rich progress bar on stderr, shown only on a terminal, not with --quiet, after one second."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar: Any = None
+        self.task: Any = None
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        return self.update if self.enabled else None
+
+    def update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if time.monotonic() - self.started < 1.0:
+                return
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("gradient"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("gradient", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def describe_problem(problem: Any) -> str:
+    """A plain-text view of a problem for `psipo problem show`."""
+    import numpy as np
+
+    lines = [f"{problem.name}: {problem.description}".rstrip(": "), f"actions: {', '.join(problem.actions)}"]
+    for note in problem.notes:
+        lines.append(f"note: {note}")
+    width = max(len(a) for a in problem.actions) + 2
+    for ctx in problem.contexts:
+        lines.append(f"\ncontext {ctx.name} (weight {ctx.weight:g})")
+        lines.append("  pi_ref: " + "  ".join(f"{a}={p:.4g}" for a, p in zip(problem.actions, ctx.pi_ref, strict=True)))
+        lines.append("  mu:     " + "  ".join(f"{a}={p:.4g}" for a, p in zip(problem.actions, ctx.mu, strict=True)))
+        if ctx.rewards is not None:
+            pairs = zip(problem.actions, ctx.rewards, strict=True)
+            lines.append("  rewards (Bradley-Terry): " + "  ".join(f"{a}={r:g}" for a, r in pairs))
+        if ctx.preferences is not None:
+            lines.append(f"  preferences P[row beats column] (from {ctx.model}):")
+            lines.append(" " * (width + 2) + "".join(f"{a:>8}" for a in problem.actions))
+            for a, row in zip(problem.actions, ctx.preferences, strict=True):
+                lines.append(f"  {a:<{width}}" + "".join(f"{v:8.3f}" for v in row))
+        if ctx.wins is not None:
+            total = np.asarray(ctx.wins).sum()
+            label = (
+                f"sampled, dataset 0 of sample n={ctx.sample.n} seed={ctx.sample.seed}" if ctx.sample else "recorded"
+            )
+            lines.append(f"  win counts W[winner, loser] ({label}; {total:g} comparisons):")
+            lines.append(" " * (width + 2) + "".join(f"{a:>8}" for a in problem.actions))
+            for a, row in zip(problem.actions, ctx.wins, strict=True):
+                lines.append(f"  {a:<{width}}" + "".join(f"{v:8g}" for v in row))
+    return "\n".join(lines)

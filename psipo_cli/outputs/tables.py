@@ -1,0 +1,325 @@
+"""What `psipo run` / `psipo compare` print: the comparison table, JSON records and CSV (DESIGN §5).
+
+- `comparison_rows` lays the policy and metrics frames out as method × tau (× context) rows with the
+  exact and gradient results side by side; `comparison_table` renders them as a `rich.table.Table`, and
+  the report (`report.py`) as markdown.
+- `policy_records` / `metric_records` are the JSON records of ``--format json``: stable keys in the order
+  of DESIGN §5, plain Python values, and ``None`` (JSON ``null``) for every unknown metric — never NaN,
+  which is not JSON.
+- `policy_csv` is ``--format csv``: the policy records as CSV, with the same number spelling as the run
+  directory's files; ``header=False`` (``--no-header``) lets the outputs of several calls be
+  concatenated into one valid table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psipo_cli.outputs.formatting import (
+    METRIC_COLUMNS,
+    POLICY_COLUMNS,
+    csv_text,
+    fmt_num,
+    fmt_policy,
+    fmt_prob,
+    fmt_tau,
+    is_missing,
+    records,
+    unique,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.table import Table
+
+SOLVER_ORDER = ("exact", "gradient")
+STATUS_STYLES = {
+    "optimal": "green",
+    "converged": "green",
+    "limit": "yellow",
+    "diverged": "yellow",
+    "running": "yellow",
+    "mixed": "magenta",
+}
+
+
+def _frame(frames: Any, attribute: str) -> pd.DataFrame:
+    """`frames.<attribute>` for a `Frames`-like object, or `frames` itself when it is a DataFrame."""
+    return getattr(frames, attribute) if hasattr(frames, attribute) else frames
+
+
+# -- JSON and CSV -------------------------------------------------------------------------------------
+def policy_records(frames: Any) -> list[dict[str, Any]]:
+    """The policy records of DESIGN §5: ``{method, tau, solver, context, action, prob, prob_lo, prob_hi}``.
+
+    Parameters
+    ----------
+    frames : `psipo_cli.api.Frames` or the policy DataFrame
+    """
+    return records(_frame(frames, "policy"), POLICY_COLUMNS)
+
+
+def metric_records(frames: Any) -> list[dict[str, Any]]:
+    """The metric records of DESIGN §5: ``method, tau, solver, context, status``, the metrics of §4
+    (``None`` when unknown), then ``seeds, objective, detail``.
+
+    Parameters
+    ----------
+    frames : `psipo_cli.api.Frames` or the metrics DataFrame
+    """
+    return records(_frame(frames, "metrics"), METRIC_COLUMNS)
+
+
+def json_document(frames: Any, run_dir: Any = None) -> str:
+    """The one JSON object of ``--format json``: ``{"run_dir": str|null, "policy": [...], "metrics": [...]}``.
+
+    `allow_nan=False` makes a NaN that slipped through an error rather than invalid JSON.
+    """
+    document = {
+        "run_dir": None if run_dir is None else str(run_dir),
+        "policy": policy_records(frames),
+        "metrics": metric_records(frames),
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def policy_csv(frames: Any, header: bool = True) -> str:
+    """``--format csv``: the policy records as CSV text (``\\n`` line ends, shortest round-trip floats,
+    empty field for unknown values); without the header line when `header` is False."""
+    return csv_text(_frame(frames, "policy"), POLICY_COLUMNS, header=header)
+
+
+# -- the comparison rows --------------------------------------------------------------------------------
+@dataclass
+class SolverCell:
+    """One solver's result for one method, tau and context."""
+
+    probs: list[float | None]
+    lo: list[float | None]
+    hi: list[float | None]
+    status: str = "-"
+    kl: float | None = None
+    win_rate: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class ComparisonRow:
+    """One method × tau × context row, with a `SolverCell` per solver that ran."""
+
+    method: str
+    tau: float
+    context: str
+    cells: dict[str, SolverCell] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """The rows plus what the columns need: actions, solvers present, contexts, whether win rates exist."""
+
+    actions: list[str]
+    solvers: list[str]
+    contexts: list[str]
+    has_win_rate: bool
+    rows: list[ComparisonRow]
+
+
+def comparison_rows(policy: pd.DataFrame, metrics: pd.DataFrame | None = None) -> Comparison:
+    """Lay the frames out as method × tau × context rows with each solver's result side by side.
+
+    Methods and contexts keep their first-seen order (the order the user gave); taus are ascending.
+    """
+    actions = unique(policy["action"])
+    solvers = [s for s in SOLVER_ORDER if s in set(policy["solver"])]
+    solvers += [s for s in unique(policy["solver"]) if s not in solvers]
+    contexts = unique(policy["context"])
+    methods = unique(policy["method"])
+    taus = sorted(unique(float(t) for t in policy["tau"]))
+    metric_at: dict[tuple[str, float, str, str], dict[str, Any]] = {}
+    if metrics is not None:
+        for rec in records(metrics, METRIC_COLUMNS):
+            metric_at[(rec["method"], float(rec["tau"]), rec["solver"], rec["context"])] = rec
+    has_win = any(rec.get("win_rate_ref") is not None for rec in metric_at.values())
+
+    cells: dict[tuple[str, float, str, str], SolverCell] = {}
+    by_action: dict[tuple[str, float, str, str], dict[str, tuple[Any, Any, Any]]] = {}
+    for rec in records(policy, POLICY_COLUMNS):
+        key = (rec["method"], float(rec["tau"]), rec["solver"], rec["context"])
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = SolverCell([], [], [])
+            by_action[key] = {}
+            m = metric_at.get(key)
+            if m is not None:
+                cell.status, cell.kl, cell.win_rate = m["status"] or "-", m["kl"], m["win_rate_ref"]
+                cell.detail = m.get("detail") or ""
+        by_action[key][rec["action"]] = (rec["prob"], rec["prob_lo"], rec["prob_hi"])
+    # Place each probability by action name: the columns line up whatever the row order of the frame.
+    for key, cell in cells.items():
+        values = [by_action[key].get(a, (None, None, None)) for a in actions]
+        cell.probs, cell.lo, cell.hi = ([v[i] for v in values] for i in range(3))
+
+    rows = []
+    for method in methods:
+        for tau in taus:
+            for context in contexts:
+                row = ComparisonRow(method, tau, context)
+                for solver in solvers:
+                    cell = cells.get((method, tau, solver, context))
+                    if cell is not None:
+                        row.cells[solver] = cell
+                if row.cells:
+                    rows.append(row)
+    return Comparison(actions, solvers, contexts, has_win, rows)
+
+
+# -- the rich table -------------------------------------------------------------------------------------
+LAYOUTS = ("auto", "wide", "long")
+
+
+def comparison_table(
+    policy: Any,
+    metrics: pd.DataFrame | None = None,
+    title: str | None = None,
+    action_columns: bool | None = None,
+    layout: str = "auto",
+    width: int | None = None,
+) -> Table:
+    """The terminal table: per method × tau (× context), each solver's policy, KL, win rate (when a
+    preference model is known) and status.
+
+    Parameters
+    ----------
+    policy : `Frames` (then `metrics` defaults to its metrics) or the policy DataFrame.
+    metrics : the metrics DataFrame.
+    title : table title (e.g. the problem name).
+    action_columns : one column per action (True) or the policy on one line, ``a 0.964 · b 0.034``
+        (False). Default: one column per action up to four actions.
+    layout : ``wide`` puts the solvers side by side (one row per method × tau); ``long`` gives each
+        solver its own row; ``auto`` (default) is wide when it fits in `width`, else long — the wide
+        table of three actions and two solvers needs about 110 columns, and a squeezed table truncates
+        every number to ``0.…``.
+    width : the terminal width for ``auto`` (default: what rich detects, 80 when not a terminal).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
+    if metrics is None and hasattr(policy, "metrics"):
+        metrics = policy.metrics
+    comparison = comparison_rows(_frame(policy, "policy"), metrics)
+    if action_columns is None:
+        action_columns = len(comparison.actions) <= 4
+    if layout == "long" or len(comparison.solvers) < 2:
+        return _long_table(comparison, title, action_columns)
+    wide = _wide_table(comparison, title, action_columns)
+    if layout == "wide":
+        return wide
+    from rich.console import Console
+
+    if width is None:
+        width = Console().width
+    # Measure on an unbounded console: a measurement is otherwise clamped to the console's width.
+    if Console(width=100_000).measure(wide).maximum <= width:
+        return wide
+    return _long_table(comparison, title, action_columns)
+
+
+def _new_table(title: str | None) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    # No vertical rules and one space between columns: whether the table fits 80 columns depends on it.
+    return Table(
+        title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def _solver_cells(comparison: Comparison, cell: SolverCell | None, action_columns: bool) -> list[Any]:
+    """Policy, KL, win rate (when known) and status of one solver's result."""
+    from rich.text import Text
+
+    count = (len(comparison.actions) if action_columns else 1) + 2 + comparison.has_win_rate
+    if cell is None:
+        return ["-"] * count
+    cells: list[Any] = (
+        [fmt_prob(p) for p in cell.probs] if action_columns else [describe_policy(comparison.actions, cell)]
+    )
+    cells.append(fmt_num(cell.kl))
+    if comparison.has_win_rate:
+        cells.append(fmt_num(cell.win_rate))
+    cells.append(Text(cell.status, style=STATUS_STYLES.get(cell.status, "red")))
+    return cells
+
+
+def _solver_columns(table: Table, comparison: Comparison, action_columns: bool, prefix: str) -> None:
+    if action_columns:
+        for action in comparison.actions:
+            table.add_column(f"{prefix}pi({action})", justify="right")
+    else:
+        table.add_column(f"{prefix}policy")
+    table.add_column(f"{prefix}KL", justify="right")
+    if comparison.has_win_rate:
+        table.add_column(f"{prefix}win rate", justify="right")
+    table.add_column(f"{prefix}status")
+
+
+def _wide_table(comparison: Comparison, title: str | None, action_columns: bool) -> Table:
+    """One row per method × tau (× context), the solvers side by side."""
+    several_contexts = len(comparison.contexts) > 1
+    table = _new_table(title)
+    table.add_column("method", style="bold")
+    table.add_column("tau", justify="right")
+    if several_contexts:
+        table.add_column("context")
+    for solver in comparison.solvers:
+        _solver_columns(table, comparison, action_columns, prefix=f"{solver}\n")
+    for i, row in enumerate(comparison.rows):
+        # A rule between methods keeps a long tau sweep readable.
+        end_section = i + 1 < len(comparison.rows) and comparison.rows[i + 1].method != row.method
+        cells: list[Any] = [row.method, fmt_tau(row.tau), *([row.context] if several_contexts else [])]
+        for solver in comparison.solvers:
+            cells += _solver_cells(comparison, row.cells.get(solver), action_columns)
+        table.add_row(*cells, end_section=end_section)
+    return table
+
+
+def _long_table(comparison: Comparison, title: str | None, action_columns: bool) -> Table:
+    """One row per method × tau (× context) × solver: narrow enough for an 80-column terminal."""
+    several_contexts = len(comparison.contexts) > 1
+    several_solvers = len(comparison.solvers) > 1
+    table = _new_table(title)
+    table.add_column("method", style="bold")
+    table.add_column("tau", justify="right")
+    if several_contexts:
+        table.add_column("context")
+    table.add_column("solver")
+    _solver_columns(table, comparison, action_columns, prefix="")
+    for i, row in enumerate(comparison.rows):
+        end_section = i + 1 < len(comparison.rows) and comparison.rows[i + 1].method != row.method
+        solvers = [s for s in comparison.solvers if s in row.cells]
+        for j, solver in enumerate(solvers):
+            # With several solvers, a rule after each method × tau pair groups the solvers' rows.
+            last = j == len(solvers) - 1
+            cells: list[Any] = [row.method, fmt_tau(row.tau), *([row.context] if several_contexts else [])]
+            cells.append(solver)
+            cells += _solver_cells(comparison, row.cells[solver], action_columns)
+            table.add_row(*cells, end_section=last and (end_section or several_solvers))
+    return table
+
+
+def summary_table(frames: Any, problem: Any = None, width: int | None = None) -> Table:
+    """`comparison_table` of a `Frames`, titled with the problem's name (a `Problem` or a string)."""
+    title = getattr(problem, "name", problem)
+    return comparison_table(
+        frames.policy, frames.metrics, title=None if title is None else str(title), width=width
+    )
+
+
+def describe_policy(actions: Sequence[str], cell: SolverCell) -> str:
+    """A solver cell's policy on one line (``a 0.964 · b 0.034 · c 0.001``); `-` if a value is missing."""
+    if any(is_missing(p) for p in cell.probs):
+        return "-"
+    return fmt_policy(actions, cell.probs)
