@@ -34,7 +34,9 @@ def solve_exact(
                     else:
                         sol = method.solve(inputs.pi_ref, inputs.mu, inputs.P, tau, **options)
                     results.append(
-                        RunResult(spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, sol.detail)
+                        RunResult(
+                            spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, sol.detail
+                        )
                     )
     return results
 
