@@ -86,29 +86,7 @@ def run(
             raise InputError(f"--{key.replace('_', '-')}", value, f"not an option of {method}")
         if value is not None:
             entry[key] = value
-    _execute(
-        "run",
-        {},
-        {"methods": [entry]},
-        tau=tau,
-        beta=beta,
-        problem=problem,
-        solver=solver,
-        objective=objective,
-        seeds=seeds,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        seed=seed,
-        out=out,
-        name=name,
-        no_save=no_save,
-        no_plots=no_plots,
-        quiet=quiet,
-        fmt=fmt,
-        no_header=no_header,
-    )
+    _execute("run", {}, {"methods": [entry]}, {k: v for k, v in locals().items() if k in COMMON})
 
 
 @app.command()
@@ -147,32 +125,17 @@ def compare(
             raise InputError("--methods", methods, "give at least one method")
     elif "methods" not in experiment:
         flags["methods"] = [{"method": m} for m in ("rlhf", "dpo", "ipo")]
-    _execute(
-        "compare",
-        experiment,
-        flags,
-        tau=tau,
-        beta=beta,
-        problem=problem,
-        solver=solver,
-        objective=objective,
-        seeds=seeds,
-        steps=steps,
-        lr=lr,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        seed=seed,
-        out=out,
-        name=name,
-        no_save=no_save,
-        no_plots=no_plots,
-        quiet=quiet,
-        fmt=fmt,
-        no_header=no_header,
-    )
+    _execute("compare", experiment, flags, {k: v for k, v in locals().items() if k in COMMON})
 
 
-def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], **cli: Any) -> None:
+# The options `run` and `compare` share, handed on by name.
+COMMON = (
+    "tau", "beta", "problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed",
+    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header",
+)
+
+
+def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], cli: dict[str, Any]) -> None:
     from psipo_cli.cli.config import resolve, tau_values
     from psipo_cli.cli.pipeline import execute
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.errors import InputError
+from psipo_cli.solvers.gradient import GradientSettings
 
 DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
 SOLVER_KEYS = ("steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps")
@@ -33,14 +34,15 @@ class RunConfig:
     tau: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
     solver: str = "both"
     objective: str = "auto"
-    steps: int = 18000
-    lr: float = 0.01
-    batch_size: int = 9
-    optimizer: str = "adam"
-    seeds: int = 10
-    seed: int = 0
-    rm_steps: int | None = None
-    eps: float = 1e-6
+    # Gradient settings: the engine's own defaults (the paper's §5.4 values).
+    steps: int = GradientSettings.steps
+    lr: float = GradientSettings.lr
+    batch_size: int = GradientSettings.batch_size
+    optimizer: str = GradientSettings.optimizer
+    seeds: int = GradientSettings.seeds
+    seed: int = GradientSettings.seed
+    rm_steps: int | None = GradientSettings.rm_steps
+    eps: float = GradientSettings.eps
     description: str = ""
     base_dir: str = "."
 
@@ -146,8 +148,6 @@ def specs_of(config: RunConfig) -> list:
     return out
 
 
-def gradient_settings(config: RunConfig) -> Any:
+def gradient_settings(config: RunConfig) -> GradientSettings:
     """`GradientSettings` of the configuration (validated there, flag names in the errors)."""
-    from psipo_cli.solvers.gradient import GradientSettings
-
     return GradientSettings(**{k: getattr(config, k) for k in SOLVER_KEYS})
