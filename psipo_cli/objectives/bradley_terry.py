@@ -1,7 +1,14 @@
 """Bradley–Terry fits on a win-count matrix, and their limit when the data separate the actions.
 
 Shared by DPO (paper Eq. 4, Prop. 4: its minimiser is the Bradley–Terry MLE divided by tau) and RLHF's
-reward model (paper Eq. 2 with a ridge term). NOTES, 'The limit when DPO has no minimiser', is the recipe.
+reward model (paper Eq. 2 with a ridge term). NOTES, 'The limit when DPO has no minimiser', is the recipe;
+`limit_expansion` is the exact form of its step 4 (the split between tied components).
+
+References: Rosset, Zhu & Hastie 2004, "Margin maximizing loss functions" (ridge path -> max margin);
+Soudry, Hoffer, Nacson, Gunasekar & Srebro 2018, "The implicit bias of gradient descent on separable data",
+JMLR 19 (gradient descent: `u log t + rho(t)`, `rho` set by the support vectors' multipliers, `log log t`
+terms when some are 0); Ji & Telgarsky 2019, "The implicit bias of gradient descent on nonseparable data",
+COLT (the non-separable part, here the comparisons inside a component, converges to its own minimiser).
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from scipy.special import expit
 from psipo_cli.objectives.pairwise import ComparisonGraph, pairs_of, softmax_policy
 
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
-PATH_TOL = 1e-9  # ridge-path policies closer than this have converged (NOTES step 4)
 
 
 def logistic_objective(r: np.ndarray, W: np.ndarray, scale: float = 1.0, l2: float = 0.0) -> float:
@@ -82,39 +88,89 @@ def fit_logistic(
     return r
 
 
+def scc_quotient(
+    W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The condensation of the comparison graph: one node per strongly connected component.
+
+    Parameters
+    ----------
+    W : (n, n) win counts.
+    graph : its `comparison_graph`.
+    r_internal : (n,) within-component MLE `m`, or None (then every `m = 0`).
+
+    Returns
+    -------
+    node : int (n,)
+        Node of each action (absent actions are isolated nodes).
+    size : float (M,)
+        Number of actions in each node.
+    edges : int (E, 2)
+        Node pairs `(K, J)` joined by at least one separating comparison `w -> l`, `w in K`, `l in J`.
+    strength : float (E,)
+        `a_KJ = sum_{w in K, l in J} W[w, l] exp(-(m_w - m_l)) / sum W`: once every offset inside a component
+        is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
+        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss (NOTES step 3).
+    """
+    _, node = np.unique(graph.strong, return_inverse=True)
+    size = np.bincount(node).astype(float)
+    m = np.zeros(W.shape[0]) if r_internal is None else r_internal
+    w, l_ = np.nonzero(graph.separating)
+    pair = node[w] * len(size) + node[l_]
+    keys, where = np.unique(pair, return_inverse=True)
+    strength = np.bincount(where, weights=W[w, l_] * np.exp(-(m[w] - m[l_])) / W.sum())
+    edges = np.column_stack([keys // len(size), keys % len(size)]).astype(int)
+    return node, size, edges, strength
+
+
 def max_margin_direction(W: np.ndarray, graph: ComparisonGraph) -> np.ndarray:
     """Minimum-norm `u` with `u_w - u_l >= 1` on separating comparisons and `u` constant on each SCC.
 
     The direction in which the ridge path (`l2 -> 0+`) and plain gradient descent send the offsets
     (Rosset et al. 2004; Soudry et al. 2018). Absent actions get `u = 0`.
     """
+    node, size, edges, _ = scc_quotient(W, graph)
+    return _min_norm_margin(size, edges)[node]
+
+
+def _incidence(edges: np.ndarray, n_nodes: int) -> np.ndarray:
+    """Rows `e_K - e_J`, one per edge `(K, J)`."""
+    A = np.zeros((len(edges), n_nodes))
+    A[np.arange(len(edges)), edges[:, 0]] = 1.0
+    A[np.arange(len(edges)), edges[:, 1]] = -1.0
+    return A
+
+
+def _min_norm_margin(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """`argmin sum_K size_K v_K^2` subject to `v_K - v_J >= 1` on every edge `(K, J)` of a DAG.
+
+    SLSQP finds the active set; `_polish_active_set` then solves the QP exactly on it, so that margins
+    equal to 1 come out equal to 1 to rounding (the tie and tight-edge tests below rely on it).
+    """
     from scipy.optimize import minimize
 
-    n = W.shape[0]
-    comps = np.unique(graph.strong[graph.active])
-    index = {k: i for i, k in enumerate(comps)}
-    size = np.array([np.sum((graph.strong == k) & graph.active) for k in comps], dtype=float)
-    edges = sorted({(index[graph.strong[a]], index[graph.strong[b]]) for a, b in zip(*np.nonzero(graph.separating))})
-    A = np.zeros((len(edges), len(comps)))
-    for row, (i, j) in enumerate(edges):
-        A[row, i], A[row, j] = 1.0, -1.0
+    if len(edges) == 0:
+        return np.zeros(len(size))
+    A = _incidence(edges, len(size))
     result = minimize(
         lambda v: float(v @ (size * v)),
-        np.zeros(len(comps)),
+        np.zeros(len(size)),
         jac=lambda v: 2 * size * v,
         constraints=[{"type": "ineq", "fun": lambda v: A @ v - 1.0, "jac": lambda v: A}],
         method="SLSQP",
         options={"ftol": 1e-15, "maxiter": 1000},
     )
-    v = _polish_active_set(result.x, A, size)
-    u = np.zeros(n)
-    for k, i in index.items():
-        u[(graph.strong == k) & graph.active] = v[i]
-    return u
+    return _polish_active_set(result.x, A, size)
 
 
 def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Solve the QP exactly on the active set SLSQP found: `v = D^-1 A_s^T alpha`, `A_s v = 1`."""
+    """Solve the QP exactly on the active set SLSQP found: `v = D^-1 A_s^T alpha`, `A_s v = 1`.
+
+    `alpha` need not be unique (active constraints can be dependent), but `v` is; the KKT check asks for
+    some `alpha >= 0` (non-negative least squares), not for the minimum-norm one.
+    """
+    from scipy.optimize import nnls
+
     active = (A @ v - 1.0) < 1e-6
     if not active.any():
         return v
@@ -122,8 +178,177 @@ def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.nda
     M = As @ (As / size).T
     alpha = np.linalg.lstsq(M, np.ones(As.shape[0]), rcond=None)[0]
     exact = (As / size).T @ alpha
-    feasible = np.all(A @ exact >= 1.0 - 1e-10) and np.all(alpha >= -1e-10)
+    _, residual = nnls(As.T, size * exact)
+    feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < 1e-9 * max(1.0, np.abs(size * exact).max())
     return exact if feasible else v
+
+
+def _dual_support(A_tight: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which tight edges carry a positive multiplier in *some* solution of `A^T alpha = b`, `alpha >= 0`.
+
+    These are the edges whose flows grow like the margin term in the expansion below (`E+`). A tight edge
+    with a zero multiplier in every solution (`E0`, degenerate) carries a flow that is negligible on that
+    scale. Each LP maximises the total multiplier of the edges not yet known to be in `E+`; it finds at least
+    one new such edge while any is left (multipliers are bounded: no non-negative circulation on a DAG).
+
+    Returns the mask of `E+` and the mean of the LP solutions: a multiplier vector positive on all of `E+`
+    (a convex combination of solutions is a solution), the starting point of `_exp_potential_minimiser`.
+    """
+    from scipy.optimize import linprog
+
+    positive = np.zeros(A_tight.shape[0], dtype=bool)
+    solutions = []
+    threshold = 1e-9 * max(1.0, float(np.abs(b).max()))
+    while not positive.all():
+        res = linprog(-(~positive).astype(float), A_eq=A_tight.T, b_eq=b, bounds=(0, None), method="highs")
+        if res.status != 0:  # cannot happen for an exact KKT point; keep every edge rather than guess
+            return np.ones(A_tight.shape[0], dtype=bool), np.ones(A_tight.shape[0])
+        solutions.append(np.maximum(res.x, 0.0))
+        new = ~positive & (res.x > threshold)
+        if not new.any():
+            break
+        positive |= new
+    return positive, np.mean(solutions, axis=0) if solutions else np.ones(A_tight.shape[0])
+
+
+def _undirected_components(edges: np.ndarray, n_nodes: int) -> np.ndarray:
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adjacency = csr_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
+    return connected_components(adjacency, directed=False)[1]
+
+
+def _exp_potential_minimiser(
+    size: np.ndarray, b: np.ndarray, edges: np.ndarray, a: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
+    """`argmin_phi G(phi) = sum_e a_e exp(-(phi_K - phi_J)) + b . phi`, with `sum size phi = 0` per component.
+
+    The finite part of the offsets (NOTES step 4): at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
+    are the max-margin multipliers (`A^T flows = b = size u`). It exists when every edge carries a positive
+    multiplier in some solution (`_dual_support`); then `G` is strictly convex across the edges and damped
+    Newton converges quadratically. The component constants are the ones the ridge term picks
+    (`limit_expansion`). Components are those of the edges; isolated nodes get 0.
+
+    `alpha` (> 0, one per edge) is a feasible multiplier vector: Newton starts from the potential whose flows
+    fit it best, `phi_K - phi_J ≈ log(a_e / alpha_e)` (exact when the multipliers are unique). From an
+    arbitrary start the strengths `a`, which can span many decades, would make the first steps huge.
+    """
+    n_nodes = len(size)
+    phi = np.zeros(n_nodes)
+    if len(edges) == 0:
+        return phi
+    comp = _undirected_components(edges, n_nodes)
+    weight = np.bincount(comp, weights=size)
+    # b sums to zero on each component (the multipliers balance it); remove the rounding left over.
+    b = b - size * (np.bincount(comp, weights=b) / weight)[comp]
+    A = _incidence(edges, n_nodes)
+
+    def value(x: np.ndarray) -> float:
+        with np.errstate(over="ignore"):  # an overflowing trial point is rejected by the line search
+            return float(np.sum(a * np.exp(-(A @ x))) + b @ x)
+
+    def gradient(x: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return b - A.T @ (a * np.exp(-(A @ x)))
+
+    def center(x: np.ndarray) -> np.ndarray:
+        return x - (np.bincount(comp, weights=size * x) / weight)[comp]
+
+    phi = center(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
+    gtol = 1e-14 * max(1.0, float(np.abs(b).max()))
+    f, g = value(phi), gradient(phi)
+    for _ in range(500):
+        if np.max(np.abs(g)) < gtol:
+            break
+        flow = a * np.exp(-(A @ phi))
+        H = A.T @ (flow[:, None] * A)
+        step = np.linalg.lstsq(H, -g, rcond=None)[0]
+        # At most a factor e^10 on any flow per step: far from the minimum, Newton on exponentials overshoots.
+        step *= min(1.0, 10.0 / max(float(np.max(np.abs(A @ step))), 1e-300))
+        t = 1.0
+        while True:
+            candidate = center(phi + t * step)
+            f_new, g_new = value(candidate), gradient(candidate)
+            # Armijo on G, or a smaller gradient once G's decrease is below its own rounding.
+            if f_new <= f + 1e-4 * t * (g @ step) or np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * np.linalg.norm(g):
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return phi
+        phi, f, g = candidate, f_new, g_new
+    return phi
+
+
+def limit_expansion(
+    size: np.ndarray, edges: np.ndarray, strength: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Asymptotic expansion of the ridge path on the condensation, level by level (NOTES step 4).
+
+    With `x = log(1/l2)` and shifts `s_K` of the component offsets (`r_i = s_K + m_i`), the stationarity
+    condition of the ridge problem, summed over each component, is (internal comparisons cancel)
+
+        sum_{(K,J)} ± a_KJ exp(-(s_K - s_J)) = l2 size_K s_K      (+ terms smaller by a power of l2).
+
+    Level 1: `s = T u + phi` with `T + log T = x` turns this into `A^T flows(phi) = size u + size phi / T`
+    on the tight edges (margin exactly 1), i.e. `phi(eps) = argmin G(phi) + (eps / 2) sum size phi^2` with
+    `eps = 1/T` and `G` as in `_exp_potential_minimiser`, `b = size u` (`u`: `_min_norm_margin`). So as
+    `l2 -> 0`: `phi -> argmin G` on the edges with a positive multiplier (`E+`), each of their components
+    centred (the ridge term). Degenerate tight edges (`E0`: multiplier 0 in every solution) leave the
+    constants of those components free at this order; they are fixed by the same problem one level down:
+    nodes = `E+` components, edges = `E0` edges with strengths `a exp(-(phi_K - phi_J))`, and `eps` in place
+    of `l2`. So the component constants grow like `log(1/eps) u2 ≈ log log(1/l2) u2`, and so on. The `E0`
+    edges between components form a DAG and each level merges at least two nodes, so this ends.
+
+    Gradient flow satisfies the same level equations: `r = u log t + phi(t)` with
+    `d phi / d log t = -grad G(phi)` (metric `size`), and `log log t` terms when a support vector's multiplier
+    is forced to 0 (Soudry et al. 2018; Ji & Telgarsky 2019). So it has the same directions and, inside
+    one final component, the same finite part.
+
+    Parameters
+    ----------
+    size, edges, strength : the condensation, as returned by `scc_quotient`.
+
+    Returns
+    -------
+    directions : list of (M,) arrays
+        `u` of level 1, 2, ...: the offsets grow like `x u1 + log(x) (u2 - u1) + ...`, so policies compare
+        components lexicographically on `(u1, u2, ...)`.
+    phi : (M,)
+        The finite part: the sum over levels of each level's `argmin G`, read on the original nodes.
+    final : int (M,)
+        Component of each node at the last level. Between two final components the constant is set by the
+        ridge term alone; gradient descent sets it through its early iterates instead.
+    """
+    group = np.arange(len(size))
+    phi = np.zeros(len(size))
+    directions: list[np.ndarray] = []
+    for _ in range(len(size)):
+        u = _min_norm_margin(size, edges)
+        directions.append(u[group])
+        if len(edges) == 0:
+            return directions, phi, group
+        tight = (u[edges[:, 0]] - u[edges[:, 1]]) < 1.0 + TIE_TOL
+        plus, alpha = np.zeros(len(edges), dtype=bool), np.zeros(len(edges))
+        plus[tight], alpha[tight] = _dual_support(_incidence(edges[tight], len(size)), size * u)
+        level_phi = _exp_potential_minimiser(size, size * u, edges[plus], strength[plus], alpha[plus])
+        phi += level_phi[group]
+        comp = _undirected_components(edges[plus], len(size))
+        degenerate = tight & ~plus
+        if not degenerate.any():
+            return directions, phi, comp[group]
+        # One level down: the E+ components are the nodes, the degenerate edges the only edges left (edges
+        # with margin > 1 carry flows smaller by a power of l2, negligible at every logarithmic order).
+        i, j = edges[degenerate].T
+        level_strength = strength[degenerate] * np.exp(-(level_phi[i] - level_phi[j]))
+        between = comp[i] != comp[j]  # always true in exact arithmetic (an E0 edge inside would be in E+)
+        n_nodes = comp.max() + 1
+        keys, where = np.unique(comp[i][between] * n_nodes + comp[j][between], return_inverse=True)
+        strength = np.bincount(where, weights=level_strength[between])
+        edges = np.column_stack([keys // n_nodes, keys % n_nodes]).astype(int)
+        size = np.bincount(comp, weights=size)
+        group = comp[group]
+    return directions, phi, group
 
 
 def separated_limit(
@@ -132,10 +357,23 @@ def separated_limit(
     """Limit policy, infimum of the loss, and a note, when the logistic loss on `W` has no minimiser.
 
     Every minimising sequence followed here (ridge path `l2 -> 0+`, gradient descent) sends the rewards to
-    `log(1/l2) u + finite part` (NOTES step 3). The policy `pi ∝ pi_ref exp(r / tau)` therefore puts all its
-    mass on `S = argmax u`, whatever `tau`; inside `S` the finite part is the MLE of the comparisons within
-    each strongly connected component. Returns the policy, the infimum of the mean logistic loss (the
-    separating comparisons contribute 0, the others their within-component MLE loss) and a note.
+    `log(1/l2) u + lower-order terms` (NOTES step 3). The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
+    all its mass on `S = argmax u`, whatever `tau`; inside one component of `S` the finite part is the MLE of
+    the comparisons within it, and between tied components it is `limit_expansion`'s (NOTES step 4).
+
+    Parameters
+    ----------
+    W : (n, n) win counts, with at least one separating comparison.
+    log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
+    tau : KL coefficient.
+    graph : `comparison_graph(W)`.
+
+    Returns
+    -------
+    policy : (n,) the `l2 -> 0+` limit of the ridge path's policy.
+    infimum : the infimum of the mean logistic loss (separating comparisons contribute 0, the others their
+        within-component MLE loss).
+    note : what the status detail should say.
     """
     n = W.shape[0]
     internal = np.where(graph.separating, 0.0, W)
@@ -155,31 +393,78 @@ def separated_limit(
         policy[top] = softmax_policy(log_pi_ref[top], r_internal[top] / tau)
         note = ""
     else:
-        policy[top], note = _ridge_path_split(W, log_pi_ref, tau, top, u)
+        policy, note = _tie_split(W, log_pi_ref, tau, graph, r_internal, top)
     losers = [i for i in range(n) if graph.active[i] and not top[i]]
     return policy, infimum, note if note else f"{len(losers)} of the compared actions get probability 0"
 
 
-def _ridge_path_split(
-    W: np.ndarray, log_pi_ref: np.ndarray, tau: float, top: np.ndarray, u: np.ndarray
+def _tie_split(
+    W: np.ndarray,
+    log_pi_ref: np.ndarray,
+    tau: float,
+    graph: ComparisonGraph,
+    r_internal: np.ndarray,
+    top: np.ndarray,
 ) -> tuple[np.ndarray, str]:
-    """Mass split inside `top` when it holds several SCCs: the ridge solution at decreasing `l2` (NOTES 4).
+    """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components (NOTES step 4).
 
-    The split can drift very slowly along the path (terms in `log log(1/l2)` differ between components);
-    when it has not settled to 1e-9 by `l2 = 1e-12` the note says so, with the last change.
+    `limit_expansion` gives the offsets `r = x u1 + log(x) (u2 - u1) + ... + phi + m + o(1)`, `x = log(1/l2)`.
+    Inside `top` the `u1` terms are equal, so the mass goes to the components that are lexicographically
+    largest on `(u2, u3, ...)`; among those `pi ∝ pi_ref exp((phi + m) / tau)`. If `u2` (or a later level)
+    differs inside `top`, neither the ridge path nor gradient descent converges to a split: the losers' share
+    decays roughly like `log(1/l2)^(-gap / tau)` (an iterated log for later levels); the limit gives them 0.
+    Where all of `u2, u3, ...` tie, the path still converges only like `1/log(1/l2)` (level 1) or
+    `1/log log(1/l2)` (deeper): no `l2` reachable in floating point gets close, hence this route.
+
+    Parameters
+    ----------
+    W, log_pi_ref, tau, graph : as in `separated_limit`.
+    r_internal : (n,) MLE of the comparisons inside each strongly connected component (canonical gauge).
+    top : bool (n,) actions of supp pi_ref at the maximum of `u`.
+
+    Returns
+    -------
+    policy : (n,) the limit policy, 0 outside the winning components.
+    note : the status detail.
     """
-    r = fit_logistic(W, l2=1e-2)
-    previous = softmax_policy(log_pi_ref[top], r[top] / tau)
-    change = np.inf
-    for k in range(3, 13):
-        # Warm start one decade further along the path: r grows like log(1/l2) u.
-        r = fit_logistic(W, l2=10.0**-k, x0=r + np.log(10.0) * u)
-        current = softmax_policy(log_pi_ref[top], r[top] / tau)
-        change = float(np.max(np.abs(current - previous)))
-        previous = current
-        if change < PATH_TOL:
-            return current, f"tie between components resolved on the ridge path (l2 = 1e-{k})"
-    return previous, (
-        f"tie between components: split taken from the ridge path at l2 = 1e-12, still drifting "
-        f"(last change {change:.1e})"
-    )
+    node, size, edges, strength = scc_quotient(W, graph, r_internal)
+    directions, phi, final = limit_expansion(size, edges, strength)
+    candidates = np.unique(node[top])
+    n_tied = len(candidates)
+    broken_at = None
+    for level, u in enumerate(directions[1:], start=2):
+        keep = u[candidates] >= u[candidates].max() - TIE_TOL
+        if not keep.all() and broken_at is None:
+            broken_at = (level, float(u[candidates].max() - u[candidates][~keep].max()))
+        candidates = candidates[keep]
+    winners = top & np.isin(node, candidates)
+    policy = np.zeros(W.shape[0])
+    policy[winners] = softmax_policy(log_pi_ref[winners], (phi[node] + r_internal)[winners] / tau)
+    if broken_at is None:
+        note = f"tie between {n_tied} components of the max-margin direction, split by the exact limit"
+    else:
+        level, gap = broken_at
+        order = "log " * (level - 1) + "log(1/l2)"
+        rate = "log(1/l2)" if level == 2 else "an iterated log of 1/l2"
+        note = (
+            f"tie between {n_tied} components of the max-margin direction, broken at order {order}: "
+            f"all mass on {len(candidates)} of them (the others' share decays only like "
+            f"({rate})^-({gap:.3g}/tau) along the ridge path and gradient descent)"
+        )
+    # Winners in different final components: the ridge term centres each final component. Gradient descent
+    # from pi_ref keeps the sum on each weak component instead, so it agrees only where a winner's weak
+    # component is one final component; otherwise the comparisons with spare margin joining its final
+    # components move their sums by finite amounts early on, and the split depends on the whole run.
+    weak = _weak_of(graph, node)
+    if len(np.unique(final[candidates])) > 1 and any(
+        len(np.unique(final[weak == k])) > 1 for k in np.unique(weak[candidates])
+    ):
+        note += "; gradient descent's split depends on its early iterates here (it need not approach this one)"
+    return policy, note
+
+
+def _weak_of(graph: ComparisonGraph, node: np.ndarray) -> np.ndarray:
+    """Weakly connected component of each node of the condensation."""
+    out = np.zeros(node.max() + 1, dtype=int)
+    out[node] = graph.weak
+    return out
