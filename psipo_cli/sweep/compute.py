@@ -1,0 +1,146 @@
+"""What a worker does with one chunk: one `api.solve` call, laid out as rows of `results.csv`.
+
+A `ChunkTask` carries everything the worker needs, pickled (the `Problem` itself, not a path: Dask workers
+on other machines may not see the grid's files). `run_chunk` returns the chunk's CSV text; the *driver*
+writes it to disk, so workers need no shared file system.
+
+`results.csv` layout (`RESULT_COLUMNS`): one row per cell × solver × context × action —
+`problem, n, method, tau, solver, context, action, prob, prob_lo, prob_hi` (as `policy.csv` of `psipo run`),
+then the cell's metrics for that solver and context (as `metrics.csv`: `status, kl, entropy, loss,
+win_rate_ref, win_rate_mu, reward, tv_to_optimum, grad_norm, seeds, objective, detail`), repeated on every
+action row so that the table is tidy for filtering. `n` is empty for problems whose data are not sampled.
+Rows are in grid order (method, tau, solver: exact then gradient, context, action — the orders of the
+grid and of the problem file), never in completion order; numbers are written in shortest round-trip form
+(`formatting.csv_cell`), so the same results always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+RESULT_KEYS = ["problem", "n", "method", "tau", "solver", "context", "action"]
+POLICY_VALUES = ["prob", "prob_lo", "prob_hi"]
+METRIC_VALUES = [
+    "status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
+    "seeds", "objective", "detail",
+]
+RESULT_COLUMNS = [*RESULT_KEYS, *POLICY_VALUES, *METRIC_VALUES]
+SOLVER_ORDER = ("exact", "gradient")
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk, ready to solve: a problem (with `n` applied), specs and tau values, the settings."""
+
+    chunk_id: str
+    problem_key: str
+    n: int | None
+    problem: Any
+    specs: tuple[Any, ...]
+    taus: tuple[float, ...]
+    solver: str
+    objective: str
+    settings: dict[str, Any]
+    seeds: int
+
+
+@dataclass(frozen=True)
+class ChunkOutput:
+    """The CSV text of a chunk (header included), its cell count and the seconds `api.solve` took."""
+
+    chunk_id: str
+    text: str
+    cells: int
+    seconds: float
+    pid: int
+
+
+def header() -> str:
+    return ",".join(RESULT_COLUMNS) + "\n"
+
+
+def run_chunk(task: ChunkTask) -> ChunkOutput:
+    """Solve one chunk (this runs in the worker)."""
+    from psipo_cli import api
+    from psipo_cli.solvers.gradient import GradientSettings
+
+    settings = GradientSettings(seeds=task.seeds, **task.settings)
+    started = time.perf_counter()
+    frames = api.solve(
+        task.problem, list(task.specs), list(task.taus), solver=task.solver, objective=task.objective,
+        settings=settings,
+    )
+    seconds = time.perf_counter() - started
+    return ChunkOutput(task.chunk_id, chunk_csv(task, frames), len(task.specs) * len(task.taus), seconds,
+                       os.getpid())
+
+
+def n_column(problem: Any, n: int | None) -> int | None:
+    """The dataset size to report: the swept `n`, else the problem's own when every sampled context
+    draws the same number of comparisons; None when its data are not sampled."""
+    if n is not None:
+        return n
+    sizes = {c.sample.n for c in problem.contexts if c.sample is not None}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
+def chunk_csv(task: ChunkTask, frames: Any) -> str:
+    """The rows of one chunk as CSV text, in grid order (see the module docstring)."""
+    import csv
+    import io
+
+    from psipo_cli.outputs.formatting import csv_cell
+
+    problem = task.problem
+    policy: dict[tuple, list[Any]] = {}
+    for row in frames.policy.itertuples(index=False):
+        policy[(row.method, row.tau, row.solver, row.context, row.action)] = [row.prob, row.prob_lo, row.prob_hi]
+    metrics: dict[tuple, list[Any]] = {}
+    metric_frame = frames.metrics
+    columns = [metric_frame[c].tolist() for c in ["method", "tau", "solver", "context", *METRIC_VALUES]]
+    for values in zip(*columns, strict=True):
+        metrics[tuple(values[:4])] = list(values[4:])
+    solvers = [s for s in SOLVER_ORDER if task.solver in (s, "both")]
+    n_value = n_column(problem, task.n)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(RESULT_COLUMNS)
+    for spec in task.specs:
+        for tau in task.taus:
+            for solver in solvers:
+                for context in problem.context_names:
+                    metric = metrics[(spec.label, tau, solver, context)]
+                    for action in problem.actions:
+                        prob = policy[(spec.label, tau, solver, context, action)]
+                        keys = [task.problem_key, n_value, spec.label, tau, solver, context, action]
+                        writer.writerow([csv_cell(v) for v in (*keys, *prob, *metric)])
+    return buffer.getvalue()
+
+
+def init_worker() -> None:
+    """Process-pool initializer.
+
+    - One BLAS thread per worker: the pool already parallelises (the driver also sets the variables
+      before the workers start, so that they hold when numpy is first imported).
+    - Ctrl-C is left to the driver, which stops the workers itself (no traceback from every worker).
+    - A worker whose driver died (SIGKILL, OOM killer) exits instead of waiting forever for work that
+      will never come: a daemon thread watches the parent process id.
+    """
+    import signal
+    import threading
+
+    for var in BLAS_THREAD_VARS:
+        os.environ[var] = "1"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="psipo-parent-watch", daemon=True).start()
