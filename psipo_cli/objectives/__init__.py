@@ -37,6 +37,9 @@ class Method:
         policy stage), or `"policy"` (gradient ascent on the population objective).
     pair_loss, pair_grad : callable or None
         Per-comparison loss `f(h, tau)` and its derivative in `h`.
+    solve_taus : callable or None
+        The exact solver for a list of tau values at once (same arguments, `taus` in place of `tau`),
+        sharing the tau-independent work; without it the dispatch calls `solve` per tau.
     options : tuple of str
         Method options accepted on the CLI.
     """
@@ -49,6 +52,7 @@ class Method:
     pair_loss: PairFn | None = None
     pair_grad: PairFn | None = None
     options: tuple[str, ...] = ()
+    solve_taus: Callable[..., list[Solution]] | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -61,11 +65,12 @@ METHODS: dict[str, Method] = {
         rlhf.reward_pair_loss,
         rlhf.reward_pair_grad,
         ("rm_l2", "rm_steps"),
+        rlhf.solve_taus,
     ),
     "dpo": Method("dpo", "Direct preference optimisation (paper Eq. 4)", "wins", dpo.solve, "pairwise",
-                  dpo.pair_loss, dpo.pair_grad),
+                  dpo.pair_loss, dpo.pair_grad, solve_taus=dpo.solve_taus),
     "ipo": Method("ipo", "Identity preference optimisation (paper Eq. 17)", "wins", ipo.solve, "pairwise",
-                  ipo.pair_loss, ipo.pair_grad),
+                  ipo.pair_loss, ipo.pair_grad, solve_taus=ipo.solve_taus),
     "psipo": Method("psipo", "General PsiPO objective (paper Eq. 6) with --psi", "preferences", psipo.solve,
                     "policy", options=("psi", "eps")),
 }

@@ -13,6 +13,8 @@ COLT (the non-separable part, here the comparisons inside a component, converges
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import expit
 
@@ -351,10 +353,28 @@ def limit_expansion(
     return directions, phi, group
 
 
-def separated_limit(
-    W: np.ndarray, log_pi_ref: np.ndarray, tau: float, graph: ComparisonGraph
-) -> tuple[np.ndarray, float, str]:
-    """Limit policy, infimum of the loss, and a note, when the logistic loss on `W` has no minimiser.
+@dataclass(frozen=True)
+class SeparatedLimit:
+    """The `l2 -> 0+` limit of the ridge path's policies, for every tau at once.
+
+    The limit policy is `pi ∝ pi_ref exp(offsets / tau)` on `winners` and 0 elsewhere: only the final
+    softmax depends on tau.
+    """
+
+    winners: np.ndarray
+    offsets: np.ndarray
+    infimum: float
+    note: str
+
+    def policy(self, log_pi_ref: np.ndarray, tau: float) -> np.ndarray:
+        policy = np.zeros(len(self.winners))
+        policy[self.winners] = softmax_policy(log_pi_ref[self.winners], self.offsets[self.winners] / tau)
+        return policy
+
+
+def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph) -> SeparatedLimit:
+    """Limit policies (for every tau), infimum of the loss, and a note, when the logistic loss on `W` has no
+    minimiser.
 
     Every minimising sequence followed here (ridge path `l2 -> 0+`, gradient descent) sends the rewards to
     `log(1/l2) u + lower-order terms` (NOTES step 3). The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
@@ -365,15 +385,14 @@ def separated_limit(
     ----------
     W : (n, n) win counts, with at least one separating comparison.
     log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
-    tau : KL coefficient.
     graph : `comparison_graph(W)`.
 
     Returns
     -------
-    policy : (n,) the `l2 -> 0+` limit of the ridge path's policy.
-    infimum : the infimum of the mean logistic loss (separating comparisons contribute 0, the others their
-        within-component MLE loss).
-    note : what the status detail should say.
+    SeparatedLimit
+        The winning actions and their finite offsets (so that `.policy(log_pi_ref, tau)` is the limit of
+        the ridge path's policy), the infimum of the mean logistic loss (separating comparisons contribute
+        0, the others their within-component MLE loss), and what the status detail should say.
     """
     n = W.shape[0]
     internal = np.where(graph.separating, 0.0, W)
@@ -387,25 +406,18 @@ def separated_limit(
     # at u = 0; an action with pi_ref = 0 may lead u (population counts from a wider mu) but gets nothing.
     support = np.isfinite(log_pi_ref)
     top = support & (u >= u[support].max() - TIE_TOL)
-    comps = np.unique(graph.strong[top])
-    policy = np.zeros(n)
-    if len(comps) == 1:
-        policy[top] = softmax_policy(log_pi_ref[top], r_internal[top] / tau)
-        note = ""
+    if len(np.unique(graph.strong[top])) == 1:
+        winners, offsets = top, r_internal
+        losers = int(np.sum(graph.active & ~top))
+        note = f"{losers} of the compared actions get probability 0"
     else:
-        policy, note = _tie_split(W, log_pi_ref, tau, graph, r_internal, top)
-    losers = [i for i in range(n) if graph.active[i] and not top[i]]
-    return policy, infimum, note if note else f"{len(losers)} of the compared actions get probability 0"
+        winners, offsets, note = _tie_split(W, graph, r_internal, top)
+    return SeparatedLimit(winners, offsets, infimum, note)
 
 
 def _tie_split(
-    W: np.ndarray,
-    log_pi_ref: np.ndarray,
-    tau: float,
-    graph: ComparisonGraph,
-    r_internal: np.ndarray,
-    top: np.ndarray,
-) -> tuple[np.ndarray, str]:
+    W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components (NOTES step 4).
 
     `limit_expansion` gives the offsets `r = x u1 + log(x) (u2 - u1) + ... + phi + m + o(1)`, `x = log(1/l2)`.
@@ -418,13 +430,14 @@ def _tie_split(
 
     Parameters
     ----------
-    W, log_pi_ref, tau, graph : as in `separated_limit`.
+    W, graph : as in `separated_limit`.
     r_internal : (n,) MLE of the comparisons inside each strongly connected component (canonical gauge).
     top : bool (n,) actions of supp pi_ref at the maximum of `u`.
 
     Returns
     -------
-    policy : (n,) the limit policy, 0 outside the winning components.
+    winners : bool (n,) the actions of the winning components.
+    offsets : (n,) their finite offsets `phi + m` (the policy is `∝ pi_ref exp(offsets / tau)` on winners).
     note : the status detail.
     """
     node, size, edges, strength = scc_quotient(W, graph, r_internal)
@@ -438,8 +451,6 @@ def _tie_split(
             broken_at = (level, float(u[candidates].max() - u[candidates][~keep].max()))
         candidates = candidates[keep]
     winners = top & np.isin(node, candidates)
-    policy = np.zeros(W.shape[0])
-    policy[winners] = softmax_policy(log_pi_ref[winners], (phi[node] + r_internal)[winners] / tau)
     if broken_at is None:
         note = f"tie between {n_tied} components of the max-margin direction, split by the exact limit"
     else:
@@ -460,7 +471,7 @@ def _tie_split(
         len(np.unique(final[weak == k])) > 1 for k in np.unique(weak[candidates])
     ):
         note += "; gradient descent's split depends on its early iterates here (it need not approach this one)"
-    return policy, note
+    return winners, phi[node] + r_internal, note
 
 
 def _weak_of(graph: ComparisonGraph, node: np.ndarray) -> np.ndarray:

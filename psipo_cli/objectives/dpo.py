@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy.special import expit
 
@@ -20,24 +22,34 @@ def pair_grad(h: np.ndarray, tau: float) -> np.ndarray:
     return -tau * expit(-tau * np.asarray(h))
 
 
-def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:
-    """Exact DPO: the minimiser `delta = r_hat / tau` (Prop. 4), or the limit when none exists.
+def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list[Solution]:
+    """Exact DPO for each tau: the minimiser `delta = r_hat / tau` (Prop. 4), or the limit when none exists.
 
     The minimiser exists iff every comparison lies inside a strongly connected component of the graph
-    winner -> loser (DESIGN §2.2). Otherwise `status = "diverged"` and the policy is the limit of the
-    ridge path, which puts probability 0 on every component that loses to another, for every `tau`.
+    winner -> loser (DESIGN §2.2); then `r_hat` is the Bradley–Terry MLE, fitted once for all tau.
+    Otherwise `status = "diverged"` and the policy is the limit of the ridge path, which puts probability 0
+    on every component that loses to another, for every `tau`.
     """
     log_pi_ref = log_of(pi_ref)
     graph = comparison_graph(W)
     if graph.has_minimiser:
-        # Minimise the DPO loss directly in delta (scale tau), rather than dividing the BT MLE by tau:
-        # the RLHF solver takes the other route, and the tests compare the two (Prop. 4).
-        delta = fit_logistic(W, scale=tau)
-        return Solution(
-            policy=softmax_policy(log_pi_ref, delta),
-            status=OPTIMAL,
-            loss=mean_pair_loss(delta, W, pair_loss, tau),
-            offsets=delta,
-        )
-    policy, infimum, note = separated_limit(W, log_pi_ref, tau, graph)
-    return Solution(policy=policy, status=DIVERGED, loss=infimum, detail=note)
+        r_hat = fit_logistic(W)
+        return [
+            Solution(
+                policy=softmax_policy(log_pi_ref, r_hat / tau),
+                status=OPTIMAL,
+                loss=mean_pair_loss(r_hat / tau, W, pair_loss, tau),
+                offsets=r_hat / tau,
+            )
+            for tau in taus
+        ]
+    limit = separated_limit(W, log_pi_ref, graph)
+    return [
+        Solution(policy=limit.policy(log_pi_ref, tau), status=DIVERGED, loss=limit.infimum, detail=limit.note)
+        for tau in taus
+    ]
+
+
+def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:
+    """Exact DPO for one tau (see `solve_taus`)."""
+    return solve_taus(W, pi_ref, [tau])[0]

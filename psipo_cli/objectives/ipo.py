@@ -17,8 +17,10 @@ SPARSE_FROM = 300  # actions; below this a dense least-squares solve is faster
 
 
 def pair_loss(h: np.ndarray, tau: float) -> np.ndarray:
-    """`(h - 1/(2 tau))^2`."""
-    return (np.asarray(h) - 0.5 / tau) ** 2
+    """`(h - 1/(2 tau))^2`; `inf` when that overflows (tau below ~1e-154): the metrics then leave the loss
+    empty and say why."""
+    with np.errstate(over="ignore"):
+        return (np.asarray(h) - 0.5 / tau) ** 2
 
 
 def pair_grad(h: np.ndarray, tau: float) -> np.ndarray:

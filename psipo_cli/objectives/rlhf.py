@@ -7,6 +7,8 @@ Stage 2: `pi ∝ pi_ref exp(r / tau)`, the maximiser of `E_pi r - tau KL(pi || p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from psipo_cli.objectives import dpo
@@ -19,8 +21,9 @@ reward_pair_loss = dpo.pair_loss
 reward_pair_grad = dpo.pair_grad
 
 
-def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float, rm_l2: float = 0.0) -> Solution:
-    """Exact two-stage RLHF. With `rm_l2 = 0` it equals DPO (Prop. 4), divergence included.
+def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float], rm_l2: float = 0.0) -> list[Solution]:
+    """Exact two-stage RLHF for each tau; the reward model is fitted once. With `rm_l2 = 0` it equals DPO
+    (Prop. 4), divergence included.
 
     `loss` is the reward model's objective (its infimum when it has no minimiser).
     """
@@ -28,13 +31,19 @@ def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float, rm_l2: float = 0.0) -> 
     if rm_l2 == 0.0:
         graph = comparison_graph(W)
         if not graph.has_minimiser:
-            policy, infimum, note = separated_limit(W, log_pi_ref, tau, graph)
-            return Solution(policy=policy, status=DIVERGED, loss=infimum, detail=note)
+            limit = separated_limit(W, log_pi_ref, graph)
+            return [
+                Solution(policy=limit.policy(log_pi_ref, tau), status=DIVERGED, loss=limit.infimum, detail=limit.note)
+                for tau in taus
+            ]
     reward = fit_logistic(W, l2=rm_l2)
-    return Solution(
-        policy=softmax_policy(log_pi_ref, reward / tau),
-        status=OPTIMAL,
-        loss=logistic_objective(reward, W, l2=rm_l2),
-        offsets=reward / tau,
-    )
+    loss = logistic_objective(reward, W, l2=rm_l2)
+    return [
+        Solution(policy=softmax_policy(log_pi_ref, reward / tau), status=OPTIMAL, loss=loss, offsets=reward / tau)
+        for tau in taus
+    ]
 
+
+def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float, rm_l2: float = 0.0) -> Solution:
+    """Exact two-stage RLHF for one tau (see `solve_taus`)."""
+    return solve_taus(W, pi_ref, [tau], rm_l2)[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from psipo_cli.objectives import get_method
 from psipo_cli.problem import Problem, realise
 from psipo_cli.solvers.inputs import method_inputs
-from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult
+from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, check_options
 
 # Options that change the exact answer (rm_steps is early stopping and eps a clip: gradient only).
 EXACT_OPTIONS = {"rm_l2", "psi"}
@@ -19,6 +19,8 @@ def solve_exact(
     A problem whose data are sampled is solved on `datasets` draws (dataset `k` is the one gradient seed `k`
     trains on); any other problem has one dataset, so one run per method, tau and context.
     """
+    for spec in specs:
+        check_options(spec)
     count = datasets if (problem.is_sampled and objective == "dataset") else 1
     results = []
     for k in range(count):
@@ -28,11 +30,12 @@ def solve_exact(
             options = {key: value for key, value in spec.options if key in EXACT_OPTIONS}
             for c, ctx in enumerate(realised.contexts):
                 inputs = method_inputs(ctx, method, objective, problem.actions)
-                for tau in taus:
-                    if method.needs == "wins":
-                        sol = method.solve(inputs.W, inputs.pi_ref, tau, **options)
-                    else:
-                        sol = method.solve(inputs.pi_ref, inputs.mu, inputs.P, tau, **options)
+                args = (inputs.W, inputs.pi_ref) if method.needs == "wins" else (inputs.pi_ref, inputs.mu, inputs.P)
+                if method.solve_taus is not None:
+                    solutions = method.solve_taus(*args, taus, **options)
+                else:
+                    solutions = [method.solve(*args, tau, **options) for tau in taus]
+                for tau, sol in zip(taus, solutions, strict=True):
                     results.append(
                         RunResult(
                             spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, sol.detail
