@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from psipo_cli.objectives.pairwise import (
@@ -58,12 +60,21 @@ def _sparse_offsets(W: np.ndarray, lap: np.ndarray, b: np.ndarray) -> np.ndarray
     return x
 
 
+def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list[Solution]:
+    """Exact IPO for each tau: always attained (`status = "optimal"`). `Lap^+ b` is solved once."""
+    unit = offsets(W, 0.5)  # Lap^+ b: the offsets at tau = 1/2; delta scales like 1 / (2 tau)
+    log_pi_ref = log_of(pi_ref)
+    return [
+        Solution(
+            policy=softmax_policy(log_pi_ref, unit / (2.0 * tau)),
+            status=OPTIMAL,
+            loss=mean_pair_loss(unit / (2.0 * tau), W, pair_loss, tau),
+            offsets=unit / (2.0 * tau),
+        )
+        for tau in taus
+    ]
+
+
 def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:
-    """Exact IPO: always attained (`status = "optimal"`), for every dataset and every `tau > 0`."""
-    delta = offsets(W, tau)
-    return Solution(
-        policy=softmax_policy(log_of(pi_ref), delta),
-        status=OPTIMAL,
-        loss=mean_pair_loss(delta, W, pair_loss, tau),
-        offsets=delta,
-    )
+    """Exact IPO for one tau (see `solve_taus`)."""
+    return solve_taus(W, pi_ref, [tau])[0]
