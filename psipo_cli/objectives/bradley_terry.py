@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
+from psipo_cli.numerics import sigmoid
 from psipo_cli.objectives.pairwise import ComparisonGraph, pairs_of, softmax_policy
 
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
@@ -32,7 +32,7 @@ def logistic_objective(r: np.ndarray, W: np.ndarray, scale: float = 1.0, l2: flo
 def logistic_gradient(r: np.ndarray, W: np.ndarray, scale: float = 1.0, l2: float = 0.0) -> np.ndarray:
     """Gradient of `logistic_objective`: `-scale sigma(-scale h) (e_w - e_l)` per comparison, plus `l2 r`."""
     w, l_, c = pairs_of(W)
-    g = -scale * c * expit(-scale * (r[w] - r[l_])) / c.sum()
+    g = -scale * c * sigmoid(-scale * (r[w] - r[l_])) / c.sum()
     n = len(r)
     return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n) + l2 * r
 
@@ -63,7 +63,7 @@ def fit_logistic(
         g = logistic_gradient(r, W, scale, l2)
         if np.max(np.abs(g)) < gtol:
             break
-        s = expit(-scale * (r[w] - r[l_]))
+        s = sigmoid(-scale * (r[w] - r[l_]))
         curv = scale**2 * c * s * (1.0 - s) / N
         H = l2 * np.eye(n)
         np.add.at(H, (w, w), curv)

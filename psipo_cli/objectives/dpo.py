@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import expit
 
+from psipo_cli.numerics import sigmoid
 from psipo_cli.objectives.bradley_terry import fit_logistic, separated_limit
 from psipo_cli.objectives.pairwise import comparison_graph, log_of, mean_pair_loss, softmax_policy
 from psipo_cli.objectives.solution import DIVERGED, OPTIMAL, Solution
@@ -19,7 +19,7 @@ def pair_loss(h: np.ndarray, tau: float) -> np.ndarray:
 
 def pair_grad(h: np.ndarray, tau: float) -> np.ndarray:
     """`d/dh -log sigmoid(tau h) = -tau sigmoid(-tau h)` (NOTES, per-pair gradients)."""
-    return -tau * expit(-tau * np.asarray(h))
+    return -tau * sigmoid(-tau * np.asarray(h))
 
 
 def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list[Solution]:

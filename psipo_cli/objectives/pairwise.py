@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.numerics import softmax
+
 PairFn = Callable[[np.ndarray, float], np.ndarray]
 
 
@@ -95,8 +97,6 @@ def center_components(x: np.ndarray, labels: np.ndarray, active: np.ndarray) -> 
 
 def softmax_policy(log_pi_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """`pi ∝ pi_ref exp(delta)`, through logsumexp (actions with `pi_ref = 0` get exactly 0)."""
-    from scipy.special import softmax
-
     return softmax(log_pi_ref + delta)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from psipo_cli.errors import InputError
+from psipo_cli.numerics import softmax
 from psipo_cli.objectives.kl import regularised_value
 from psipo_cli.objectives.psi import PsiFn, evaluate_psi, resolve_psi
 from psipo_cli.objectives.solution import LIMIT, OPTIMAL, Solution
@@ -36,8 +37,6 @@ def targets(P: np.ndarray, mu: np.ndarray, psi: PsiFn, psi_name: str = "psi") ->
 
 def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: str = "logit") -> Solution:
     """Exact population ΨPO. `loss = -J(pi)`; under `status = "limit"`, minus the finite part `b` of `J`."""
-    from scipy.special import softmax
-
     psi_name, psi = psi, resolve_psi(psi)
     a, b = targets(P, mu, psi, psi_name)
     support = pi_ref > 0
