@@ -109,5 +109,24 @@ def summarise(
             detail = f"statuses over seeds: {counts}"
         else:
             detail = members[0].detail
+        values, notes = _representable(values)
+        detail = "; ".join(part for part in (detail, *notes) if part)
         rows.append(MetricRow(label, tau, solver, context, status, values, detail, len(members)))
     return rows
+
+
+def _representable(values: dict[str, float | None]) -> tuple[dict[str, float | None], list[str]]:
+    """Metrics with every non-finite value replaced by `None`, and one note per replaced value.
+
+    No output carries an infinity or a NaN (JSON has neither, and an `inf` in a CSV reads like a result): a
+    metric that overflows double precision (IPO's loss `(h - 1/(2 tau))^2` for tau below ~1e-154) or is
+    genuinely infinite is left empty, and `detail` says which and why.
+    """
+    out = dict(values)
+    notes = []
+    for name, value in values.items():
+        if value is not None and not np.isfinite(value):
+            why = "undefined (nan)" if np.isnan(value) else f"{value} in double precision"
+            notes.append(f"{name} is {why}: left empty")
+            out[name] = None
+    return out, notes

@@ -4,12 +4,14 @@ An experiment file (`experiments/*.toml`) uses the flags' names (`tau`, `solver`
 `batch_size`, `optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `objective`, `name`), plus `problem` (a
 preset name, a path relative to the experiment file, or an inline table) and `methods` (names, or tables
 `{method, label, rm_l2, rm_steps, psi}`). The resolved configuration is what `config.json` records.
+
+Experiment files are data: a method table's `psi` may name a built-in Psi only. The one way to make psipo
+run user code is an explicit `--psi module:function` on the command line (DESIGN §2.1, README).
 """
 
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,7 @@ class RunConfig:
     eps: float = GradientSettings.eps
     description: str = ""
     base_dir: str = "."
+    config_file: dict[str, str] | None = None  # the experiment file read: {path, sha256}
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,13 +73,13 @@ def method_entry(raw: Any, key: str = "methods") -> dict[str, Any]:
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
     """The keys of an experiment file, validated for names and types (values are checked later)."""
+    from psipo_cli.problem.loading import parse_toml, read_text
+
     path = Path(path)
     if not path.is_file():
         raise InputError("config", str(path), "no such file")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError("config", str(path), f"not valid TOML ({exc})") from None
+    text, (absolute, digest) = read_text(path, "config")
+    data = parse_toml(text, "config", path)
     unknown = set(data) - EXPERIMENT_KEYS
     if unknown:
         k = sorted(unknown)[0]
@@ -85,13 +88,28 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
         if not isinstance(data["methods"], list) or not data["methods"]:
             raise InputError("methods", data["methods"], "must be a non-empty list")
         data["methods"] = [method_entry(m) for m in data["methods"]]
+        for i, entry in enumerate(data["methods"]):
+            _builtin_psi(f"methods[{i}].psi", entry.get("psi"), path)
     if "tau" in data:
         data["tau"] = tau_values(data["tau"], "tau")
     if isinstance(data.get("problem"), str) and not _is_preset(data["problem"]):
         data["problem"] = str((path.parent / data["problem"]).resolve())
     data["base_dir"] = str(path.parent.resolve())
+    data["config_file"] = {"path": absolute, "sha256": digest}
     data.setdefault("name", path.stem)
     return data
+
+
+def _builtin_psi(key: str, psi: Any, path: Path) -> None:
+    """A config file names built-in Psi functions only: importing `module:function` runs code, and only an
+    explicit `--psi` on the command line may do that (a config file is data, maybe someone else's)."""
+    from psipo_cli.objectives import PSI_BUILTIN
+
+    if psi is not None and (not isinstance(psi, str) or psi not in PSI_BUILTIN):
+        raise InputError(
+            key, psi, f"an experiment file may name only a built-in Psi ({', '.join(PSI_BUILTIN)}); "
+            f"give module:function with `psipo run psipo --psi` instead (psipo runs no code from {path.name})",
+        )
 
 
 def _is_preset(name: str) -> bool:

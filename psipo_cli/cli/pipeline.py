@@ -17,7 +17,7 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
     from psipo_cli.problem import get_problem
 
     try:
-        return get_problem(spec)
+        return get_problem(spec, base_dir)
     except InputError as exc:
         if exc.key == "problem" and not exc.where:
             raise InputError("--problem", exc.value, exc.reason) from None
@@ -30,6 +30,8 @@ def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, 
     from psipo_cli.solvers.inputs import resolve_objective
 
     # Everything the user gave is checked before any work starts.
+    if fmt == "path" and not save:
+        raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
     problem = load_problem_spec(config.problem, config.base_dir)
     specs = specs_of(config)
     settings = gradient_settings(config)
@@ -53,13 +55,15 @@ def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: A
     from psipo_cli.outputs.rundir import RunDirectory
     from psipo_cli.problem import problem_table
 
-    recorded = {**config.to_json(), "problem_resolved": problem_table(problem)}
+    recorded = {**config.to_json(), "problem_resolved": problem_table(problem, files=True)}
     extra = {}
     if plots:
         datasets = settings.seeds if problem.is_sampled else 1
         extra["tau_grid"] = api.tau_grid(problem, specs, config.tau, frames.objective, datasets)
+    # The files read, for the manifest: the experiment file, then the problem file and its pairs_csv.
+    inputs = ([config.config_file] if config.config_file else []) + recorded["problem_resolved"]["files"]
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
-                      create_root=True) as rd:
+                      create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **extra)
         figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
                                              extra.get("tau_grid"), recorded) if plots else []

@@ -93,9 +93,22 @@ def _new_figure(nrows: int, ncols: int, panel: tuple[float, float] = PANEL) -> t
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    import logging
+    import warnings
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    # No "Software" version stamp: the same frames give the same bytes on the same matplotlib.
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    # Names in scripts the figure font lacks (CJK, emoji, ...) are drawn as boxes; matplotlib would also
+    # print a warning per missing glyph to stderr, which is for messages of psipo's own (DESIGN §5).
+    mathtext = logging.getLogger("matplotlib.mathtext")
+    level = mathtext.level
+    mathtext.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
+            # No "Software" version stamp: the same frames give the same bytes on the same matplotlib.
+            fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    finally:
+        mathtext.setLevel(level)
     return path
 
 
@@ -554,7 +567,8 @@ def load_run_frames(run_dir: str | Path) -> dict[str, Any]:
     Raises
     ------
     InputError
-        `run_dir` is not a run directory (no ``policy.csv`` or ``metrics.csv``).
+        `run_dir` is not a run directory (no ``policy.csv`` or ``metrics.csv``), or one of its files is not
+        what psipo writes (not UTF-8, not CSV, a column missing, text where numbers belong, bad JSON).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -567,14 +581,57 @@ def load_run_frames(run_dir: str | Path) -> dict[str, Any]:
                 raise InputError("RUN_DIR", str(run_dir), f"not a psipo run directory (no {stem}.csv)")
             frames[stem] = None
             continue
-        frames[stem] = read_frame(csv, columns)
+        frames[stem] = _checked_frame(run_dir, csv, columns)
     config_file = run_dir / "config.json"
     try:
         text = config_file.read_text(encoding="utf-8") if config_file.is_file() else "{}"
         frames["config"] = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError("RUN_DIR", str(run_dir), f"config.json is not valid JSON ({exc.msg})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+        raise InputError("RUN_DIR", str(run_dir), f"config.json is not valid JSON ({reason})") from exc
+    if not isinstance(frames["config"], dict):
+        raise InputError("RUN_DIR", str(run_dir), "config.json is not a JSON object")
     return frames
+
+
+# Columns that the figures read as numbers, and the key columns every file of that kind must have.
+_NUMERIC = {"tau", "prob", "prob_lo", "prob_hi", "step", "mean", "lo", "hi", "kl", "entropy", "loss",
+            "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "seeds"}
+_REQUIRED = {
+    "policy": list(FRAME_COLUMNS["policy"]),
+    "metrics": ["method", "tau", "solver", "context", "status", "kl", "win_rate_ref"],
+    "curves": list(FRAME_COLUMNS["curves"]),
+    "tau_grid": list(FRAME_COLUMNS["tau_grid"]),
+}
+
+
+def _checked_frame(run_dir: Path, csv: Path, columns: Sequence[str]) -> Any:
+    """`read_frame(csv)`, or an `InputError` naming the file and what is wrong with it (a hand-edited or
+    truncated CSV is bad input to `psipo plot`, not a crash)."""
+    import pandas as pd
+
+    stem = csv.stem
+    try:
+        frame = read_frame(csv, columns)
+    except (ValueError, OSError) as exc:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
+        reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc).splitlines()[0]
+        raise InputError("RUN_DIR", str(run_dir), f"{csv.name} is not a psipo CSV ({reason})") from None
+    missing = [c for c in _REQUIRED.get(stem, []) if c not in frame.columns]
+    if missing:
+        raise InputError("RUN_DIR", str(run_dir), f"{csv.name} lacks the column(s) {', '.join(missing)}")
+    for column in sorted(_NUMERIC & set(frame.columns)):
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError):
+            raise InputError("RUN_DIR", str(run_dir), f"{csv.name}: column {column} holds non-numbers") from None
+        if frame[column].isin([float("inf"), float("-inf")]).any():  # psipo never writes an infinity
+            raise InputError("RUN_DIR", str(run_dir), f"{csv.name}: column {column} holds an infinity")
+    keys = ("method", "solver", "context", "action", "status", "tau", "step", "prob", "prob_lo", "prob_hi",
+            "mean", "lo", "hi")
+    for column in keys:
+        if column in frame.columns and frame[column].isna().any():
+            raise InputError("RUN_DIR", str(run_dir), f"{csv.name}: empty {column} field(s) (a truncated file?)")
+    return frame
 
 
 def render_figures(run_dir: str | Path) -> list[Path]:

@@ -5,13 +5,15 @@ A run directory is ``<root>/<UTC YYYYmmdd-HHMMSS>-<command>[-<name>]/`` and hold
 - ``config.json``: everything resolved (CLI + file + defaults), as the caller gives it; sorted keys;
 - ``policy.csv``, ``metrics.csv``, ``curves.csv`` and any extra frame (``tau_grid.csv``, ...);
 - ``figures/*.png`` and ``report.md`` (written by the caller through `RunDirectory.work`);
-- ``manifest.json``: versions, python, platform, git commit, argv, seeds, start and end times, and
-  ``"status": "complete"`` as its last key. It is the last file written.
+- ``manifest.json``: versions, python, platform, git commit, argv, seeds, the input files read (path and
+  sha256), start and end times, and ``"status": "complete"`` as its last key. It is the last file written.
 
 Everything is written into a hidden sibling ``<root>/.tmp-<uuid>/`` and renamed into place only when the
-``with`` block ends without an exception; on any exception (``KeyboardInterrupt`` included) the temporary
-directory is deleted and the exception propagates. So a directory named like a run is always complete,
-and a crashed run leaves nothing behind. Renaming within one file system is atomic on POSIX and Windows.
+``with`` block ends without an exception; on any exception (``KeyboardInterrupt`` and the CLI's SIGTERM
+exception included) the temporary directory is deleted and the exception propagates. So a directory named
+like a run is always complete, and a crashed run leaves nothing behind. Renaming within one file system is
+atomic on POSIX and Windows. A failed write (full disk, quota, I/O error) becomes an `OutputError` naming
+the root and the reason: the user's environment, not a bug.
 
 File formats (chosen so that the same results give the same bytes):
 
@@ -144,6 +146,9 @@ class RunDirectory:
         Create `root` (and its parents) if missing, instead of raising `OutputError`.
     clock : callable, optional
         Returns the current time (tests pass a fixed clock to provoke name collisions).
+    inputs : list of dict, optional
+        The files the run read (``{path, sha256}``: problem file, ``pairs_csv``, experiment file),
+        recorded in the manifest as ``inputs``.
 
     Examples
     --------
@@ -168,6 +173,7 @@ class RunDirectory:
         seeds: Any = None,
         create_root: bool = False,
         clock: Any = None,
+        inputs: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         self.root = Path(root)
         self.command = command
@@ -176,6 +182,7 @@ class RunDirectory:
         self.argv = list(sys.argv if argv is None else argv)
         self.seeds = seeds
         self.create_root = create_root
+        self.inputs = [dict(f) for f in inputs or []]
         self._clock = clock or _utc_now
         self.started: dt.datetime | None = None
         self.finished: dt.datetime | None = None
@@ -188,17 +195,21 @@ class RunDirectory:
     def __enter__(self) -> RunDirectory:
         self._check_root()
         self.started = self._clock()
-        work = self.root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        # `_work` is set before the directory exists, so that an interrupt between the two still cleans up.
+        self._work = self.root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
         try:
-            work.mkdir()
+            self._work.mkdir()
         except OSError as exc:
+            self._work = None
             raise OutputError(f"cannot write to output directory {self.root}: {exc.strerror or exc}") from exc
-        self._work = work
         try:
             self.write_json("config.json", self.config, sort_keys=True)
             # A provisional manifest: a temporary directory left by a killed process (SIGKILL cannot be
             # cleaned up) then says what it was. It is rewritten, complete, just before the rename.
             self._write_manifest(status="running")
+        except OSError as exc:
+            self._discard()
+            raise self._write_error(exc) from exc
         except BaseException:
             self._discard()
             raise
@@ -212,11 +223,16 @@ class RunDirectory:
     ) -> bool:
         if exc_type is not None:
             self._discard()
+            if isinstance(exc, OSError) and not isinstance(exc, OutputError):
+                raise self._write_error(exc) from exc  # a full disk while writing frames or figures
             return False  # let the exception (KeyboardInterrupt included) propagate
         try:
             self.finished = self._clock()
             self._write_manifest(status="complete")
             self.final_path = self._rename()
+        except OSError as exc:
+            self._discard()
+            raise self._write_error(exc) from exc
         except BaseException:
             self._discard()
             raise
@@ -323,6 +339,7 @@ class RunDirectory:
             "cwd": os.getcwd(),
             "argv": self.argv,
             "seeds": self.seeds,
+            "inputs": self.inputs,
             "started": _iso(self.started),
             "finished": _iso(self.finished) if self.finished is not None else None,
             "status": status,  # last key: a reader that sees it knows the file is whole
@@ -352,7 +369,16 @@ class RunDirectory:
             return target
         raise OutputError(f"more than {MAX_SUFFIX} run directories named {base} in {self.root}")
 
+    def _write_error(self, exc: OSError) -> OutputError:
+        return OutputError(
+            f"cannot write the run directory in {self.root}: {exc.strerror or exc}; nothing was saved"
+        )
+
     def _discard(self) -> None:
-        if self._work is not None:
-            shutil.rmtree(self._work, ignore_errors=True)
-            self._work = None
+        work, self._work = self._work, None
+        if work is not None:
+            try:
+                shutil.rmtree(work, ignore_errors=True)
+            except KeyboardInterrupt:  # a second Ctrl-C while cleaning up: finish the clean-up first
+                shutil.rmtree(work, ignore_errors=True)
+                raise

@@ -36,12 +36,16 @@ __all__ = [
 ]
 
 
-def get_problem(spec: str | Path | Problem | dict) -> Problem:
-    """A problem from a preset name, a TOML file, an inline table, or a `Problem` (returned as is)."""
+def get_problem(spec: str | Path | Problem | dict, base_dir: str | Path | None = None) -> Problem:
+    """A problem from a preset name, a TOML file, an inline table, or a `Problem` (returned as is).
+
+    `base_dir` is where an inline table's `pairs_csv` is looked for (the experiment file's directory);
+    a problem file's own `pairs_csv` is always relative to that file.
+    """
     if isinstance(spec, Problem):
         return spec
     if isinstance(spec, dict):
-        return build_problem(spec, source="inline")
+        return build_problem(spec, source="inline", base_dir=None if base_dir is None else Path(base_dir))
     text = str(spec)
     if text in PRESETS:
         return preset(text)

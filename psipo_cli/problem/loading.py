@@ -1,14 +1,19 @@
 """Problem files: TOML (stdlib `tomllib`) to a validated `Problem` (DESIGN §6).
 
 Every check raises `InputError` naming the key and the value. Files are data only: nothing in them is
-executed; `pairs_csv` is read relative to the TOML file.
+executed; `pairs_csv` is read relative to the TOML file. Every file read is recorded in `Problem.files`
+(absolute path and SHA-256 of the bytes read), so a run says exactly which data it solved.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import math
 import tomllib
+import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,32 @@ from psipo_cli.problem.model import (
 TOP_KEYS = {"name", "description", "actions", "contexts", "notes"}
 CONTEXT_KEYS = {"name", "weight", "pi_ref", "mu", *MODEL_KINDS, "pairs", "pairs_csv", "sample"}
 TOL = 1e-9
+MAX_TOTAL_COUNT = 1e100  # only ratios of counts matter; beyond this, sums and products of counts overflow
+MAX_SAMPLE = 10_000_000  # comparisons drawn per dataset (`sample.n`): memory grows linearly with it
+
+
+def read_text(path: Path, key: str) -> tuple[str, tuple[str, str]]:
+    """The UTF-8 text of `path` (a leading byte-order mark is dropped, as spreadsheets write one) and the
+    file's record `(absolute path, sha256 of its bytes)`."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(key, str(path), f"cannot read ({exc.strerror or exc})") from None
+    record = (str(path.resolve()), hashlib.sha256(data).hexdigest())
+    try:
+        return data.decode("utf-8-sig"), record
+    except UnicodeDecodeError:
+        raise InputError(key, str(path), "not a UTF-8 text file") from None
+
+
+def parse_toml(text: str, key: str, path: Path) -> dict[str, Any]:
+    """`tomllib.loads` with every failure (syntax, absurd nesting) reported as an `InputError`."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(key, str(path), f"not valid TOML ({exc})") from None
+    except RecursionError:
+        raise InputError(key, str(path), "not valid TOML (arrays or tables nested too deeply)") from None
 
 
 def load_problem(path: str | Path) -> Problem:
@@ -36,14 +67,13 @@ def load_problem(path: str | Path) -> Problem:
     where = str(path)
     if not path.is_file():
         raise InputError("problem", str(path), "no such file")
+    text, record = read_text(path, "problem")
+    data = parse_toml(text, "problem", path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError("problem", str(path), f"not valid TOML ({exc})") from None
-    try:
-        return build_problem(data, source=where, base_dir=path.parent)
+        problem = build_problem(data, source=where, base_dir=path.parent)
     except InputError as exc:
         raise exc.located(where) from None
+    return replace(problem, files=(record, *problem.files))
 
 
 def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None = None) -> Problem:
@@ -86,18 +116,24 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
             merged.update(raw)
             merged.setdefault("name", f"x{i}")
             layers.append((merged, f"{key}."))
+    for layer, prefix in layers:
+        _check_name(f"{prefix}name", layer["name"])
     names = [layer["name"] for layer, _ in layers]
-    csv_rows = _csv_rows(layers, base_dir)
+    csv_rows, files = _csv_rows(layers, base_dir)
     contexts = tuple(
         _context(layer, prefix, actions, csv_rows.get(layer["name"]), len(layers)) for layer, prefix in layers
     )
     if len(set(names)) != len(names):
         raise InputError("contexts.name", names, "context names must be unique")
-    total = sum(c.weight for c in contexts)
-    contexts = tuple(_with_weight(c, c.weight / total) for c in contexts)
+    # rho = weights / their sum, scaled by the largest first so that huge weights cannot overflow the sum.
+    top = max(c.weight for c in contexts)
+    total = math.fsum(c.weight / top for c in contexts)
+    contexts = tuple(_with_weight(c, c.weight / top / total) for c in contexts)
     notes = data.get("notes", [])
     if isinstance(notes, str):
         notes = [notes]
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise InputError("notes", notes, "must be a string or a list of strings")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise InputError("description", description, "must be a string")
@@ -107,14 +143,23 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
         contexts=contexts,
         description=description,
         source=source,
-        notes=tuple(str(n) for n in notes),
+        notes=tuple(notes),
+        files=files,
     )
 
 
 def _with_weight(ctx: Context, weight: float) -> Context:
-    from dataclasses import replace
-
     return replace(ctx, weight=weight)
+
+
+def _check_name(key: str, name: Any) -> str:
+    """Names (of actions, of contexts) are non-empty strings without control characters: they become CSV
+    fields, JSON strings, table rows and figure labels, where a newline or a NUL would corrupt the output."""
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(key, name, "must be a non-empty string")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise InputError(key, name, "must not contain control characters (newline, tab, NUL, ...)")
+    return name
 
 
 def _actions(raw: Any) -> tuple[str, ...]:
@@ -123,6 +168,7 @@ def _actions(raw: Any) -> tuple[str, ...]:
     for a in raw:
         if not isinstance(a, str) or not a.strip():
             raise InputError("actions", raw, f"every action must be a non-empty string (got {a!r})")
+        _check_name("actions", a)
     if len(set(raw)) != len(raw):
         dup = next(a for a in raw if raw.count(a) > 1)
         raise InputError("actions", raw, f"duplicate action {dup!r}")
@@ -171,7 +217,11 @@ def _preferences(key: str, raw: Any, n: int) -> np.ndarray:
 
 
 def _order(key: str, raw: Any, actions: tuple[str, ...]) -> np.ndarray:
-    if not isinstance(raw, list) or sorted(map(str, raw)) != sorted(actions) or len(raw) != len(actions):
+    if (
+        not isinstance(raw, list)
+        or not all(isinstance(a, str) for a in raw)
+        or sorted(raw) != sorted(actions)
+    ):
         raise InputError(key, raw, f"must list every action once, best first (actions: {list(actions)})")
     rank = np.empty(len(actions), dtype=int)
     for position, a in enumerate(raw):
@@ -184,8 +234,6 @@ def _context(
 ) -> Context:
     n = len(actions)
     name = layer["name"]
-    if not isinstance(name, str) or not name:
-        raise InputError(f"{prefix}name", name, "must be a non-empty string")
     weight = layer.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not (weight > 0 and math.isfinite(weight)):
         raise InputError(f"{prefix}weight", weight, "must be a positive number")
@@ -254,6 +302,8 @@ def _sample(key: str, raw: Any) -> Sample:
     n, seed = raw["n"], raw.get("seed", 0)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"{key}.n", n, "must be a positive integer")
+    if n > MAX_SAMPLE:
+        raise InputError(f"{key}.n", n, f"at most {MAX_SAMPLE:,} comparisons per dataset")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"{key}.seed", seed, "must be a non-negative integer")
     return Sample(n=n, seed=seed)
@@ -284,15 +334,24 @@ def _wins_from_rows(key: str, rows: Any, actions: tuple[str, ...]) -> np.ndarray
         if isinstance(count, bool) or not isinstance(count, int | float) or not (count > 0 and math.isfinite(count)):
             raise InputError(f"{k}.count", count, "must be a positive finite number")
         W[w, l_] += float(count)
-    if not np.isfinite(W).all():
-        raise InputError(key, rows, "counts overflow")
+    with np.errstate(over="ignore"):
+        total = float(W.sum())  # inf when the counts overflow: rejected just below
+    if not np.isfinite(W).all() or not total <= MAX_TOTAL_COUNT:
+        raise InputError(
+            key, rows, f"counts total {total:g}: at most {MAX_TOTAL_COUNT:g} (only their ratios matter; rescale them)"
+        )
     return W
 
 
-def _csv_rows(layers: list[tuple[dict[str, Any], str]], base_dir: Path | None) -> dict[str, list]:
-    """Rows of every `pairs_csv` file, grouped by context name (column `context`, default `default`)."""
+def _csv_rows(
+    layers: list[tuple[dict[str, Any], str]], base_dir: Path | None
+) -> tuple[dict[str, list], tuple[tuple[str, str], ...]]:
+    """Rows of every `pairs_csv` file, grouped by context name (column `context`, default `default`), and
+    the files read (absolute path, sha256). A relative path is relative to `base_dir` (the TOML file's
+    directory), else to the working directory."""
     by_context: dict[str, list] = {}
     read: set[Path] = set()
+    files: list[tuple[str, str]] = []
     for layer, prefix in layers:
         if "pairs_csv" not in layer:
             continue
@@ -306,9 +365,11 @@ def _csv_rows(layers: list[tuple[dict[str, Any], str]], base_dir: Path | None) -
             continue
         read.add(path)
         if not path.is_file():
-            raise InputError(f"{prefix}pairs_csv", raw, f"no such file ({path})")
+            raise InputError(f"{prefix}pairs_csv", raw, f"no such file ({str(path)!r})")
+        text, record = read_text(path, f"{prefix}pairs_csv")
+        files.append(record)
         try:
-            with path.open(newline="", encoding="utf-8") as fh:
+            with io.StringIO(text, newline="") as fh:
                 reader = csv.DictReader(fh)
                 if reader.fieldnames is None or not {"winner", "loser"} <= set(reader.fieldnames):
                     raise InputError(f"{prefix}pairs_csv", raw, "needs columns winner,loser[,count][,context]")
@@ -323,12 +384,10 @@ def _csv_rows(layers: list[tuple[dict[str, Any], str]], base_dir: Path | None) -
                             ) from None
                     ctx = rec.get("context") or DEFAULT_CONTEXT
                     by_context.setdefault(ctx, []).append(row)
-        except UnicodeDecodeError:
-            raise InputError(f"{prefix}pairs_csv", raw, "not a UTF-8 text file") from None
         except csv.Error as exc:
             raise InputError(f"{prefix}pairs_csv", raw, f"not valid CSV ({exc})") from None
     known = {layer["name"] for layer, _ in layers}
     stray = sorted(set(by_context) - known)
     if stray:
         raise InputError("pairs_csv.context", stray[0], f"unknown context (contexts: {sorted(known)})")
-    return by_context
+    return by_context, tuple(files)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from psipo_cli.numerics import sigmoid
+
 DEFAULT_CONTEXT = "default"
 MODEL_KINDS = ("preferences", "rewards", "order")
 
@@ -61,6 +63,8 @@ class Problem:
     description: str = ""
     source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Every file read to build the problem, in reading order: (absolute path, sha256 of its bytes).
+    files: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
     def n_actions(self) -> int:
@@ -99,10 +103,9 @@ def order_matrix(rank: np.ndarray) -> np.ndarray:
 
 def bradley_terry_matrix(rewards: np.ndarray) -> np.ndarray:
     """Bradley–Terry preferences `P[y, y'] = sigmoid(r_y - r_y')`, computed stably."""
-    from scipy.special import expit
-
     r = np.asarray(rewards, dtype=float)
-    return expit(r[:, None] - r[None, :])
+    with np.errstate(over="ignore"):  # |r_y - r_y'| beyond 1.8e308 is inf, and sigmoid(±inf) is exactly 1 or 0
+        return sigmoid(r[:, None] - r[None, :])
 
 
 def expected_wins(mu: np.ndarray, preferences: np.ndarray) -> np.ndarray:
@@ -149,13 +152,18 @@ def realise(problem: Problem, dataset: int = 0) -> Problem:
     return problem.with_contexts(contexts)
 
 
-def problem_table(problem: Problem) -> dict:
-    """A JSON-safe description of the problem as solved (recorded in `config.json`)."""
+def problem_table(problem: Problem, files: bool = False) -> dict:
+    """A JSON-safe description of the problem as solved (recorded in `config.json`).
+
+    With `files`, also the files it was read from (`[{path, sha256}]`: the TOML file, then any
+    `pairs_csv`). Off by default: the rest of the table says what the problem *is*, whatever the
+    directory it was read from (sweeps hash it to recognise a problem across machines).
+    """
 
     def arr(x: np.ndarray | None) -> list | None:
         return None if x is None else np.asarray(x).tolist()
 
-    return {
+    table = {
         "name": problem.name,
         "source": problem.source,
         "description": problem.description,
@@ -175,3 +183,6 @@ def problem_table(problem: Problem) -> dict:
             for c in problem.contexts
         ],
     }
+    if files:
+        table["files"] = [{"path": path, "sha256": digest} for path, digest in problem.files]
+    return table

@@ -48,6 +48,13 @@ def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[s
             if ctx.wins is None:
                 raise InputError("problem", ctx.name, "context has no realised dataset")
             return MethodInputs(ctx.pi_ref, ctx.mu, W=np.asarray(ctx.wins))
+        if np.count_nonzero(ctx.mu) < 2:
+            # W = mu mu^T P off the diagonal is zero: the loss is 0/0, every policy is as good as any other.
+            raise InputError(
+                f"contexts[{ctx.name}].mu", ctx.mu.tolist(),
+                f"the population {method.name} objective has no comparisons: mu (default pi_ref) must put mass "
+                "on at least two actions",
+            )
         return MethodInputs(ctx.pi_ref, ctx.mu, W=expected_wins(ctx.mu, ctx.preferences))
     if objective == DATASET:
         try:
