@@ -1351,3 +1351,22 @@ def test_bad_tau(tau: float) -> None:
     with pytest.raises(InputError) as info:
         psipo_cli.solve("paper-d1", "ipo", tau)
     assert "tau" in str(info.value)
+
+
+def test_dense_and_sparse_comparison_graphs_give_the_same_components(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small graphs use a boolean transitive closure, large ones scipy's csgraph: on random graphs both
+    # must induce the same partitions (labels themselves may differ) and the same separating comparisons.
+    import psipo_cli.objectives.pairwise as pairwise
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(2, 25))
+        W = (rng.random((n, n)) < rng.random() * 0.3) * rng.integers(1, 4, (n, n)).astype(float)
+        np.fill_diagonal(W, 0.0)
+        dense = pairwise.comparison_graph(W)
+        monkeypatch.setattr(pairwise, "DENSE_GRAPH_UP_TO", 0)
+        sparse = pairwise.comparison_graph(W)
+        monkeypatch.undo()
+        for a, b in ((dense.strong, sparse.strong), (dense.weak, sparse.weak)):
+            assert np.array_equal(a[:, None] == a[None, :], b[:, None] == b[None, :])
+        assert np.array_equal(dense.separating, sparse.separating)

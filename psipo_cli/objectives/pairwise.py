@@ -73,17 +73,41 @@ class ComparisonGraph:
         return not self.separating.any()
 
 
-def comparison_graph(W: np.ndarray) -> ComparisonGraph:
-    """Weak and strong components of the comparison graph of `W`."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
+DENSE_GRAPH_UP_TO = 64  # actions; up to here a boolean transitive closure beats scipy's sparse graph tools
 
-    adjacency = csr_matrix(W > 0)
-    _, weak = connected_components(adjacency, directed=True, connection="weak")
-    _, strong = connected_components(adjacency, directed=True, connection="strong")
-    separating = (W > 0) & (strong[:, None] != strong[None, :])
+
+def comparison_graph(W: np.ndarray) -> ComparisonGraph:
+    """Weak and strong components of the comparison graph of `W`.
+
+    Labels are only compared for equality. Small graphs use the transitive closure (a few `n x n` boolean
+    products: microseconds, and no scipy.sparse import for the CLI); large ones scipy's `csgraph`.
+    """
+    edges = W > 0
+    if W.shape[0] <= DENSE_GRAPH_UP_TO:
+        reach = _closure(edges)
+        strong = np.argmax(reach & reach.T, axis=1)  # smallest member of each SCC
+        weak = np.argmax(_closure(edges | edges.T), axis=1)
+    else:
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import connected_components
+
+        adjacency = csr_matrix(edges)
+        _, weak = connected_components(adjacency, directed=True, connection="weak")
+        _, strong = connected_components(adjacency, directed=True, connection="strong")
+    separating = edges & (strong[:, None] != strong[None, :])
     active = (W.sum(axis=0) + W.sum(axis=1)) > 0
     return ComparisonGraph(active=active, weak=weak, strong=strong, separating=separating)
+
+
+def _closure(edges: np.ndarray) -> np.ndarray:
+    """Reflexive transitive closure of a boolean adjacency matrix, by repeated squaring."""
+    reach = edges | np.eye(edges.shape[0], dtype=bool)
+    while True:
+        step = reach.astype(np.int64)
+        wider = (step @ step) > 0
+        if np.array_equal(wider, reach):
+            return reach
+        reach = wider
 
 
 def center_components(x: np.ndarray, labels: np.ndarray, active: np.ndarray) -> np.ndarray:
