@@ -408,3 +408,22 @@ def test_cli_module_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ}).stdout
     assert out.strip() == ""
+
+
+def test_inline_problem_reads_pairs_csv_relative_to_the_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An inline problem's pairs_csv is relative to the grid file, not to the working directory.
+    grid_dir = tmp_path / "grids"
+    write(grid_dir / "pairs.csv", "winner,loser\na,b\nb,c\na,c\n")
+    grid = write(
+        grid_dir / "inline.toml",
+        'name = "inline"\nmethods = ["ipo"]\ntau = [0.5]\nseeds = 1\nsolver = "exact"\n'
+        'problems = [{ name = "d1-csv", actions = ["a", "b", "c"], pairs_csv = "pairs.csv" }]\n',
+    )
+    monkeypatch.chdir(tmp_path)  # somewhere the CSV is not
+    run_dir = run_sweep(grid, out=tmp_path / "out", quiet=True, plots=False, argv=["test"])
+    probs = {r["action"]: float(r["prob"]) for r in rows(run_dir)}
+    # The CSV holds D1: IPO's offsets are (1, 0, -1) / (3 tau) = (2, 0, -2) / 3 at tau = 1/2.
+    weights = {a: math.exp(d) for a, d in zip("abc", (2 / 3, 0.0, -2 / 3), strict=True)}
+    total = sum(weights.values())
+    for action, weight in weights.items():
+        assert probs[action] == pytest.approx(weight / total, abs=1e-12)

@@ -350,6 +350,22 @@ def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+def _absolute_csv_paths(table: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """An inline problem table with its `pairs_csv` paths made absolute (relative to the grid file), so that
+    workers in other directories, or on other machines, read the same files."""
+
+    def fix(layer: dict[str, Any]) -> dict[str, Any]:
+        path = layer.get("pairs_csv")
+        if isinstance(path, str) and path and not os.path.isabs(path):
+            return {**layer, "pairs_csv": str((base_dir / path).resolve())}
+        return layer
+
+    out = fix(table)
+    if isinstance(out.get("contexts"), list):
+        out = {**out, "contexts": [fix(c) if isinstance(c, dict) else c for c in out["contexts"]]}
+    return out
+
+
 def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
     from psipo_cli.problem import PRESETS, get_problem
 
@@ -362,7 +378,7 @@ def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
             name = item.get("name")
             if not isinstance(name, str) or not name:
                 raise InputError("problems", item, "an inline problem table needs a name")
-            resolved.append((name, item))
+            resolved.append((name, _absolute_csv_paths(item, base_dir)))
         elif not isinstance(item, str) or not item.strip():
             raise InputError("problems", item, "each problem is a preset name, a file, a glob or a table")
         elif item in PRESETS:
