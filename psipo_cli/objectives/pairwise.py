@@ -110,15 +110,6 @@ def _closure(edges: np.ndarray) -> np.ndarray:
         reach = wider
 
 
-def center_components(x: np.ndarray, labels: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """The canonical gauge: subtract each component's mean; zero on inactive actions."""
-    out = np.zeros_like(x, dtype=float)
-    for k in np.unique(labels[active]):
-        members = (labels == k) & active
-        out[members] = x[members] - x[members].mean()
-    return out
-
-
 def softmax_policy(log_pi_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """`pi ∝ pi_ref exp(delta)`, through logsumexp (actions with `pi_ref = 0` get exactly 0)."""
     return softmax(log_pi_ref + delta)

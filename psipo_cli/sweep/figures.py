@@ -86,13 +86,8 @@ def render_figures(results: Path, figures_dir: Path) -> list[Path]:
             sub = cells if n is None else cells[cells["n"] == n]
             for c, metric in enumerate(metrics):
                 ax = axes[r][c]
-                for (method, solver), line in sub.groupby(["method", "solver"], sort=False):
-                    line = line.sort_values("tau")
-                    ax.plot(line["tau"], line[metric], color=colours[method], label=f"{method} ({solver})",
-                            **LINESTYLE.get(solver, {}))
-                ax.set_xscale("log")
+                _metric_lines(ax, sub, "tau", metric, colours)
                 ax.set_xlabel("tau")
-                ax.set_ylabel(metric)
                 if n is not None:
                     ax.set_title(f"n = {int(n)}", fontsize=9)
         axes[0][0].legend(fontsize=7)
@@ -112,13 +107,8 @@ def render_figures(results: Path, figures_dir: Path) -> list[Path]:
                 sub = cells[cells["tau"] == tau]
                 for c, metric in enumerate(metrics):
                     ax = axes[r][c]
-                    for (method, solver), line in sub.groupby(["method", "solver"], sort=False):
-                        line = line.sort_values("n")
-                        ax.plot(line["n"], line[metric], color=colours[method], label=f"{method} ({solver})",
-                                **LINESTYLE.get(solver, {}))
-                    ax.set_xscale("log")
+                    _metric_lines(ax, sub, "n", metric, colours)
                     ax.set_xlabel("n (comparisons)")
-                    ax.set_ylabel(metric)
                     ax.set_title(f"tau = {tau:.4g}", fontsize=9)
             axes[0][0].legend(fontsize=7)
             fig.suptitle(f"{problem}: metrics vs dataset size{suffix}", fontsize=10)
@@ -128,3 +118,13 @@ def render_figures(results: Path, figures_dir: Path) -> list[Path]:
             plt.close(fig)
             written.append(path)
     return written
+
+
+def _metric_lines(ax: Any, cells: Any, x: str, metric: str, colours: dict[str, Any]) -> None:
+    """One line per method and solver: `metric` against `x` (log axis)."""
+    for (method, solver), line in cells.groupby(["method", "solver"], sort=False):
+        line = line.sort_values(x)
+        ax.plot(line[x], line[metric], color=colours[method], label=f"{method} ({solver})",
+                **LINESTYLE.get(solver, {}))
+    ax.set_xscale("log")
+    ax.set_ylabel(metric)
