@@ -27,6 +27,9 @@ class Solution:
         `delta = log(pi / pi_ref)` in the canonical gauge when the optimum is attained.
     detail : str
         A sentence on how the limit was resolved, when it had to be.
+    reward : array (n,) or None
+        The implied reward the policy tempers, `pi ∝ pi_ref exp(reward / tau)` in the canonical gauge
+        (RLHF's fitted reward, `tau * delta` for DPO and IPO, `g(y)` for PsiPO); None where it is not finite.
     """
 
     policy: np.ndarray
@@ -34,3 +37,4 @@ class Solution:
     loss: float
     offsets: np.ndarray | None = None
     detail: str = ""
+    reward: np.ndarray | None = None

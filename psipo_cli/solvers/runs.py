@@ -66,6 +66,9 @@ class RunResult:
     """One run: a method (label), a tau, a solver, a seed (dataset or minibatch stream) and a context.
 
     `curve` (gradient only) holds the policy at each recorded step, shape `(len(steps), n)`.
+    `reward` is the implied reward of the answer (`Solution.reward`; None where it is not finite or not
+    computed). `noise` (gradient only) is the measured size of the iterate's fluctuation at the end of
+    the run, in probability units (NaN where not measured).
     """
 
     label: str
@@ -80,6 +83,8 @@ class RunResult:
     detail: str = ""
     grad_norm: float = float("nan")
     curve: np.ndarray | None = field(default=None, repr=False)
+    reward: np.ndarray | None = field(default=None, repr=False)
+    noise: float = float("nan")
 
 
 def group_runs(runs: list[RunResult]) -> dict[tuple[str, float, str, int], list[RunResult]]:
