@@ -24,6 +24,8 @@ from psipo_cli.objectives.pairwise import ComparisonGraph, LaplacianSystem, edge
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
 STEP_TOL = 1e-12  # Newton stops once its step is this small relative to the variables (`damped_newton`)
 MAX_NEWTON = 500
+MAX_CHANGE = 10.0  # largest change of a compared difference in one Newton step (`capped`)
+F_ROUNDING = 1e-12  # relative changes of an objective below this are taken as its rounding
 
 
 def logistic_objective(r: np.ndarray, W: np.ndarray, l2: float = 0.0) -> float:
@@ -56,11 +58,22 @@ def fit_logistic(W: np.ndarray, l2: float = 0.0) -> np.ndarray:
         s = sigmoid(-(r[w] - r[l_]))
         system = LaplacianSystem(w, l_, c * s * (1.0 - s) / c.sum(), n, shift=l2)
         step = system.solve(-g)
-        return step if l2 > 0 else system.centre(step)
+        return capped(step if l2 > 0 else system.centre(step), w, l_)
 
     return damped_newton(
         np.zeros(n), lambda r: logistic_objective(r, W, l2), lambda r: logistic_gradient(r, W, l2), newton_step
     )
+
+
+def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """`step` scaled so that no difference `x_i - x_j` along an edge changes by more than `MAX_CHANGE`.
+
+    Far from the minimum, Newton on these exponential-tailed losses overshoots: where the curvature of an
+    edge is tiny, its step is huge, and an iterate sent far out finds the curvature there vanishing too (a
+    flat region the line search cannot leave). At most a factor `e^MAX_CHANGE` on any edge's odds per step.
+    """
+    largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
+    return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
 
 
 def damped_newton(
@@ -74,7 +87,9 @@ def damped_newton(
 
     `newton_step(x, g)` returns `-H^-1 g` on the subspace the minimiser is unique in (the gauge), and
     `project` maps a point back onto it. A step is accepted on Armijo's condition or, once the decrease of
-    the objective is below its own rounding, on a smaller gradient (which still shrinks quadratically).
+    the objective is below its own rounding, on a smaller gradient (which still shrinks quadratically) —
+    but never on a smaller gradient alone: far out on a logistic loss the gradient vanishes while the
+    objective is huge.
 
     Stopping rule, in the variables themselves: stop once the Newton step is at most
     `STEP_TOL (1 + max|x|)` in every coordinate, after taking it. Near the minimiser the step is
@@ -95,7 +110,8 @@ def damped_newton(
         while True:
             candidate = project(x + t * step)
             f_new, g_new = value(candidate), gradient(candidate)
-            if f_new <= f + 1e-4 * t * slope or np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm:
+            level = f_new <= f + F_ROUNDING * (abs(f) + abs(f_new))  # no increase beyond F's own rounding
+            if f_new <= f + 1e-4 * t * slope or (level and np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm):
                 break
             t *= 0.5
             if t < 1e-12:
@@ -264,9 +280,7 @@ def _exp_potential_minimiser(
 
     def newton_step(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         # The Hessian is the Laplacian of the edges weighted by their flows.
-        step = centre(LaplacianSystem(i, j, a * np.exp(-(A @ x)), n_nodes).solve(-g))
-        # At most a factor e^10 on any flow per step: far from the minimum, Newton on exponentials overshoots.
-        return step * min(1.0, 10.0 / max(float(np.max(np.abs(A @ step))), 1e-300))
+        return capped(centre(LaplacianSystem(i, j, a * np.exp(-(A @ x)), n_nodes).solve(-g)), i, j)
 
     start = centre(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
     return damped_newton(start, value, gradient, newton_step, centre)
