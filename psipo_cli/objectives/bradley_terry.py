@@ -20,6 +20,7 @@ import numpy as np
 
 from psipo_cli.numerics import sigmoid
 from psipo_cli.objectives.pairwise import ComparisonGraph, LaplacianSystem, edge_components, pairs_of, softmax_policy
+from psipo_cli.objectives.solution import DIVERGED, Solution
 
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
 STEP_TOL = 1e-12  # Newton stops once its step is this small relative to the variables (`damped_newton`)
@@ -369,11 +370,25 @@ class SeparatedLimit:
     offsets: np.ndarray
     infimum: float
     note: str
+    components: tuple[tuple[int, ...], ...]
+    losing: tuple[int, ...]
 
     def policy(self, log_pi_ref: np.ndarray, tau: float) -> np.ndarray:
         policy = np.zeros(len(self.winners))
         policy[self.winners] = softmax_policy(log_pi_ref[self.winners], self.offsets[self.winners] / tau)
         return policy
+
+    def solution(self, log_pi_ref: np.ndarray, tau: float, unseen: tuple[int, ...]) -> Solution:
+        """The `diverged` Solution at `tau` (no finite offsets or reward: some diverge)."""
+        return Solution(
+            policy=self.policy(log_pi_ref, tau),
+            status=DIVERGED,
+            loss=self.infimum,
+            detail=self.note,
+            unseen=unseen,
+            components=self.components,
+            losing=self.losing,
+        )
 
 
 def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph) -> SeparatedLimit:
@@ -416,7 +431,20 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
         note = f"{losers} of the compared actions get probability 0"
     else:
         winners, offsets, note = _tie_split(W, graph, r_internal, top)
-    return SeparatedLimit(winners, offsets, infimum, note)
+    components, losing = _component_listing(graph)
+    return SeparatedLimit(winners, offsets, infimum, note, components, losing)
+
+
+def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The strongly connected components over the compared actions (each in action order, listed by their
+    first action), and the indices of those that lose a separating comparison to another component."""
+    labels = graph.strong[graph.active]
+    members = np.flatnonzero(graph.active)
+    _, first = np.unique(labels, return_index=True)
+    order = labels[np.sort(first)]
+    components = tuple(tuple(members[labels == k].tolist()) for k in order)
+    beaten = np.unique(graph.strong[np.nonzero(graph.separating)[1]])
+    return components, tuple(int(k) for k in np.flatnonzero(np.isin(order, beaten)))
 
 
 def _tie_split(

@@ -8,11 +8,13 @@ import numpy as np
 
 from psipo_cli.objectives.pairwise import (
     LaplacianSystem,
+    forest_pairs,
     laplacian_rhs,
     log_of,
     mean_pair_loss,
     pairs_of,
     softmax_policy,
+    unseen_actions,
 )
 from psipo_cli.objectives.solution import OPTIMAL, Solution
 
@@ -90,18 +92,54 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list[Solution]:
-    """Exact IPO for each tau: always attained (`status = "optimal"`). `Lap^+ b` is solved once."""
+    """Exact IPO for each tau: always attained (`status = "optimal"`). `Lap^+ b` is solved once.
+
+    The implied reward `tau * delta = Lap^+ b / 2` does not depend on tau.
+    """
     unit = offsets(W, 0.5)  # Lap^+ b: the offsets at tau = 1/2; delta scales like 1 / (2 tau)
     log_pi_ref = log_of(pi_ref)
+    unseen = unseen_actions(W, pi_ref)
     return [
         Solution(
             policy=softmax_policy(log_pi_ref, unit / (2.0 * tau)),
             status=OPTIMAL,
             loss=mean_pair_loss(unit / (2.0 * tau), W, pair_loss, tau),
             offsets=unit / (2.0 * tau),
+            reward=unit / 2.0,
+            unseen=unseen,
+            closed_form=closed_form(W, tau),
         )
         for tau in taus
     ]
+
+
+def closed_form(W: np.ndarray, tau: float) -> str:
+    """IPO's closed form on this `W`, when one of its preconditions holds (checked here), else "".
+
+    - A complete total order on the `k` compared actions, `c` comparisons on every pair (winner above):
+      `Lap = c (k I - 1 1^T)` and `b_y = c (k - 1 - 2 rank_y)` (rank 0 on top), so on sum-zero vectors
+      `delta = b / (2 tau c k)`: `delta_y = (k - 1 - 2 rank_y) / (2 k tau)`, neighbours `1 / (k tau)` apart.
+    - The compared pairs form a forest: each pair's residuals are zeroed on their own,
+      `W[x,y] (h - 1/(2 tau)) + W[y,x] (h + 1/(2 tau)) = 0`, so `h = (W[x,y] - W[y,x]) / (2 tau (W[x,y] + W[y,x]))`.
+    """
+    active = np.flatnonzero((W.sum(axis=0) + W.sum(axis=1)) > 0)
+    k = len(active)
+    by_wins = active[np.argsort(-(W[active] > 0).sum(axis=1), kind="stable")]
+    ordered = W[np.ix_(by_wins, by_wins)]
+    above = np.triu(np.ones((k, k), dtype=bool), 1)
+    c = ordered.max(initial=0.0)
+    if k >= 2 and np.array_equal(ordered > 0, above) and np.allclose(ordered[above], c, rtol=1e-12, atol=0.0):
+        return (
+            f"closed form (a complete order on the {k} compared actions, {c:.6g} comparisons per pair): "
+            f"delta_y = (k - 1 - 2 rank_y) / (2 k tau), so neighbours differ by 1/(k tau) = {1.0 / (k * tau):.6g} "
+            "in log(pi / pi_ref)"
+        )
+    if forest_pairs(W) is not None:
+        return (
+            "closed form (the compared pairs form a forest, so the loss splits into one term per pair): "
+            "delta_x - delta_y = (W[x,y] - W[y,x]) / (2 tau (W[x,y] + W[y,x])) on each compared pair"
+        )
+    return ""
 
 
 def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:

@@ -44,6 +44,27 @@ def laplacian_rhs(W: np.ndarray) -> np.ndarray:
     return W.sum(axis=1) - W.sum(axis=0)
 
 
+def unseen_actions(W: np.ndarray, pi_ref: np.ndarray) -> tuple[int, ...]:
+    """Actions pi_ref supports that appear in no comparison of `W` (on the population objective, where
+    `W = mu mu^T P`, those outside supp mu): a pairwise loss never sees them, so it does not determine their
+    offsets, which the canonical gauge leaves at 0."""
+    active = (W.sum(axis=0) + W.sum(axis=1)) > 0
+    return tuple(np.flatnonzero(~active & (pi_ref > 0)).tolist())
+
+
+def forest_pairs(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The compared pairs `(x, y)`, `x < y`, if they form a forest (no cycle, directions ignored), else None.
+
+    On a forest the differences `delta_x - delta_y` along the pairs can be set independently, so a pairwise
+    loss is minimised pair by pair: the closed forms of DPO and IPO on such data.
+    """
+    S = W + W.T
+    x, y = np.nonzero(np.triu(S, 1))
+    active = S.sum(axis=1) > 0
+    components = len(np.unique(edge_components(x, y, W.shape[0])[active]))
+    return (x, y) if len(x) == int(active.sum()) - components else None
+
+
 @dataclass(frozen=True)
 class ComparisonGraph:
     """Components of the directed graph winner -> loser (NOTES, 'The limit when DPO has no minimiser').
