@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -99,6 +99,7 @@ def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list
     unit = offsets(W, 0.5)  # Lap^+ b: the offsets at tau = 1/2; delta scales like 1 / (2 tau)
     log_pi_ref = log_of(pi_ref)
     unseen = unseen_actions(W, pi_ref)
+    closed = closed_form(W)
     return [
         Solution(
             policy=softmax_policy(log_pi_ref, unit / (2.0 * tau)),
@@ -107,20 +108,22 @@ def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list
             offsets=unit / (2.0 * tau),
             reward=unit / 2.0,
             unseen=unseen,
-            closed_form=closed_form(W, tau),
+            closed_form=closed(tau),
         )
         for tau in taus
     ]
 
 
-def closed_form(W: np.ndarray, tau: float) -> str:
-    """IPO's closed form on this `W`, when one of its preconditions holds (checked here), else "".
+def closed_form(W: np.ndarray) -> Callable[[float], str]:
+    """IPO's closed form on this `W` as a sentence for each tau, when a precondition holds (checked here).
 
     - A complete total order on the `k` compared actions, `c` comparisons on every pair (winner above):
       `Lap = c (k I - 1 1^T)` and `b_y = c (k - 1 - 2 rank_y)` (rank 0 on top), so on sum-zero vectors
       `delta = b / (2 tau c k)`: `delta_y = (k - 1 - 2 rank_y) / (2 k tau)`, neighbours `1 / (k tau)` apart.
     - The compared pairs form a forest: each pair's residuals are zeroed on their own,
       `W[x,y] (h - 1/(2 tau)) + W[y,x] (h + 1/(2 tau)) = 0`, so `h = (W[x,y] - W[y,x]) / (2 tau (W[x,y] + W[y,x]))`.
+
+    Otherwise the sentence is empty.
     """
     active = np.flatnonzero((W.sum(axis=0) + W.sum(axis=1)) > 0)
     k = len(active)
@@ -129,17 +132,17 @@ def closed_form(W: np.ndarray, tau: float) -> str:
     above = np.triu(np.ones((k, k), dtype=bool), 1)
     c = ordered.max(initial=0.0)
     if k >= 2 and np.array_equal(ordered > 0, above) and np.allclose(ordered[above], c, rtol=1e-12, atol=0.0):
-        return (
+        return lambda tau: (
             f"closed form (a complete order on the {k} compared actions, {c:.6g} comparisons per pair): "
             f"delta_y = (k - 1 - 2 rank_y) / (2 k tau), so neighbours differ by 1/(k tau) = {1.0 / (k * tau):.6g} "
             "in log(pi / pi_ref)"
         )
     if forest_pairs(W) is not None:
-        return (
+        return lambda tau: (
             "closed form (the compared pairs form a forest, so the loss splits into one term per pair): "
             "delta_x - delta_y = (W[x,y] - W[y,x]) / (2 tau (W[x,y] + W[y,x])) on each compared pair"
         )
-    return ""
+    return lambda tau: ""
 
 
 def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:
