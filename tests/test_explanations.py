@@ -69,8 +69,8 @@ def test_population_ipo_outside_supp_mu_stays_at_pi_ref_and_says_so() -> None:
     assert abs(ipo_pi[2] - psipo_pi[2]) > 0.02  # 0.3236 against 0.3021
 
     (run,) = exact_runs(problem, "ipo", [TAU], "population")
-    assert run.detail.startswith("c outside supp mu: the loss does not see them and does not determine")
-    assert "stay at their pi_ref offset" in run.detail
+    assert run.detail.startswith("c outside supp mu: the loss does not see it and does not determine its offset")
+    assert "stays at its pi_ref offset" in run.detail
     assert "`psipo --psi identity` (paper Theorem 2) differs there" in run.detail
     assert "supp mu = supp pi_ref" in run.detail
     # The same detail reaches the metrics table.

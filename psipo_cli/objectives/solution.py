@@ -81,9 +81,13 @@ def describe(solution: Solution, actions: Sequence[str], twin: str = "") -> str:
         parts.append(solution.detail)
     if solution.unseen:
         where = "outside supp mu" if twin else "in no comparison"
+        them, their, offsets, stay = ("it", "its", "offset", "stays") if len(solution.unseen) == 1 else (
+            "them", "their", "offsets", "stay"
+        )
         note = (
-            f"{_names(solution.unseen, actions)} {where}: the loss does not see them and does not determine their "
-            "offsets, which stay at their pi_ref offset (the canonical gauge, as gradient training from pi_ref)"
+            f"{_names(solution.unseen, actions)} {where}: the loss does not see {them} and does not determine "
+            f"{their} {offsets}, which {stay} at {their} pi_ref offset (the canonical gauge, as gradient training "
+            "from pi_ref)"
         )
         if twin:
             note += f"; {twin} differs there (the equivalence assumes supp mu = supp pi_ref)"
