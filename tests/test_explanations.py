@@ -69,7 +69,7 @@ def test_population_ipo_outside_supp_mu_stays_at_pi_ref_and_says_so() -> None:
     assert abs(ipo_pi[2] - psipo_pi[2]) > 0.02  # 0.3236 against 0.3021
 
     (run,) = exact_runs(problem, "ipo", [TAU], "population")
-    assert run.detail.startswith("c outside supp mu: the loss does not see it and does not determine its offset")
+    assert run.detail.startswith("c outside supp mu: the objective does not see it and does not determine its offset")
     assert "stays at its pi_ref offset" in run.detail
     assert "`psipo --psi identity` (paper Theorem 2) differs there" in run.detail
     assert "supp mu = supp pi_ref" in run.detail
@@ -101,7 +101,7 @@ def test_actions_in_no_comparison_are_named_on_data() -> None:
     problem = named_problem("abcde", [("a", "b", 2), ("b", "a", 1), ("b", "c", 1), ("c", "b", 1), ("a", "c", 1)])
     for method in ("dpo", "ipo", "rlhf"):
         (run,) = exact_runs(problem, method, [1.0])
-        assert "d, e in no comparison: the loss does not see them" in run.detail, method
+        assert "d, e in no comparison: the objective does not see them" in run.detail, method
         assert "differs there" not in run.detail
         assert run.policy[3] == pytest.approx(run.policy[4], rel=1e-12)  # both at their (equal) pi_ref offset
 

@@ -68,7 +68,7 @@ def forest_closed_form(W: np.ndarray) -> str:
     if forest_pairs(W) is None:
         return ""
     return (
-        "closed form (the compared pairs form a forest, so the loss splits into one term per pair): "
+        "closed form (the compared pairs form a forest, so the objective splits into one term per pair): "
         "r_x - r_y = tau (delta_x - delta_y) = log(W[x,y] / W[y,x]) on each compared pair"
     )
 

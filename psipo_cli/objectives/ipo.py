@@ -139,7 +139,7 @@ def closed_form(W: np.ndarray) -> Callable[[float], str]:
         )
     if forest_pairs(W) is not None:
         return lambda tau: (
-            "closed form (the compared pairs form a forest, so the loss splits into one term per pair): "
+            "closed form (the compared pairs form a forest, so the objective splits into one term per pair): "
             "delta_x - delta_y = (W[x,y] - W[y,x]) / (2 tau (W[x,y] + W[y,x])) on each compared pair"
         )
     return lambda tau: ""

@@ -85,7 +85,7 @@ def describe(solution: Solution, actions: Sequence[str], twin: str = "") -> str:
             "them", "their", "offsets", "stay"
         )
         note = (
-            f"{_names(solution.unseen, actions)} {where}: the loss does not see {them} and does not determine "
+            f"{_names(solution.unseen, actions)} {where}: the objective does not see {them} and does not determine "
             f"{their} {offsets}, which {stay} at {their} pi_ref offset (the canonical gauge, as gradient training "
             "from pi_ref)"
         )
