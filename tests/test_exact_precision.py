@@ -194,3 +194,24 @@ def test_ipo_offsets_match_rational_solutions_on_heavy_tailed_counts(sparse: boo
         for i in range(1, n):
             assert x[i] - x[0] == pytest.approx(float(exact[i]), abs=1e-13), W
         assert abs(x.sum()) < 1e-13  # canonical gauge: one component, zero sum
+
+
+def test_dpo_large_problem_takes_the_sparse_newton_path() -> None:
+    """n = 400 (above the sparse threshold): a chain compared both ways plus random extra comparisons and
+    20 absent actions. The Bradley–Terry gradient, written out here, vanishes at the fit, relative to the
+    size of its terms, and the offsets keep the canonical gauge (zero sum on the component, 0 on absent)."""
+    rng = np.random.default_rng(22)
+    n, m = 400, 380
+    W = np.zeros((n, n))
+    W[np.arange(m - 1), np.arange(1, m)] = rng.integers(1, 5, m - 1)
+    W[np.arange(1, m), np.arange(m - 1)] = rng.integers(1, 5, m - 1)
+    for _ in range(600):
+        i, j = rng.integers(0, m, size=2)
+        if i != j:
+            W[i, j] += 1
+    r = dpo.solve(W, np.full(n, 1 / n), 1.0).offsets
+    w, l_ = np.nonzero(W)
+    flow = W[w, l_] / (1 + np.exp(r[w] - r[l_]))  # W sigma(-(r_w - r_l)): each comparison's gradient term
+    g = np.bincount(w, weights=flow, minlength=n) - np.bincount(l_, weights=flow, minlength=n)
+    assert np.max(np.abs(g)) < 1e-13 * flow.max()
+    assert abs(r[:m].sum()) < 1e-11 and np.all(r[m:] == 0.0)
