@@ -279,7 +279,7 @@ def test_ipo_sparse_path_agrees_with_dense() -> None:
         S = W + W.T
         lap = np.diag(S.sum(1)) - S  # written out: sum W (e_w - e_l)(e_w - e_l)^T
         b = W.sum(1) - W.sum(0)
-        sparse = ipo._sparse_offsets(W, lap, b)
+        sparse = ipo.offsets(W, 0.5, sparse=True)  # tau = 1/2: delta = Lap^+ b
         # Independent dense route: the minimum-norm solution through the pseudo-inverse.
         np.testing.assert_allclose(sparse, np.linalg.pinv(lap) @ b, atol=1e-10)
 

@@ -40,6 +40,9 @@ class Method:
     solve_taus : callable or None
         The exact solver for a list of tau values at once (same arguments, `taus` in place of `tau`),
         sharing the tau-independent work; without it the dispatch calls `solve` per tau.
+    twin : str
+        `needs = "wins"` only: the population ΨPO this method equals on the expected counts when
+        `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
     options : tuple of str
         Method options accepted on the CLI.
     """
@@ -53,7 +56,10 @@ class Method:
     pair_grad: PairFn | None = None
     options: tuple[str, ...] = ()
     solve_taus: Callable[..., list[Solution]] | None = None
+    twin: str = ""
 
+
+BRADLEY_TERRY_TWIN = "`psipo --psi logit` (paper Prop. 1, under Bradley–Terry preferences)"
 
 METHODS: dict[str, Method] = {
     "rlhf": Method(
@@ -66,11 +72,13 @@ METHODS: dict[str, Method] = {
         rlhf.reward_pair_grad,
         ("rm_l2", "rm_steps"),
         rlhf.solve_taus,
+        BRADLEY_TERRY_TWIN,
     ),
     "dpo": Method("dpo", "Direct preference optimisation (paper Eq. 4)", "wins", dpo.solve, "pairwise",
-                  dpo.pair_loss, dpo.pair_grad, solve_taus=dpo.solve_taus),
+                  dpo.pair_loss, dpo.pair_grad, solve_taus=dpo.solve_taus, twin=BRADLEY_TERRY_TWIN),
     "ipo": Method("ipo", "Identity preference optimisation (paper Eq. 17)", "wins", ipo.solve, "pairwise",
-                  ipo.pair_loss, ipo.pair_grad, solve_taus=ipo.solve_taus),
+                  ipo.pair_loss, ipo.pair_grad, solve_taus=ipo.solve_taus,
+                  twin="`psipo --psi identity` (paper Theorem 2)"),
     "psipo": Method("psipo", "General PsiPO objective (paper Eq. 6) with --psi", "preferences", psipo.solve,
                     "policy", options=("psi", "eps")),
 }

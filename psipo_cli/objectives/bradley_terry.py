@@ -13,81 +13,112 @@ COLT (the non-separable part, here the comparisons inside a component, converges
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from psipo_cli.numerics import sigmoid
-from psipo_cli.objectives.pairwise import ComparisonGraph, pairs_of, softmax_policy
+from psipo_cli.objectives.pairwise import ComparisonGraph, LaplacianSystem, edge_components, pairs_of, softmax_policy
+from psipo_cli.objectives.solution import DIVERGED, Solution
 
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
+STEP_TOL = 1e-12  # Newton stops once its step is this small relative to the variables (`damped_newton`)
+MAX_NEWTON = 500
+MAX_CHANGE = 10.0  # largest change of a compared difference in one Newton step (`capped`)
+F_ROUNDING = 1e-12  # relative changes of an objective below this are taken as its rounding
 
 
-def logistic_objective(r: np.ndarray, W: np.ndarray, scale: float = 1.0, l2: float = 0.0) -> float:
-    """`F(r) = sum W[w,l] softplus(-scale (r_w - r_l)) / sum W + (l2 / 2) ||r||^2`."""
+def logistic_objective(r: np.ndarray, W: np.ndarray, l2: float = 0.0) -> float:
+    """`F(r) = sum W[w,l] softplus(-(r_w - r_l)) / sum W + (l2 / 2) ||r||^2` (paper Eq. 2, plus a ridge)."""
     w, l_, c = pairs_of(W)
-    return float(np.sum(c * np.logaddexp(0.0, -scale * (r[w] - r[l_]))) / c.sum() + 0.5 * l2 * r @ r)
+    return float(np.sum(c * np.logaddexp(0.0, -(r[w] - r[l_]))) / c.sum() + 0.5 * l2 * r @ r)
 
 
-def logistic_gradient(r: np.ndarray, W: np.ndarray, scale: float = 1.0, l2: float = 0.0) -> np.ndarray:
-    """Gradient of `logistic_objective`: `-scale sigma(-scale h) (e_w - e_l)` per comparison, plus `l2 r`."""
+def logistic_gradient(r: np.ndarray, W: np.ndarray, l2: float = 0.0) -> np.ndarray:
+    """Gradient of `logistic_objective`: `-sigma(-(r_w - r_l)) (e_w - e_l)` per comparison, plus `l2 r`."""
     w, l_, c = pairs_of(W)
-    g = -scale * c * sigmoid(-scale * (r[w] - r[l_])) / c.sum()
+    g = -c * sigmoid(-(r[w] - r[l_])) / c.sum()
     n = len(r)
     return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n) + l2 * r
 
 
-def fit_logistic(
-    W: np.ndarray,
-    scale: float = 1.0,
-    l2: float = 0.0,
-    x0: np.ndarray | None = None,
-    gtol: float | None = None,
-    max_iter: int = 500,
-) -> np.ndarray:
-    """Minimise `logistic_objective` by damped Newton steps.
+def fit_logistic(W: np.ndarray, l2: float = 0.0) -> np.ndarray:
+    """Minimise `logistic_objective` by damped Newton steps (`damped_newton`).
 
-    With `l2 = 0` the caller guarantees the minimiser exists (no separating comparison). Steps are
-    minimum-norm solutions of the Newton system, so starting from zero the iterates keep the canonical
-    gauge: zero sum on each connected component, zero on actions absent from `W`.
+    With `l2 = 0` the caller guarantees the minimiser exists (no separating comparison). The Hessian is the
+    Laplacian of the comparison graph weighted by the curvatures `W[w,l] s (1 - s) / sum W`,
+    `s = sigma(-(r_w - r_l))` (plus `l2 I`); without a ridge each step is solved grounded and centred on
+    each component (`LaplacianSystem`), so from zero the iterates keep the canonical gauge: zero sum on each
+    connected component, zero on actions absent from `W`.
     """
     n = W.shape[0]
     w, l_, c = pairs_of(W)
-    N = c.sum()
-    r = np.zeros(n) if x0 is None else np.array(x0, dtype=float)
-    if gtol is None:
-        # The informative gradient terms are O(l2 |r|): the tolerance must sit well below them.
-        gtol = 1e-12 if l2 == 0 else min(1e-12, 1e-6 * l2)
-    f = logistic_objective(r, W, scale, l2)
-    for _ in range(max_iter):
-        g = logistic_gradient(r, W, scale, l2)
-        if np.max(np.abs(g)) < gtol:
-            break
-        s = sigmoid(-scale * (r[w] - r[l_]))
-        curv = scale**2 * c * s * (1.0 - s) / N
-        H = l2 * np.eye(n)
-        np.add.at(H, (w, w), curv)
-        np.add.at(H, (l_, l_), curv)
-        np.add.at(H, (w, l_), -curv)
-        np.add.at(H, (l_, w), -curv)
-        step = np.linalg.lstsq(H, -g, rcond=None)[0]
-        slope = g @ step
-        g_norm = np.linalg.norm(g)
+
+    def newton_step(r: np.ndarray, g: np.ndarray) -> np.ndarray:
+        s = sigmoid(-(r[w] - r[l_]))
+        system = LaplacianSystem(w, l_, c * s * (1.0 - s) / c.sum(), n, shift=l2)
+        step = system.solve(-g)
+        return capped(step if l2 > 0 else system.centre(step), w, l_)
+
+    return damped_newton(
+        np.zeros(n), lambda r: logistic_objective(r, W, l2), lambda r: logistic_gradient(r, W, l2), newton_step
+    )
+
+
+def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """`step` scaled so that no difference `x_i - x_j` along an edge changes by more than `MAX_CHANGE`.
+
+    Far from the minimum, Newton on these exponential-tailed losses overshoots: where the curvature of an
+    edge is tiny, its step is huge, and an iterate sent far out finds the curvature there vanishing too (a
+    flat region the line search cannot leave). At most a factor `e^MAX_CHANGE` on any edge's odds per step.
+    """
+    largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
+    return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
+
+
+def damped_newton(
+    x: np.ndarray,
+    value: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    newton_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    project: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+) -> np.ndarray:
+    """Minimise a smooth convex `value` from `x` by Newton steps with a backtracking line search.
+
+    `newton_step(x, g)` returns `-H^-1 g` on the subspace the minimiser is unique in (the gauge), and
+    `project` maps a point back onto it. A step is accepted on Armijo's condition or, once the decrease of
+    the objective is below its own rounding, on a smaller gradient (which still shrinks quadratically) —
+    but never on a smaller gradient alone: far out on a logistic loss the gradient vanishes while the
+    objective is huge.
+
+    Stopping rule, in the variables themselves: stop once the Newton step is at most
+    `STEP_TOL (1 + max|x|)` in every coordinate, after taking it. Near the minimiser the step is
+    `x* - x + O(|x - x*|^2)`, so this bounds the error left, whatever the scale of the objective (counts
+    scale the gradient and the Hessian alike and the step not at all) and its conditioning (a small gradient
+    along a flat direction is a large step). An absolute test on the gradient has neither property: with
+    counts spanning nine decades, a gradient of 1e-12 can still mean an error of 1e-3 in the offsets.
+    Also stop when the line search cannot make progress at machine precision (the gradient is at its
+    rounding level) or after `MAX_NEWTON` steps.
+    """
+    f, g = value(x), gradient(x)
+    for _ in range(MAX_NEWTON):
+        step = newton_step(x, g)
+        if np.max(np.abs(step), initial=0.0) <= STEP_TOL * (1.0 + np.max(np.abs(x), initial=0.0)):
+            return project(x + step)
+        slope, g_norm = g @ step, np.linalg.norm(g)
         t = 1.0
         while True:
-            candidate = r + t * step
-            f_new = logistic_objective(candidate, W, scale, l2)
-            # Armijo on F, or a smaller gradient: at tiny l2 the decrease of F can fall below the
-            # resolution of F itself while the gradient still shrinks quadratically.
-            if f_new <= f + 1e-4 * t * slope or np.linalg.norm(
-                logistic_gradient(candidate, W, scale, l2)
-            ) < (1.0 - 1e-4 * t) * g_norm:
+            candidate = project(x + t * step)
+            f_new, g_new = value(candidate), gradient(candidate)
+            level = f_new <= f + F_ROUNDING * (abs(f) + abs(f_new))  # no increase beyond F's own rounding
+            if f_new <= f + 1e-4 * t * slope or (level and np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm):
                 break
             t *= 0.5
-            if t < 1e-12:  # no progress left at machine precision: we are at the minimum
-                return r
-        r, f = candidate, f_new
-    return r
+            if t < 1e-12:
+                return x
+        x, f, g = candidate, f_new, g_new
+    return x
 
 
 def scc_quotient(
@@ -213,14 +244,6 @@ def _dual_support(A_tight: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
     return positive, np.mean(solutions, axis=0) if solutions else np.ones(A_tight.shape[0])
 
 
-def _undirected_components(edges: np.ndarray, n_nodes: int) -> np.ndarray:
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    adjacency = csr_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_nodes, n_nodes))
-    return connected_components(adjacency, directed=False)[1]
-
-
 def _exp_potential_minimiser(
     size: np.ndarray, b: np.ndarray, edges: np.ndarray, a: np.ndarray, alpha: np.ndarray
 ) -> np.ndarray:
@@ -237,13 +260,12 @@ def _exp_potential_minimiser(
     arbitrary start the strengths `a`, which can span many decades, would make the first steps huge.
     """
     n_nodes = len(size)
-    phi = np.zeros(n_nodes)
     if len(edges) == 0:
-        return phi
-    comp = _undirected_components(edges, n_nodes)
-    weight = np.bincount(comp, weights=size)
+        return np.zeros(n_nodes)
+    i, j = edges.T
+    structure = LaplacianSystem(i, j, a, n_nodes)
     # b sums to zero on each component (the multipliers balance it); remove the rounding left over.
-    b = b - size * (np.bincount(comp, weights=b) / weight)[comp]
+    b = size * structure.centre(b / size, size)
     A = _incidence(edges, n_nodes)
 
     def value(x: np.ndarray) -> float:
@@ -254,32 +276,15 @@ def _exp_potential_minimiser(
         with np.errstate(over="ignore", invalid="ignore"):
             return b - A.T @ (a * np.exp(-(A @ x)))
 
-    def center(x: np.ndarray) -> np.ndarray:
-        return x - (np.bincount(comp, weights=size * x) / weight)[comp]
+    def centre(x: np.ndarray) -> np.ndarray:
+        return structure.centre(x, size)
 
-    phi = center(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
-    gtol = 1e-14 * max(1.0, float(np.abs(b).max()))
-    f, g = value(phi), gradient(phi)
-    for _ in range(500):
-        if np.max(np.abs(g)) < gtol:
-            break
-        flow = a * np.exp(-(A @ phi))
-        H = A.T @ (flow[:, None] * A)
-        step = np.linalg.lstsq(H, -g, rcond=None)[0]
-        # At most a factor e^10 on any flow per step: far from the minimum, Newton on exponentials overshoots.
-        step *= min(1.0, 10.0 / max(float(np.max(np.abs(A @ step))), 1e-300))
-        t = 1.0
-        while True:
-            candidate = center(phi + t * step)
-            f_new, g_new = value(candidate), gradient(candidate)
-            # Armijo on G, or a smaller gradient once G's decrease is below its own rounding.
-            if f_new <= f + 1e-4 * t * (g @ step) or np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * np.linalg.norm(g):
-                break
-            t *= 0.5
-            if t < 1e-12:
-                return phi
-        phi, f, g = candidate, f_new, g_new
-    return phi
+    def newton_step(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        # The Hessian is the Laplacian of the edges weighted by their flows.
+        return capped(centre(LaplacianSystem(i, j, a * np.exp(-(A @ x)), n_nodes).solve(-g)), i, j)
+
+    start = centre(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
+    return damped_newton(start, value, gradient, newton_step, centre)
 
 
 def limit_expansion(
@@ -335,7 +340,7 @@ def limit_expansion(
         plus[tight], alpha[tight] = _dual_support(_incidence(edges[tight], len(size)), size * u)
         level_phi = _exp_potential_minimiser(size, size * u, edges[plus], strength[plus], alpha[plus])
         phi += level_phi[group]
-        comp = _undirected_components(edges[plus], len(size))
+        comp = edge_components(edges[plus, 0], edges[plus, 1], len(size))
         degenerate = tight & ~plus
         if not degenerate.any():
             return directions, phi, comp[group]
@@ -365,11 +370,25 @@ class SeparatedLimit:
     offsets: np.ndarray
     infimum: float
     note: str
+    components: tuple[tuple[int, ...], ...]
+    losing: tuple[int, ...]
 
     def policy(self, log_pi_ref: np.ndarray, tau: float) -> np.ndarray:
         policy = np.zeros(len(self.winners))
         policy[self.winners] = softmax_policy(log_pi_ref[self.winners], self.offsets[self.winners] / tau)
         return policy
+
+    def solution(self, log_pi_ref: np.ndarray, tau: float, unseen: tuple[int, ...]) -> Solution:
+        """The `diverged` Solution at `tau` (no finite offsets or reward: some diverge)."""
+        return Solution(
+            policy=self.policy(log_pi_ref, tau),
+            status=DIVERGED,
+            loss=self.infimum,
+            detail=self.note,
+            unseen=unseen,
+            components=self.components,
+            losing=self.losing,
+        )
 
 
 def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph) -> SeparatedLimit:
@@ -412,7 +431,20 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
         note = f"{losers} of the compared actions get probability 0"
     else:
         winners, offsets, note = _tie_split(W, graph, r_internal, top)
-    return SeparatedLimit(winners, offsets, infimum, note)
+    components, losing = _component_listing(graph)
+    return SeparatedLimit(winners, offsets, infimum, note, components, losing)
+
+
+def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]]:
+    """The strongly connected components over the compared actions (each in action order, listed by their
+    first action), and the indices of those that lose a separating comparison to another component."""
+    labels = graph.strong[graph.active]
+    members = np.flatnonzero(graph.active)
+    _, first = np.unique(labels, return_index=True)
+    order = labels[np.sort(first)]
+    components = tuple(tuple(members[labels == k].tolist()) for k in order)
+    beaten = np.unique(graph.strong[np.nonzero(graph.separating)[1]])
+    return components, tuple(int(k) for k in np.flatnonzero(np.isin(order, beaten)))
 
 
 def _tie_split(

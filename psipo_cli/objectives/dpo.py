@@ -8,8 +8,15 @@ import numpy as np
 
 from psipo_cli.numerics import sigmoid
 from psipo_cli.objectives.bradley_terry import fit_logistic, separated_limit
-from psipo_cli.objectives.pairwise import comparison_graph, log_of, mean_pair_loss, softmax_policy
-from psipo_cli.objectives.solution import DIVERGED, OPTIMAL, Solution
+from psipo_cli.objectives.pairwise import (
+    comparison_graph,
+    forest_pairs,
+    log_of,
+    mean_pair_loss,
+    softmax_policy,
+    unseen_actions,
+)
+from psipo_cli.objectives.solution import OPTIMAL, Solution
 
 
 def pair_loss(h: np.ndarray, tau: float) -> np.ndarray:
@@ -26,28 +33,44 @@ def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list
     """Exact DPO for each tau: the minimiser `delta = r_hat / tau` (Prop. 4), or the limit when none exists.
 
     The minimiser exists iff every comparison lies inside a strongly connected component of the graph
-    winner -> loser (DESIGN §2.2); then `r_hat` is the Bradley–Terry MLE, fitted once for all tau.
-    Otherwise `status = "diverged"` and the policy is the limit of the ridge path, which puts probability 0
-    on every component that loses to another, for every `tau`.
+    winner -> loser; then `r_hat` is the Bradley–Terry MLE, fitted once for all tau, and it is the implied
+    reward `tau * delta`. Otherwise `status = "diverged"` and the policy is the limit of the ridge path,
+    which puts probability 0 on every component that loses to another, for every `tau`.
     """
     log_pi_ref = log_of(pi_ref)
     graph = comparison_graph(W)
-    if graph.has_minimiser:
-        r_hat = fit_logistic(W)
-        return [
-            Solution(
-                policy=softmax_policy(log_pi_ref, r_hat / tau),
-                status=OPTIMAL,
-                loss=mean_pair_loss(r_hat / tau, W, pair_loss, tau),
-                offsets=r_hat / tau,
-            )
-            for tau in taus
-        ]
-    limit = separated_limit(W, log_pi_ref, graph)
+    unseen = unseen_actions(W, pi_ref)
+    if not graph.has_minimiser:
+        limit = separated_limit(W, log_pi_ref, graph)
+        return [limit.solution(log_pi_ref, tau, unseen) for tau in taus]
+    r_hat = fit_logistic(W)
+    closed = forest_closed_form(W)
     return [
-        Solution(policy=limit.policy(log_pi_ref, tau), status=DIVERGED, loss=limit.infimum, detail=limit.note)
+        Solution(
+            policy=softmax_policy(log_pi_ref, r_hat / tau),
+            status=OPTIMAL,
+            loss=mean_pair_loss(r_hat / tau, W, pair_loss, tau),
+            offsets=r_hat / tau,
+            reward=r_hat,
+            unseen=unseen,
+            closed_form=closed,
+        )
         for tau in taus
     ]
+
+
+def forest_closed_form(W: np.ndarray) -> str:
+    """The Bradley–Terry MLE's closed form when the compared pairs form a forest (and it exists).
+
+    Each pair's term `W[x,y] softplus(-h) + W[y,x] softplus(h)` of the log-loss is then minimised on its
+    own: `sigma(h) = W[x,y] / (W[x,y] + W[y,x])`, i.e. `h = log(W[x,y] / W[y,x])`.
+    """
+    if forest_pairs(W) is None:
+        return ""
+    return (
+        "closed form (the compared pairs form a forest, so the objective splits into one term per pair): "
+        "r_x - r_y = tau (delta_x - delta_y) = log(W[x,y] / W[y,x]) on each compared pair"
+    )
 
 
 def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:

@@ -38,12 +38,31 @@ def mean_pair_grad(delta: np.ndarray, W: np.ndarray, df: PairFn, tau: float) -> 
     return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n)
 
 
-def laplacian(W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Comparison-graph Laplacian `sum W (e_w - e_l)(e_w - e_l)^T` and `b = sum W (e_w - e_l)`."""
+def laplacian_rhs(W: np.ndarray) -> np.ndarray:
+    """`b = sum W[w,l] (e_w - e_l)`: wins minus losses of each action (the right-hand side of IPO's
+    normal equations `Lap delta = b / (2 tau)`)."""
+    return W.sum(axis=1) - W.sum(axis=0)
+
+
+def unseen_actions(W: np.ndarray, pi_ref: np.ndarray) -> tuple[int, ...]:
+    """Actions pi_ref supports that appear in no comparison of `W` (on the population objective, where
+    `W = mu mu^T P`, those outside supp mu): a pairwise loss never sees them, so it does not determine their
+    offsets, which the canonical gauge leaves at 0."""
+    active = (W.sum(axis=0) + W.sum(axis=1)) > 0
+    return tuple(np.flatnonzero(~active & (pi_ref > 0)).tolist())
+
+
+def forest_pairs(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The compared pairs `(x, y)`, `x < y`, if they form a forest (no cycle, directions ignored), else None.
+
+    On a forest the differences `delta_x - delta_y` along the pairs can be set independently, so a pairwise
+    loss is minimised pair by pair: the closed forms of DPO and IPO on such data.
+    """
     S = W + W.T
-    lap = np.diag(S.sum(axis=1)) - S
-    b = W.sum(axis=1) - W.sum(axis=0)
-    return lap, b
+    x, y = np.nonzero(np.triu(S, 1))
+    active = S.sum(axis=1) > 0
+    components = len(np.unique(edge_components(x, y, W.shape[0])[active]))
+    return (x, y) if len(x) == int(active.sum()) - components else None
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,93 @@ def _closure(edges: np.ndarray) -> np.ndarray:
         if np.array_equal(wider, reach):
             return reach
         reach = wider
+
+
+SPARSE_FROM = 300  # nodes; below this dense LU is faster than scipy's sparse LU
+
+
+class LaplacianSystem:
+    """The linear system `(Lap + shift I) x = rhs`, `Lap = sum_e weight_e (e_i - e_j)(e_i - e_j)^T`.
+
+    Shared by IPO's normal equations and the Newton steps of the Bradley–Terry fits (their Hessians are
+    such Laplacians, plus `l2 I` under a ridge). Edges with `weight = 0` (e.g. an underflowed curvature)
+    are dropped; `labels` are the connected components of the rest.
+
+    With `shift = 0` the matrix is singular: its null space holds the constants on each component. `solve`
+    then grounds one node per component (`x = 0` there, its row and column deleted), which leaves a
+    nonsingular, positive definite system, and `centre` applies the gauge afterwards. The grounded node is
+    the one of largest weighted degree: when the weights span many decades, a heavy edge left inside the
+    reduced system puts `heavy + light` on a diagonal that elimination subtracts `heavy` from again, and the
+    light weights — which carry the answer along that edge — are lost to rounding. Attached to the ground,
+    the heavy weight only adds to a diagonal. (Minimum-norm least squares on the whole singular Laplacian
+    has the same cancellation and no such choice.) Nodes without edges get `x = 0`.
+
+    With `shift > 0` the system is nonsingular and solved as it is. Sparse LU for `n >= SPARSE_FROM`
+    (or `sparse=True`), dense below; the factorisation is reused across `solve` calls.
+    """
+
+    def __init__(
+        self, i: np.ndarray, j: np.ndarray, weight: np.ndarray, n: int, shift: float = 0.0, sparse: bool | None = None
+    ) -> None:
+        keep = weight > 0
+        i, j, weight = i[keep], j[keep], weight[keep]
+        self.labels = edge_components(i, j, n)
+        degree = np.bincount(i, weights=weight, minlength=n) + np.bincount(j, weights=weight, minlength=n)
+        unknown = np.ones(n, dtype=bool) if shift > 0 else degree > 0
+        if shift == 0:
+            order = np.lexsort((-degree, self.labels))  # within each component, the heaviest node first
+            unknown[order[np.r_[True, self.labels[order][1:] != self.labels[order][:-1]]]] = False
+        self.unknown = np.flatnonzero(unknown)
+        position = np.full(n, -1)
+        position[self.unknown] = np.arange(len(self.unknown))
+        inside = unknown[i] & unknown[j]
+        rows = np.concatenate([np.arange(len(self.unknown)), position[i[inside]], position[j[inside]]])
+        cols = np.concatenate([np.arange(len(self.unknown)), position[j[inside]], position[i[inside]]])
+        values = np.concatenate([degree[self.unknown] + shift, -weight[inside], -weight[inside]])
+        self._solve = _factorise(rows, cols, values, len(self.unknown), n >= SPARSE_FROM if sparse is None else sparse)
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        """The solution that is 0 on the grounded nodes (`shift = 0`; `rhs` summing to 0 on each component)."""
+        x = np.zeros(len(rhs))
+        if len(self.unknown):
+            x[self.unknown] = self._solve(rhs[self.unknown])
+        return x
+
+    def centre(self, x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """The canonical gauge: `x` minus its (weighted) mean on each component; 0 on nodes without edges."""
+        weights = np.ones(len(x)) if weights is None else weights
+        mean = np.bincount(self.labels, weights=weights * x) / np.bincount(self.labels, weights=weights)
+        return x - mean[self.labels]
+
+
+def _factorise(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, m: int, sparse: bool
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A solver for the `m x m` matrix given as coordinates (duplicates summed)."""
+    if m == 0:
+        return lambda rhs: rhs
+    if not sparse:
+        A = np.zeros((m, m))
+        np.add.at(A, (rows, cols), values)
+        return lambda rhs: np.linalg.solve(A, rhs)
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import splu
+
+    return splu(csc_matrix((values, (rows, cols)), shape=(m, m))).solve
+
+
+def edge_components(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
+    """Connected components of the undirected graph on `n` nodes with edges `(i_e, j_e)`, labelled
+    `0, 1, ...` (a node without edges is its own component)."""
+    if n <= DENSE_GRAPH_UP_TO:
+        adjacency = np.zeros((n, n), dtype=bool)
+        adjacency[i, j] = True
+        return np.unique(np.argmax(_closure(adjacency | adjacency.T), axis=1), return_inverse=True)[1]
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adjacency = csr_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    return connected_components(adjacency, directed=False)[1]
 
 
 def softmax_policy(log_pi_ref: np.ndarray, delta: np.ndarray) -> np.ndarray:

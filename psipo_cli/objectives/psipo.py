@@ -36,7 +36,11 @@ def targets(P: np.ndarray, mu: np.ndarray, psi: PsiFn, psi_name: str = "psi") ->
 
 
 def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: str = "logit") -> Solution:
-    """Exact population ΨPO. `loss = -J(pi)`; under `status = "limit"`, minus the finite part `b` of `J`."""
+    """Exact population ΨPO. `loss = -J(pi)`; under `status = "limit"`, minus the finite part `b` of `J`.
+
+    The implied reward is `g` (paper Eq. 7: `pi* ∝ pi_ref exp(g / tau)`); under `limit` it is infinite
+    somewhere and left as None.
+    """
     psi_name, psi = psi, resolve_psi(psi)
     a, b = targets(P, mu, psi, psi_name)
     support = pi_ref > 0
@@ -47,7 +51,11 @@ def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: st
         policy[top] = softmax(np.log(pi_ref[top]) + b[top] / tau)
     if not infinite_terms:
         return Solution(
-            policy=policy, status=OPTIMAL, loss=-regularised_value(policy, b, pi_ref, tau), offsets=b / tau
+            policy=policy,
+            status=OPTIMAL,
+            loss=-regularised_value(policy, b, pi_ref, tau),
+            offsets=b / tau,
+            reward=b,
         )
     dropped = int(np.sum(support & ~top))
     # The infinite a L term is the same on `top`: the finite part of J is J with b alone.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from psipo_cli.objectives import get_method
+from psipo_cli.objectives.solution import describe
 from psipo_cli.problem import Problem, realise
-from psipo_cli.solvers.inputs import method_inputs
+from psipo_cli.solvers.inputs import POPULATION, method_inputs
 from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, check_options
 
 # Options that change the exact answer (rm_steps is early stopping and eps a clip: gradient only).
@@ -17,7 +18,8 @@ def solve_exact(
     """Exact solutions for each spec × tau × dataset × context.
 
     A problem whose data are sampled is solved on `datasets` draws (dataset `k` is the one gradient seed `k`
-    trains on); any other problem has one dataset, so one run per method, tau and context.
+    trains on); any other problem has one dataset, so one run per method, tau and context. Each run's detail
+    names the actions it is about (`describe`) and carries the implied reward (`Solution.reward`).
     """
     for spec in specs:
         check_options(spec)
@@ -35,10 +37,13 @@ def solve_exact(
                     solutions = method.solve_taus(*args, taus, **options)
                 else:
                     solutions = [method.solve(*args, tau, **options) for tau in taus]
+                twin = method.twin if objective == POPULATION else ""
                 for tau, sol in zip(taus, solutions, strict=True):
+                    detail = describe(sol, problem.actions, twin)
                     results.append(
                         RunResult(
-                            spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, sol.detail
+                            spec.label, spec.method, tau, EXACT, k, c, sol.policy, sol.status, sol.loss, detail,
+                            reward=sol.reward,
                         )
                     )
     return results
