@@ -458,7 +458,9 @@ def model_notes(logit_gap: pd.DataFrame | None) -> list[str]:
         )
         tvs = [(float(rec["tv"]), rec["tau"]) for rec in rows if not is_missing(rec["tv"])]
         if tvs and max(tv for tv, _ in tvs) <= ZERO:
-            lines.append(f"{head} here their population optima coincide (total variation 0 at every tau).")
+            lines.append(
+                f"{head} here their population optima coincide (total variation at most {ZERO:g} at every tau)."
+            )
         elif tvs:
             spelled = ", ".join(f"{fmt_num(tv)} at tau = {fmt_tau(tau)}" for tv, tau in tvs)
             lines.append(
@@ -498,13 +500,15 @@ def support_notes(config: Mapping[str, Any], policy: pd.DataFrame, objective: st
         outside = [a for a, m, p in zip(actions, mu, pi_ref, strict=True) if m == 0 and p > 0]
         if outside:
             names = fmt_list([f"`{a}`" for a in outside])
+            one = len(outside) == 1
+            them, verb = ("it", "lies") if one else ("them", "lie")
             lines.append(
-                f"- Context {ctx.get('name')}: {names} lie{'s' * (len(outside) == 1)} outside supp mu "
-                "(mu = 0 < pi_ref). No comparison drawn from mu involves them, so the losses of IPO, DPO and "
-                "RLHF never see them and their minimiser is not unique there (the paper's Theorem 2 assumes "
-                "supp mu = supp pi_ref; App. A.2): psipo keeps them at their reference offset, where gradient "
-                "training from pi_ref leaves them. ΨPO-identity's optimum pi ∝ pi_ref exp(g / tau), "
-                "g(y) = sum_y' mu(y') P(y ≻ y'), scores them and differs there."
+                f"- Context {ctx.get('name')}: {names} {verb} outside supp mu (mu = 0 < pi_ref). No comparison "
+                f"drawn from mu involves {them}, so the losses of IPO, DPO and RLHF never see {them} and their "
+                "minimiser is not unique there (the paper's Theorem 2 assumes supp mu = supp pi_ref; App. A.2): "
+                f"psipo keeps {them} at the reference offset, where gradient training from pi_ref leaves {them}. "
+                "ΨPO-identity's optimum pi ∝ pi_ref exp(g / tau), g(y) = sum_y' mu(y') P(y ≻ y'), scores "
+                f"{them} and differs there."
             )
     return lines
 
@@ -599,21 +603,20 @@ def build_report(
     lines.append("")
     objective = next((str(o) for o in unique(metrics["objective"]) if not is_missing(o)), "") if (
         "objective" in metrics.columns) else ""
-    why = exact_details(comparison)
     rewards = reward_table(tables.get("rewards"), comparison.actions)
     if rewards:
-        why += [
-            "",
+        rewards = [
             "Implied reward r of each exact answer, pi ∝ pi_ref exp(r / tau): RLHF's fitted reward, tau * delta "
             "for DPO and IPO, g(y) for ΨPO (`rewards.csv`; `-` where it is infinite: a diverged answer).",
             "",
             *rewards,
         ]
     caveats = model_notes(tables.get("logit_gap")) + support_notes(config, policy, objective)
-    if caveats:
-        why += ["", *caveats]
-    if why:
-        lines += ["## Why", "", *why, ""]
+    blocks = [block for block in (exact_details(comparison), rewards, caveats) if block]
+    if blocks:
+        lines += ["## Why", ""]
+        for block in blocks:
+            lines += [*block, ""]
     notes = gradient_notes(comparison, metrics=metrics, config=config)
     if notes:
         lines += ["## Gradient against exact (last step)", "", *notes, ""]
@@ -650,7 +653,9 @@ def build_report(
         if "-" in stem and stem.split("-")[0] in FIGURE_CAPTIONS:
             caption += f", context {stem.split('-', 1)[1]}"
         lines += [f"![{caption}]({link})", ""]
-    if "curves" not in names:
+    if "curves" not in names and "gradient" in comparison.solvers:
+        lines += ["No learning curves were drawn (`psipo plot RUN_DIR` draws them from the saved CSVs).", ""]
+    elif "curves" not in names:
         lines += ["No learning curves: there was no gradient run.", ""]
     if "frontier" not in names and not comparison.has_win_rate:
         lines += [
