@@ -18,6 +18,7 @@ from psipo_cli.metrics import (
     METRIC_NAMES,
     MetricRow,
     context_summary,
+    gauge_components,
     population_optima,
     summarise,
     t_interval,
@@ -141,7 +142,8 @@ def solve(
         steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
         runs += gradient_runs
     optima = population_optima(problem, specs, taus)
-    rows = summarise(problem, runs, optima)
+    components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
+    rows = summarise(problem, runs, optima, components)
     return Frames(
         policy=_policy_frame(problem, runs),
         metrics=_metrics_frame(problem, rows, objective),

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.objectives import get_method
 from psipo_cli.objectives.kl import kl_divergence
-from psipo_cli.problem import Problem
+from psipo_cli.objectives.pairwise import comparison_graph
+from psipo_cli.problem import Problem, realise
 from psipo_cli.solvers.exact import solve_exact
-from psipo_cli.solvers.inputs import POPULATION
+from psipo_cli.solvers.inputs import DATASET, POPULATION, method_inputs
 from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, group_runs
 
 METRIC_NAMES = (
@@ -31,6 +33,9 @@ METRIC_NAMES = (
 #: Metrics aggregated over contexts by their maximum rather than their weighted mean: `grad_norm` is an
 #: inf-norm, and the inf-norm of the gradient over every context's parameters is the largest per context.
 MAX_OVER_CONTEXTS = ("grad_norm",)
+#: The start of the note on an exact answer that is one point of a set of optimal policies (the report
+#: recognises it by this text: `psipo_cli.outputs.report.GAUGE_NOTE` repeats it).
+GAUGE_NOTE = "the comparisons leave"
 
 
 def entropy(pi: np.ndarray) -> float:
@@ -92,6 +97,55 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
+def gauge_components(
+    problem: Problem, specs: list[MethodSpec], objective: str, datasets: int = 1
+) -> dict[tuple[str, int, int], int]:
+    """For every pairwise method label, dataset and context: how many connected components the comparison
+    graph has on `supp pi_ref` (an action no comparison involves is one of its own).
+
+    A pairwise loss (DPO, IPO, and RLHF's reward model without a ridge) depends on the offsets
+    `delta = log(pi / pi_ref)` only through differences `delta_w - delta_l` of compared actions, so it
+    fixes them only up to one constant per component: with more than one component the optimal *policies*
+    form a set (the constants move mass between components), of which the exact solver reports the
+    canonical gauge (offsets summing to zero on each component). Plain gradient descent from `pi_ref` keeps
+    those sums (every pairwise gradient sums to zero on each component); Adam's per-coordinate scaling
+    does not. RLHF with `rm_l2 > 0` is unique (the ridge fixes the constants) and ΨPO's objective is
+    strictly concave in `pi`: neither appears here.
+    """
+    pairwise = [
+        s for s in specs
+        if get_method(s.method).needs == "wins" and not (s.method == "rlhf" and (s.option("rm_l2") or 0) > 0)
+    ]
+    if not pairwise:
+        return {}
+    count = datasets if (problem.is_sampled and objective == DATASET) else 1
+    out: dict[tuple[str, int, int], int] = {}
+    for k in range(count):
+        realised = realise(problem, k)
+        for c, ctx in enumerate(realised.contexts):
+            # Every pairwise method sees the same counts, so one graph serves them all.
+            W = method_inputs(ctx, get_method(pairwise[0].method), objective, problem.actions).W
+            weak = comparison_graph(W).weak
+            components = len(np.unique(weak[ctx.pi_ref > 0]))
+            for spec in pairwise:
+                out[(spec.label, k, c)] = components
+    return out
+
+
+def _gauge_note(components: list[int]) -> str:
+    """The detail of an exact group some of whose datasets leave several components free."""
+    several = [k for k in components if k > 1]
+    if not several:
+        return ""
+    where = "" if len(several) == len(components) else f" (in {len(several)} of {len(components)} datasets)"
+    return (
+        f"{GAUGE_NOTE} {max(several)} connected components on supp pi_ref{where}: the loss fixes "
+        "log(pi/pi_ref) only up to a constant on each, so the optimal policies form a set; this is the "
+        "canonical one (offsets summing to zero on each component, which gradient descent from pi_ref keeps "
+        "and Adam need not)"
+    )
+
+
 def run_metrics(
     problem: Problem, run: RunResult, optimum: np.ndarray | None, exact: np.ndarray | None = None
 ) -> dict[str, float | None]:
@@ -122,14 +176,19 @@ def run_metrics(
 
 
 def summarise(
-    problem: Problem, runs: list[RunResult], optima: dict[tuple[str, float, int], np.ndarray]
+    problem: Problem,
+    runs: list[RunResult],
+    optima: dict[tuple[str, float, int], np.ndarray],
+    components: dict[tuple[str, int, int], int] | None = None,
 ) -> list[MetricRow]:
     """One row per (label, tau, solver, context): metrics averaged over seeds, status shared or `mixed`.
 
     A metric is `None` when any seed lacks it (a mean over the seeds that have it would be a different
     quantity). Gradient seed `k` is compared (`tv_to_exact`) with the exact run on its own data: dataset
-    `k` when the exact solver solved one dataset per seed, else its single dataset.
+    `k` when the exact solver solved one dataset per seed, else its single dataset. `components`
+    (`gauge_components`) adds a note to the detail of an exact `optimal` answer that is one of a set.
     """
+    components = components or {}
     groups = group_runs(runs)
     rows = []
     for (label, tau, solver, context), members in groups.items():
@@ -152,6 +211,9 @@ def summarise(
             detail = f"statuses over seeds: {counts}"
         else:
             detail = members[0].detail
+        if solver == EXACT and status in ("optimal", "mixed"):
+            counts = [components[(label, r.seed, context)] for r in members if (label, r.seed, context) in components]
+            detail = "; ".join(part for part in (detail, _gauge_note(counts)) if part)
         values, notes = _representable(values)
         detail = "; ".join(part for part in (detail, *notes) if part)
         rows.append(MetricRow(label, tau, solver, context, status, values, detail, len(members)))

@@ -371,3 +371,35 @@ def test_report_quotes_exact_details_and_implied_rewards() -> None:
     detail = frames.metrics[frames.metrics["method"] == "dpo"]["detail"].iloc[0]
     assert f"- DPO (diverged, tau = 0.5 and 1): {detail}." in why
     assert "| ipo | every tau | 0.333 | 0 | -0.333 |" in why
+
+
+TWO_COMPONENTS = """
+name = "two-components"
+actions = ["a", "b", "c", "d", "e", "f"]
+pairs = [{ winner = "a", loser = "b", count = 5 }, { winner = "b", loser = "c" }, { winner = "a", loser = "c" },
+         { winner = "d", loser = "e" }, { winner = "f", loser = "e", count = 3 }]
+"""
+
+
+def test_a_choice_the_data_leave_is_named_only_under_adam(tmp_path: Path) -> None:
+    # {a, b, c} and {d, e, f} are never compared with each other: IPO's loss fixes log(pi / pi_ref) only up
+    # to one constant per group, so moving mass between the groups keeps it optimal. The exact answer is
+    # the zero-sum gauge; SGD keeps the sums (each pair's gradient is +g on the winner, -g on the loser),
+    # Adam rescales each coordinate and does not.
+    path = tmp_path / "two.toml"
+    path.write_text(TWO_COMPONENTS, encoding="utf-8")
+    notes = {}
+    for optimizer in ("adam", "sgd"):
+        settings = GradientSettings(steps=6000, seeds=2, batch_size=0, optimizer=optimizer)
+        frames = psipo_cli.solve(path, "ipo", [0.1], solver="both", settings=settings)
+        exact = frames.metrics[frames.metrics["solver"] == "exact"].iloc[0]
+        assert exact["status"] == "optimal"
+        assert "leave 2 connected components on supp pi_ref" in exact["detail"]
+        notes[optimizer] = gap_section(frames, {"batch_size": 0, "optimizer": optimizer})
+    assert len(notes["adam"]) == 1 and "the data leave a choice" in notes["adam"][0]
+    assert "noise floor" not in notes["adam"][0]
+    assert notes["sgd"] == ["- Gradient and exact agree to within 0.010 in total variation for every method and tau."]
+    # One component (D1): no such note; RLHF with a ridge is unique whatever the graph.
+    assert "connected components" not in psipo_cli.solve("paper-d1", "ipo", [1.0]).metrics["detail"].iloc[0]
+    ridge = psipo_cli.solve(path, "rlhf", [1.0], rm_l2=0.1).metrics["detail"].iloc[0]
+    assert "connected components" not in ridge

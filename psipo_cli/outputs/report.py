@@ -46,6 +46,10 @@ DISAGREEMENT_TV = 0.01
 #: A probability at or below this is reported as zero in the findings (the exact solver's zeros are 0.0).
 ZERO = 1e-12
 
+#: How the exact solver's detail starts the note on an answer that is one of a set of optimal policies
+#: (`psipo_cli.metrics.GAUGE_NOTE`; repeated here because the outputs layer does not import the solvers).
+GAUGE_NOTE = "the comparisons leave"
+
 #: The run directory's further tables the report quotes (absent in directories of older versions).
 REPORT_TABLES = ("summary", "rewards", "logit_gap")
 
@@ -271,7 +275,9 @@ def gap_cause(
     noise floor of a constant step: a run that says `converged`, with minibatches, next to a unique exact
     optimum (`optimal`); (c) an optimum the data do not pin down, named only where the exact solver says so:
     an unattained infimum (`diverged`, a limit at infinite offsets), a tie between winning components whose
-    split the data leave open, or a `limit` of clipped preferences.
+    split the data leave open, a `limit` of clipped preferences, or an `optimal` answer that is one of a set
+    (several connected components, each with a free constant, under Adam, which does not keep the canonical
+    gauge; `--optimizer sgd` does).
     """
     config = config or {}
     g, e = gradient.status, exact.status
@@ -305,6 +311,15 @@ def gap_cause(
         )
     if g != "converged":
         return g, f"gradient status {g} (see `detail` in metrics.csv)"
+    if e == "optimal" and GAUGE_NOTE in exact.detail and str(_setting(config, "optimizer") or "adam") != "sgd":
+        noise = "; minibatch noise adds to it" if minibatch else ""
+        return "gauge", (
+            "the data leave a choice: the comparison graph has several connected components, the loss fixes "
+            "log(pi/pi_ref) only up to a constant on each, so the optimal policies form a set; the exact answer "
+            "is the canonical one (zero offset sum per component, which plain gradient descent from pi_ref "
+            f"keeps), and Adam's per-coordinate steps move the sums: its split between components is the "
+            f"optimiser's{noise}"
+        )
     if e == "optimal":
         if minibatch:
             batch = "" if batch_size is None else f" (batch size {batch_size})"
