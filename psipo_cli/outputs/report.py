@@ -313,8 +313,10 @@ def gap_cause(
         return g, f"gradient status {g} (see `detail` in metrics.csv)"
     if e == "optimal" and GAUGE_NOTE in exact.detail and str(_setting(config, "optimizer") or "adam") != "sgd":
         noise = "; minibatch noise adds to it" if minibatch else ""
+        some = re.search(r"\(in \d+ of \d+ datasets\)", exact.detail)
+        where = f" {some.group(0)}" if some else ""
         return "gauge", (
-            "the data leave a choice: the comparison graph has several connected components, the loss fixes "
+            f"the data leave a choice: the comparison graph has several connected components{where}, the loss fixes "
             "log(pi/pi_ref) only up to a constant on each, so the optimal policies form a set; the exact answer "
             "is the canonical one (zero offset sum per component, which plain gradient descent from pi_ref "
             f"keeps), and Adam's per-coordinate steps move the sums: its split between components is the "
@@ -392,9 +394,12 @@ def gradient_notes(
             worst = max(items, key=lambda item: item[2])
             where = ", ".join(fmt_tau(t) + (f" ({c})" if several else "") for t, c, _, _ in items)
             at = fmt_tau(worst[0]) + (f" ({worst[1]})" if several else "")
+            size = (
+                f"by {fmt_num(worst[2])}" if len(items) == 1 else f"by up to {fmt_num(worst[2])}"
+            ) + " in total variation" + ("" if len(items) == 1 else f" (at tau = {at})")
             notes.append(
                 f"- {method_prose(method)} at tau = {where}: the last gradient step differs from the exact "
-                f"solution by up to {fmt_num(worst[2])} in total variation (at tau = {at}); {worst[3]}."
+                f"solution {size}; {worst[3]}."
             )
     if compared and not notes:
         notes.append(
