@@ -282,6 +282,8 @@ def context_summary(problem: Problem, rows: list[MetricRow]) -> list[SummaryRow]
                 values[name] = float(max(column))
             else:
                 values[name] = float(np.dot(rho, np.asarray(column, dtype=float)))
+        values, overflows = _representable(values)  # a convex combination of finite numbers, but say so if not
+        notes += overflows
         statuses = sorted({m.status for m in members})
         if len(statuses) == 1:
             status = statuses[0]

@@ -512,24 +512,26 @@ def support_notes(config: Mapping[str, Any], policy: pd.DataFrame, objective: st
     if not isinstance(table, Mapping) or not (_base_methods(config, policy) & set(PAIRWISE)):
         return []
     actions = list(table.get("actions") or [])
-    lines = []
+    by_outside: dict[tuple[str, ...], list[str]] = {}  # contexts that share the same actions outside supp mu
     for ctx in table.get("contexts") or []:
         mu, pi_ref = ctx.get("mu"), ctx.get("pi_ref")
         if not (mu and pi_ref) or (objective != "population" and not ctx.get("sample")):
             continue
-        outside = [a for a, m, p in zip(actions, mu, pi_ref, strict=True) if m == 0 and p > 0]
+        outside = tuple(a for a, m, p in zip(actions, mu, pi_ref, strict=True) if m == 0 and p > 0)
         if outside:
-            names = fmt_list([f"`{a}`" for a in outside])
-            one = len(outside) == 1
-            them, verb = ("it", "lies") if one else ("them", "lie")
-            lines.append(
-                f"- Context {ctx.get('name')}: {names} {verb} outside supp mu (mu = 0 < pi_ref). No comparison "
-                f"drawn from mu involves {them}, so the losses of IPO, DPO and RLHF never see {them} and their "
-                "minimiser is not unique there (the paper's Theorem 2 assumes supp mu = supp pi_ref; App. A.2): "
-                f"psipo keeps {them} at the reference offset, where gradient training from pi_ref leaves {them}. "
-                "ΨPO-identity's optimum pi ∝ pi_ref exp(g / tau), g(y) = sum_y' mu(y') P(y ≻ y'), scores "
-                f"{them} and differs there."
-            )
+            by_outside.setdefault(outside, []).append(str(ctx.get("name")))
+    lines = []
+    for outside, contexts in by_outside.items():
+        names = fmt_list([f"`{a}`" for a in outside])
+        them, verb = ("it", "lies") if len(outside) == 1 else ("them", "lie")
+        where = f"Context {contexts[0]}" if len(contexts) == 1 else f"Contexts {fmt_list(contexts)}"
+        lines.append(
+            f"- {where}: {names} {verb} outside supp mu (mu = 0 < pi_ref). No comparison drawn from mu "
+            f"involves {them}, so the losses of IPO, DPO and RLHF never see {them} and their minimiser is not "
+            "unique there (the paper's Theorem 2 assumes supp mu = supp pi_ref; App. A.2): psipo keeps "
+            f"{them} at the reference offset, where gradient training from pi_ref leaves {them}. ΨPO-identity's "
+            f"optimum pi ∝ pi_ref exp(g / tau), g(y) = sum_y' mu(y') P(y ≻ y'), scores {them} and differs there."
+        )
     return lines
 
 
