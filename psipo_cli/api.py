@@ -14,10 +14,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from psipo_cli.errors import InputError
-from psipo_cli.metrics import METRIC_NAMES, population_optima, summarise, t_interval
+from psipo_cli.metrics import (
+    METRIC_NAMES,
+    MetricRow,
+    context_summary,
+    gauge_components,
+    population_optima,
+    summarise,
+    t_interval,
+    total_variation,
+)
 from psipo_cli.problem import Problem, get_problem
 from psipo_cli.solvers.exact import solve_exact
-from psipo_cli.solvers.inputs import resolve_objective
+from psipo_cli.solvers.inputs import POPULATION, resolve_objective
 from psipo_cli.solvers.runs import EXACT, GRADIENT, MethodSpec, RunResult, group_runs, method_spec
 
 if TYPE_CHECKING:
@@ -29,17 +38,53 @@ SOLVERS = ("exact", "gradient", "both")
 POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
 METRIC_COLUMNS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
 CURVE_COLUMNS = ["step", "method", "tau", "context", "action", "mean", "lo", "hi"]
+SUMMARY_COLUMNS = ["method", "tau", "solver", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
+REWARD_COLUMNS = ["method", "tau", "solver", "context", "action", "reward"]
+RUN_COLUMNS = [
+    "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
+]
+LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns=columns)
 
 
 @dataclass
 class Frames:
-    """Tidy results: `policy`, `metrics` and `curves` (empty without a gradient run)."""
+    """Tidy results.
+
+    Attributes
+    ----------
+    policy, metrics : one row per method × tau × solver × context (× action): seed means.
+    curves : the gradient runs' learning curves (empty without a gradient run).
+    objective : `dataset` or `population`.
+    runs : the `RunResult` of every run (one per seed or dataset).
+    summary : the context-weighted aggregate of `metrics` (`E_{x ~ rho}`, paper Eq. 6), one row per method
+        × tau × solver: the columns of `metrics` but `context`.
+    rewards : the implied reward of each exact answer, `pi ∝ pi_ref exp(reward / tau)` (RLHF's fitted
+        reward, `tau * delta` for DPO and IPO, `g(y)` for ΨPO), seed mean; empty where it is infinite
+        (a `diverged` answer). Exact rows only: a gradient run's policy fixes `tau log(pi / pi_ref)` only up
+        to a constant, not in the exact answer's gauge (compute it from `per_seed` if you want it).
+    per_seed : the final result of every run (seed or dataset): method, tau, solver, context, seed,
+        action, prob, status, loss, grad_norm, noise, detail — for statistics of one's own.
+    logit_gap : where a context's preference model is not Bradley–Terry (`preferences`, or `order`, its
+        deterministic limit), the total variation between the population optima of DPO and ΨPO-logit
+        per tau and context: the paper's Prop. 1 (they coincide) needs Bradley–Terry. Empty otherwise, and
+        when no DPO, RLHF or ΨPO-logit ran.
+    """
 
     policy: pd.DataFrame
     metrics: pd.DataFrame
     curves: pd.DataFrame
     objective: str
     runs: list[RunResult] = field(default_factory=list, repr=False)
+    summary: pd.DataFrame = field(default_factory=lambda: _empty(SUMMARY_COLUMNS), repr=False)
+    rewards: pd.DataFrame = field(default_factory=lambda: _empty(REWARD_COLUMNS), repr=False)
+    per_seed: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS), repr=False)
+    logit_gap: pd.DataFrame = field(default_factory=lambda: _empty(LOGIT_GAP_COLUMNS), repr=False)
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
@@ -97,12 +142,18 @@ def solve(
         steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
         runs += gradient_runs
     optima = population_optima(problem, specs, taus)
+    components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
+    rows = summarise(problem, runs, optima, components)
     return Frames(
         policy=_policy_frame(problem, runs),
-        metrics=_metrics_frame(problem, runs, optima, objective),
+        metrics=_metrics_frame(problem, rows, objective),
         curves=_curves_frame(problem, runs, steps),
         objective=objective,
         runs=runs,
+        summary=_summary_frame(problem, rows, objective),
+        rewards=_rewards_frame(problem, runs),
+        per_seed=_per_seed_frame(problem, runs),
+        logit_gap=_logit_gap_frame(problem, specs, taus),
     )
 
 
@@ -138,11 +189,11 @@ def _policy_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=POLICY_COLUMNS)
 
 
-def _metrics_frame(problem: Problem, runs: list[RunResult], optima: dict, objective: str) -> pd.DataFrame:
+def _metrics_frame(problem: Problem, rows: list[MetricRow], objective: str) -> pd.DataFrame:
     import pandas as pd
 
     records = []
-    for row in summarise(problem, runs, optima):
+    for row in rows:
         records.append(
             {
                 "method": row.label,
@@ -157,6 +208,116 @@ def _metrics_frame(problem: Problem, runs: list[RunResult], optima: dict, object
             }
         )
     return pd.DataFrame.from_records(records, columns=METRIC_COLUMNS)
+
+
+def _summary_frame(problem: Problem, rows: list[MetricRow], objective: str) -> pd.DataFrame:
+    """`Frames.summary`: `metrics.context_summary` of the per-context rows."""
+    import pandas as pd
+
+    records = [
+        {
+            "method": row.label,
+            "tau": row.tau,
+            "solver": row.solver,
+            "status": row.status,
+            **row.values,
+            "seeds": row.seeds,
+            "objective": objective,
+            "detail": row.detail,
+        }
+        for row in context_summary(problem, rows)
+    ]
+    return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
+
+
+def _rewards_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
+    """`Frames.rewards`: per exact method, tau and context, the seed mean of `RunResult.reward` (all actions
+    empty when a seed has none: the mean over the others would be a different quantity)."""
+    import pandas as pd
+
+    n = problem.n_actions
+    keys, values = [], []
+    for (label, tau, solver, context), members in group_runs(runs).items():
+        if solver != EXACT:
+            continue
+        keys.append((label, tau, solver, problem.contexts[context].name))
+        if any(r.reward is None for r in members):
+            values.append(np.full(n, np.nan))
+        else:
+            with np.errstate(invalid="ignore"):  # inf - inf across seeds is NaN: left empty either way
+                values.append(np.mean(np.stack([np.asarray(r.reward, dtype=float) for r in members]), axis=0))
+    if not keys:
+        return _empty(REWARD_COLUMNS)
+    columns = {name: np.repeat(np.array([k[i] for k in keys], dtype=object), n) for i, name in enumerate(
+        ("method", "tau", "solver", "context"))}
+    columns["tau"] = columns["tau"].astype(float)
+    columns["action"] = np.tile(np.array(problem.actions, dtype=object), len(keys))
+    reward = np.concatenate(values)
+    columns["reward"] = np.where(np.isfinite(reward), reward, np.nan)
+    return pd.DataFrame(columns)[REWARD_COLUMNS]
+
+
+def _per_seed_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
+    """`Frames.per_seed`: one row per run (seed or dataset) and action, the run's final policy and status."""
+    import pandas as pd
+
+    if not runs:
+        return _empty(RUN_COLUMNS)
+    n = problem.n_actions
+
+    def each(values: list[Any], dtype: Any = object) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=dtype), n)
+
+    frame = pd.DataFrame(
+        {
+            "method": each([r.label for r in runs]),
+            "tau": each([r.tau for r in runs], float),
+            "solver": each([r.solver for r in runs]),
+            "context": each([problem.contexts[r.context].name for r in runs]),
+            "seed": each([r.seed for r in runs], int),
+            "action": np.tile(np.array(problem.actions, dtype=object), len(runs)),
+            "prob": np.concatenate([r.policy for r in runs]),
+            "status": each([r.status for r in runs]),
+            "loss": each([r.loss if np.isfinite(r.loss) else np.nan for r in runs], float),
+            "grad_norm": each([r.grad_norm for r in runs], float),
+            "noise": each([r.noise for r in runs], float),
+            "detail": each([r.detail for r in runs]),
+        }
+    )
+    return frame[RUN_COLUMNS]
+
+
+def _logit_gap_frame(problem: Problem, specs: list[MethodSpec], taus: list[float]) -> pd.DataFrame:
+    """`Frames.logit_gap`: TV between the population optima of DPO (paper Eq. 5 on `W = mu mu^T P`) and of
+    ΨPO with `Psi = logit` (Eq. 7), per tau, in every context whose preferences are not Bradley–Terry.
+
+    Under Bradley–Terry the two coincide (the paper's Prop. 1); elsewhere they need not, and this says by
+    how much. Computed only when DPO, RLHF or ΨPO-logit is among `specs`, and for contexts where `mu`
+    puts mass on at least two actions (population DPO needs a comparison).
+    """
+    import pandas as pd
+
+    relevant = any(
+        s.method in ("dpo", "rlhf") or (s.method == "psipo" and (s.option("psi") or "logit") == "logit")
+        for s in specs
+    )
+    picked = [
+        c for c, ctx in enumerate(problem.contexts)
+        if ctx.has_model and ctx.model != "rewards" and np.count_nonzero(ctx.mu) >= 2
+    ]
+    if not relevant or not picked:
+        return _empty(LOGIT_GAP_COLUMNS)
+    sub = problem.with_contexts(tuple(problem.contexts[c] for c in picked))
+    pair = [method_spec("dpo"), method_spec("psipo", psi="logit")]
+    solved = {(r.method, r.tau, r.context): r for r in solve_exact(sub, pair, list(taus), POPULATION)}
+    records = []
+    for tau in taus:
+        for i, ctx in enumerate(sub.contexts):
+            dpo, logit = solved[("dpo", tau, i)], solved[("psipo", tau, i)]
+            records.append(
+                (tau, ctx.name, ctx.model, dpo.status, logit.status, total_variation(dpo.policy, logit.policy))
+            )
+    return pd.DataFrame.from_records(records, columns=LOGIT_GAP_COLUMNS)
 
 
 def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | None) -> pd.DataFrame:

@@ -43,7 +43,7 @@ def test_run_ipo_json_matches_contract_and_closed_form() -> None:
     result = psipo("run", "ipo", "--tau", "0.5", "--format", "json", "--solver", "exact", "--no-save")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"run_dir", "policy", "metrics"}
+    assert set(doc) == {"run_dir", "policy", "metrics", "summary"}
     assert doc["run_dir"] is None
     policy = {r["action"]: r for r in doc["policy"]}
     for record in doc["policy"]:

@@ -5,10 +5,11 @@ means updating the pinned sets below on purpose (and the README), never by accid
 real command in a subprocess: exit codes, stdout and stderr are what a shell sees.
 
 Pinned:
-- `--format json`: one object `{run_dir, policy, metrics}`; policy records
+- `--format json`: one object `{run_dir, policy, metrics, summary}`; policy records
   `{method, tau, solver, context, action, prob, prob_lo, prob_hi}`; metric records
-  `{method, tau, solver, context, status}` + the metrics of DESIGN §4 + `seeds, objective, detail`, with their
-  JSON types (numbers or null for metrics, never NaN/Infinity);
+  `{method, tau, solver, context, status}` + the metrics of DESIGN §4 (and `noise`, `tv_to_exact`) +
+  `seeds, objective, detail`, with their JSON types (numbers or null for metrics, never NaN/Infinity);
+  summary records (the context-weighted aggregate): the metric records' keys but `context`;
 - `--format csv`: the policy records with a fixed header, `--no-header` to concatenate calls;
 - `--format path`: the run directory alone; `--format table`: a table on stdout;
 - stdout carries data only; messages ("wrote ...") go to stderr, and `--quiet` silences them;
@@ -32,8 +33,12 @@ from typing import Any
 import pytest
 
 POLICY_KEYS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
-METRIC_NAMES = ["kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm"]
+METRIC_NAMES = [
+    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
+    "tv_to_exact",
+]
 METRIC_KEYS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
+SUMMARY_KEYS = [k for k in METRIC_KEYS if k != "context"]
 STATUSES = {"exact": {"optimal", "diverged", "limit"}, "gradient": {"converged", "running", "mixed"}}
 FAST = ["--steps", "60", "--seeds", "3"]
 
@@ -90,7 +95,17 @@ def check_metric_record(record: dict[str, Any], contexts: set[str]) -> None:
     assert record["objective"] in ("dataset", "population")
     assert isinstance(record["detail"], str)
     if record["solver"] == "exact":
-        assert record["grad_norm"] is None
+        assert record["grad_norm"] is None and record["noise"] is None and record["tv_to_exact"] is None
+
+
+def check_summary_record(record: dict[str, Any]) -> None:
+    """A context-weighted summary record: the keys of a metric record but `context`."""
+    assert list(record) == SUMMARY_KEYS
+    assert record["solver"] in ("exact", "gradient") and is_number(record["tau"])
+    assert record["status"] in STATUSES[record["solver"]] | {"mixed"}
+    for name in METRIC_NAMES:
+        assert record[name] is None or is_number(record[name]), (name, record)
+    assert isinstance(record["seeds"], int) and isinstance(record["detail"], str)
 
 
 # ============================================================================================ json
@@ -98,7 +113,7 @@ def test_run_json_document(tmp_path: Path) -> None:
     result = ok("run", "ipo", "--tau", "0.5", "--tau", "2", *FAST, "--out", str(tmp_path), "--no-plots",
                 "--format", "json")
     doc = load_json(result.stdout)
-    assert list(doc) == ["run_dir", "policy", "metrics"]
+    assert list(doc) == ["run_dir", "policy", "metrics", "summary"]
     run_dir = Path(doc["run_dir"])
     assert run_dir.is_dir() and run_dir.parent == tmp_path
     # stdout is the JSON document alone; the "wrote" message is on stderr.
@@ -110,6 +125,9 @@ def test_run_json_document(tmp_path: Path) -> None:
     for record in doc["metrics"]:
         check_metric_record(record, {"default"})
         assert record["method"] == "ipo"
+    assert len(doc["summary"]) == 2 * 2  # tau x solver
+    for record in doc["summary"]:
+        check_summary_record(record)
     # Records come in a stable order: method, tau, solver as given; actions as in the problem.
     assert [(r["tau"], r["solver"], r["action"]) for r in doc["policy"][:4]] == [
         (0.5, "exact", "a"), (0.5, "exact", "b"), (0.5, "exact", "c"), (2.0, "exact", "a")]
@@ -139,6 +157,11 @@ def test_compare_json_with_contexts_and_no_save(tmp_path: Path) -> None:
         assert (record["reward"] is None) == (record["context"] == "easy")  # Bradley-Terry only
     assert {(r["method"], r["context"]) for r in doc["metrics"]} == {
         (m, c) for m in ("dpo", "ipo", "psipo") for c in ("easy", "hard")}
+    assert [r["method"] for r in doc["summary"]] == ["dpo", "ipo", "psipo"]
+    for record in doc["summary"]:
+        check_summary_record(record)
+        assert record["reward"] is None  # empty in context easy (not Bradley-Terry): empty in the aggregate
+        assert "reward is empty in context easy" in record["detail"]
 
 
 def test_json_metrics_without_a_preference_model_are_null() -> None:

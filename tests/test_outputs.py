@@ -165,6 +165,11 @@ def test_column_layouts_match_the_api() -> None:
     assert formatting.METRIC_COLUMNS == api.METRIC_COLUMNS
     assert formatting.CURVE_COLUMNS == api.CURVE_COLUMNS
     assert formatting.TAU_GRID_COLUMNS == getattr(api, "TAU_GRID_COLUMNS", formatting.TAU_GRID_COLUMNS)
+    assert formatting.SUMMARY_COLUMNS == api.SUMMARY_COLUMNS
+    assert formatting.REWARD_COLUMNS == api.REWARD_COLUMNS
+    assert formatting.RUN_COLUMNS == api.RUN_COLUMNS
+    assert formatting.LOGIT_GAP_COLUMNS == api.LOGIT_GAP_COLUMNS
+    assert formatting.SUMMARY_COLUMNS == [c for c in formatting.METRIC_COLUMNS if c != "context"]
 
 
 def test_importing_outputs_is_light() -> None:

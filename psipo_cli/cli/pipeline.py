@@ -52,7 +52,7 @@ def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, 
 def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: Any, out: Path, plots: bool) -> Path:
     from psipo_cli import api
     from psipo_cli.outputs import figures, report
-    from psipo_cli.outputs.rundir import RunDirectory
+    from psipo_cli.outputs.rundir import RunDirectory, run_tables
     from psipo_cli.problem import problem_table
 
     recorded = {**config.to_json(), "problem_resolved": problem_table(problem, files=True)}
@@ -62,12 +62,15 @@ def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: A
         extra["tau_grid"] = api.tau_grid(problem, specs, config.tau, frames.objective, datasets)
     # The files read, for the manifest: the experiment file, then the problem file and its pairs_csv.
     inputs = ([config.config_file] if config.config_file else []) + recorded["problem_resolved"]["files"]
+    # Every table goes in, header-only when empty, so that every run directory has the same files.
+    tables = run_tables(frames)
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
                       create_root=True, inputs=inputs) as rd:
-        rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **extra)
+        rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)
         figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
                                              extra.get("tau_grid"), recorded) if plots else []
-        rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths))
+        rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths,
+                                                        tables=tables))
     return rd.final_path
 
 
@@ -85,6 +88,7 @@ def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: A
             "run_dir": None if run_dir is None else str(run_dir),
             "policy": tables.policy_records(frames),
             "metrics": tables.metric_records(frames),
+            "summary": tables.summary_records(frames),
         }
         print(json.dumps(doc, allow_nan=False))
     elif fmt == "csv":

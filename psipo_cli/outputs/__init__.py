@@ -48,6 +48,7 @@ from psipo_cli.outputs.tables import (
     metric_records,
     policy_csv,
     policy_records,
+    summary_records,
     summary_table,
 )
 
@@ -79,6 +80,7 @@ __all__ = [
     "render_report",
     "rewrite_report",
     "run_dir_name",
+    "summary_records",
     "summary_table",
     "tau_grid_frame",
     "write_figures",

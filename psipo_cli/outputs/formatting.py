@@ -20,25 +20,39 @@ if TYPE_CHECKING:
 
 POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
 METRIC_NAMES = [
-    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm"
+    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
+    "tv_to_exact",
 ]
 METRIC_COLUMNS = [
     "method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"
 ]
 CURVE_COLUMNS = ["step", "method", "tau", "context", "action", "mean", "lo", "hi"]
 TAU_GRID_COLUMNS = ["method", "tau", "context", "action", "prob", "kl", "win_rate_ref", "status"]
+SUMMARY_COLUMNS = ["method", "tau", "solver", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
+REWARD_COLUMNS = ["method", "tau", "solver", "context", "action", "reward"]
+RUN_COLUMNS = [
+    "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
+]
+LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
 
-#: The layout of every CSV file a run directory may hold, by file stem.
+#: The layout of every CSV file a run directory may hold, by file stem (`runs.csv` holds `Frames.per_seed`).
 FRAME_COLUMNS: dict[str, list[str]] = {
     "policy": POLICY_COLUMNS,
     "metrics": METRIC_COLUMNS,
     "curves": CURVE_COLUMNS,
     "tau_grid": TAU_GRID_COLUMNS,
+    "summary": SUMMARY_COLUMNS,
+    "rewards": REWARD_COLUMNS,
+    "runs": RUN_COLUMNS,
+    "logit_gap": LOGIT_GAP_COLUMNS,
 }
 
 #: Columns that hold names (methods, solvers, contexts, actions, statuses). They are read back as strings
 #: whatever they look like: an action called "1" or "NA" must stay that string.
-TEXT_COLUMNS = ("method", "solver", "context", "action", "status", "objective", "detail")
+TEXT_COLUMNS = (
+    "method", "solver", "context", "action", "status", "objective", "detail", "model", "dpo_status",
+    "psipo_logit_status",
+)
 
 #: Display names of the built-in methods in prose (labels with options stay as the user wrote them).
 METHOD_PROSE = {"dpo": "DPO", "ipo": "IPO", "rlhf": "RLHF", "psipo": "PsiPO"}

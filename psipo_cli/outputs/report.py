@@ -15,12 +15,17 @@ seed, rm_steps, eps`` that `psipo_cli.cli.config.RunConfig` records.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from psipo_cli.outputs.figures import problem_info, problem_title
 from psipo_cli.outputs.formatting import (
+    LOGIT_GAP_COLUMNS,
+    METRIC_COLUMNS,
+    REWARD_COLUMNS,
+    SUMMARY_COLUMNS,
     fmt_list,
     fmt_num,
     fmt_policy,
@@ -28,9 +33,10 @@ from psipo_cli.outputs.formatting import (
     fmt_tau,
     is_missing,
     method_prose,
+    records,
     unique,
 )
-from psipo_cli.outputs.tables import Comparison, ComparisonRow, comparison_rows, describe_policy
+from psipo_cli.outputs.tables import Comparison, ComparisonRow, SolverCell, comparison_rows, describe_policy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +45,13 @@ if TYPE_CHECKING:
 DISAGREEMENT_TV = 0.01
 #: A probability at or below this is reported as zero in the findings (the exact solver's zeros are 0.0).
 ZERO = 1e-12
+
+#: How the exact solver's detail starts the note on an answer that is one of a set of optimal policies
+#: (`psipo_cli.metrics.GAUGE_NOTE`; repeated here because the outputs layer does not import the solvers).
+GAUGE_NOTE = "the comparisons leave"
+
+#: The run directory's further tables the report quotes (absent in directories of older versions).
+REPORT_TABLES = ("summary", "rewards", "logit_gap")
 
 #: Gradient settings recorded as flat config keys (as `RunConfig` does).
 GRADIENT_KEYS = ("optimizer", "lr", "steps", "batch_size", "seeds", "seed", "rm_steps", "eps")
@@ -208,39 +221,185 @@ def _tv(a: Sequence[Any], b: Sequence[Any]) -> float | None:
     return 0.5 * sum(abs(float(x) - float(y)) for x, y in zip(a, b, strict=True))
 
 
-def gradient_notes(comparison: Comparison, threshold: float = DISAGREEMENT_TV) -> list[str]:
+def _setting(config: Mapping[str, Any], key: str) -> Any:
+    """A gradient setting from the config: under ``gradient``/``settings`` or as a flat key (None if absent)."""
+    settings = _config_value(config, "gradient", "settings")
+    if isinstance(settings, Mapping) and key in settings:
+        return settings[key]
+    return config.get(key)
+
+
+def _is_tie(detail: str) -> bool:
+    """Whether an exact `diverged` detail reports a tie between winning components (the split between them
+    is then the ridge path's limit, not something the data decide)."""
+    return re.search(r"\btie", detail or "", flags=re.IGNORECASE) is not None
+
+
+def _remedies(config: Mapping[str, Any]) -> str:
+    """What reduces the minibatch noise floor, leaving out what the run already used."""
+    schedule = str(_setting(config, "lr_schedule") or "constant")
+    average = str(_setting(config, "average") or "none")
+    options = ["`--batch-size 0` (full batch: exact gradients)"]
+    if schedule == "constant":
+        options.append("a decaying `--lr-schedule` (inverse-time, cosine, exponential)")
+    if average == "none":
+        options.append("iterate averaging (`--average polyak` or `ema`)")
+    options.append("a smaller `--lr`")
+    used = [f"--lr-schedule {schedule}"] * (schedule != "constant") + [f"--average {average}"] * (average != "none")
+    return (f"even with `{'`, `'.join(used)}`, " if used else "") + "it shrinks with " + fmt_list(options)
+
+
+def _measured(values: Mapping[str, Any] | None) -> str:
+    """The measured size of the noise floor of one gradient cell (`tv_to_exact`, `noise` in metrics.csv)."""
+    values = values or {}
+    parts = []
+    if not is_missing(values.get("tv_to_exact")):
+        parts.append(
+            f"each run's last iterate lies {fmt_num(values['tv_to_exact'])} in total variation from the exact "
+            "optimum of its own data (mean over seeds, `tv_to_exact`)"
+        )
+    if not is_missing(values.get("noise")):
+        parts.append(f"the runs' own end-of-run fluctuation is {fmt_num(values['noise'])} (`noise`)")
+    if not parts:
+        return "its size was not measured"
+    return "measured: " + " and ".join(parts)
+
+
+def gap_cause(
+    gradient: SolverCell, exact: SolverCell, batch_size: Any, values: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> tuple[str, str]:
+    """Why the last gradient step and the exact answer differ: a key and the explanation.
+
+    The causes told apart: (a) the run has not finished (status `running` or `stalled`); (b) the minibatch
+    noise floor of a constant step: a run that says `converged`, with minibatches, next to a unique exact
+    optimum (`optimal`); (c) an optimum the data do not pin down, named only where the exact solver says so:
+    an unattained infimum (`diverged`, a limit at infinite offsets), a tie between winning components whose
+    split the data leave open, a `limit` of clipped preferences, or an `optimal` answer that is one of a set
+    (several connected components, each with a free constant, under Adam, which does not keep the canonical
+    gauge; `--optimizer sgd` does).
+    """
+    config = config or {}
+    g, e = gradient.status, exact.status
+    minibatch = batch_size is None or (not isinstance(batch_size, bool) and batch_size != 0)
+    infimum = (
+        "the exact answer is the limit of an unattained infimum (status diverged: some offsets go to infinity, "
+        "the policy converges), so a run can only approach it, ever more slowly"
+    )
+    tie = (
+        "the data do not pin down the split between tied winning components "
+        f"(exact: {exact.detail}): the exact answer takes the ridge path's limit, a gradient run's split is the "
+        "optimiser's"
+    )
+    if g == "running":
+        why = "the gradient run is still moving (status running)"
+        why += f" — {gradient.detail}" if gradient.detail else ""
+        why += ": more steps may close the gap"
+        if e == "diverged":
+            why += f"; {infimum}" + (f", and {tie}" if _is_tie(exact.detail) else "")
+        return "running", why
+    if g == "stalled":
+        detail = f" — {gradient.detail}" if gradient.detail else ""
+        return "stalled", (
+            f"the gradient run is stalled (status stalled){detail}: its steps no longer change the iterate, so "
+            "it stopped where it was, not at the optimum"
+        )
+    if g == "mixed":
+        return "mixed", (
+            f"the seeds' gradient statuses differ ({gradient.detail or 'see metrics.csv'}); `runs.csv` has each "
+            "seed's status and final policy"
+        )
+    if g != "converged":
+        return g, f"gradient status {g} (see `detail` in metrics.csv)"
+    if e == "optimal" and GAUGE_NOTE in exact.detail and str(_setting(config, "optimizer") or "adam") != "sgd":
+        noise = "; minibatch noise adds to it" if minibatch else ""
+        some = re.search(r"\(in \d+ of \d+ datasets\)", exact.detail)
+        where = f" {some.group(0)}" if some else ""
+        return "gauge", (
+            f"the data leave a choice: the comparison graph has several connected components{where}, the loss fixes "
+            "log(pi/pi_ref) only up to a constant on each, so the optimal policies form a set; the exact answer "
+            "is the canonical one (zero offset sum per component, which plain gradient descent from pi_ref "
+            f"keeps), and Adam's per-coordinate steps move the sums: its split between components is the "
+            f"optimiser's{noise}"
+        )
+    if e == "optimal":
+        if minibatch:
+            batch = "" if batch_size is None else f" (batch size {batch_size})"
+            return "noise", (
+                "minibatch noise floor: the runs stopped drifting (status converged) but a constant step with "
+                f"minibatches{batch} keeps the iterate jittering around the exact optimum, which is unique "
+                f"(status optimal) — not an unfinished run, nor a choice the data leave; {_measured(values)}; "
+                f"{_remedies(config)}"
+            )
+        return "unexplained", (
+            "the full-batch run says converged, yet the exact optimum is unique (status optimal): the gap is "
+            "neither minibatch noise nor a choice the data leave; see `detail` and the settings (RLHF's "
+            "`--rm-steps` stops the reward model early)"
+        )
+    if e == "diverged":
+        return "set", tie if _is_tie(exact.detail) else (
+            f"{infimum}; the status rule calls a run converged once it slows below its jitter"
+        )
+    if e == "limit":
+        return "limit", (
+            "the exact answer is a limit (status limit: Psi(P) is infinite, the optimum of P clipped to "
+            "[eps, 1 - eps] as eps → 0), while the gradient run optimises P clipped at a fixed `--eps`"
+        )
+    if e == "mixed":
+        noise = " (with minibatches, their noise floor)" if minibatch else ""
+        return "mixed-exact", (
+            f"the exact status differs over the datasets ({exact.detail}): the draws with an unattained "
+            f"infimum have a limit no run reaches, the others a unique optimum{noise}"
+        )
+    return e, f"exact status {e} (see `detail` in metrics.csv)"
+
+
+def gradient_notes(
+    comparison: Comparison,
+    threshold: float = DISAGREEMENT_TV,
+    metrics: pd.DataFrame | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> list[str]:
     """Where the last gradient step and the exact solution differ by more than `threshold` in total
-    variation, per method: at which taus, by how much, and whether the gradient run is still moving."""
+    variation, per method and cause (`gap_cause`): at which taus, by how much, and why.
+
+    `metrics` (the metrics frame) gives the measured size of a noise floor; `config` the batch size (a
+    minibatch run is assumed when it is unknown) and the schedule and averaging in use.
+    """
     if not {"exact", "gradient"} <= set(comparison.solvers):
         return []
+    config = config or {}
+    batch_size = _setting(config, "batch_size")
+    values: dict[tuple[str, float, str], dict[str, Any]] = {}
+    if metrics is not None:
+        for rec in records(metrics, METRIC_COLUMNS):
+            if rec["solver"] == "gradient":
+                values[(rec["method"], float(rec["tau"]), rec["context"])] = rec
     several = len(comparison.contexts) > 1
     notes = []
     compared = 0
     for method in unique(r.method for r in comparison.rows):
-        by_status: dict[str, list[tuple[float, str, float]]] = {}
+        by_cause: dict[str, list[tuple[float, str, float, str]]] = {}
         for r in comparison.rows:
             if r.method != method or not {"exact", "gradient"} <= set(r.cells):
                 continue
             compared += 1
             tv = _tv(r.cells["gradient"].probs, r.cells["exact"].probs)
             if tv is not None and tv > threshold:
-                by_status.setdefault(r.cells["gradient"].status, []).append((r.tau, r.context, tv))
-        for status, items in by_status.items():
-            worst = max(items, key=lambda item: item[2])
-            where = ", ".join(fmt_tau(t) + (f" ({c})" if several else "") for t, c, _ in items)
-            if status == "running":
-                why = "the gradient run is still moving (status running): more steps may close the gap"
-            elif status == "converged":
-                why = (
-                    "the gradient run has stopped (status converged) at a different point: an optimiser "
-                    "effect (e.g. Adam's split where the data leave a choice), not an unfinished run"
+                key, why = gap_cause(
+                    r.cells["gradient"], r.cells["exact"], batch_size, values.get((method, r.tau, r.context)), config
                 )
-            else:
-                why = f"gradient status {status} (see `detail` in metrics.csv)"
+                by_cause.setdefault(key, []).append((r.tau, r.context, tv, why))
+        for items in by_cause.values():
+            worst = max(items, key=lambda item: item[2])
+            where = ", ".join(fmt_tau(t) + (f" ({c})" if several else "") for t, c, _, _ in items)
+            at = fmt_tau(worst[0]) + (f" ({worst[1]})" if several else "")
+            size = (
+                f"by {fmt_num(worst[2])}" if len(items) == 1 else f"by up to {fmt_num(worst[2])}"
+            ) + " in total variation" + ("" if len(items) == 1 else f" (at tau = {at})")
             notes.append(
                 f"- {method_prose(method)} at tau = {where}: the last gradient step differs from the exact "
-                f"solution by up to {fmt_num(worst[2])} in total variation (at tau = {fmt_tau(worst[0])}); "
-                f"{why}."
+                f"solution {size}; {worst[3]}."
             )
     if compared and not notes:
         notes.append(
@@ -248,6 +407,153 @@ def gradient_notes(comparison: Comparison, threshold: float = DISAGREEMENT_TV) -
             "and tau."
         )
     return notes
+
+
+# -- why: details, implied rewards, the preference model, the support of mu ---------------------------
+#: Methods whose loss sees the data only through pairs drawn from mu (an action outside supp mu is unseen).
+PAIRWISE = ("dpo", "ipo", "rlhf")
+
+
+def exact_details(comparison: Comparison) -> list[str]:
+    """The exact solver's `detail` per method and context (components that lose, closed forms, ties, ...),
+    the taus that share a detail grouped."""
+    several = len(comparison.contexts) > 1
+    lines = []
+    for method in unique(r.method for r in comparison.rows):
+        for context in comparison.contexts:
+            by_detail: dict[tuple[str, str], list[float]] = {}
+            for r in comparison.rows:
+                cell = r.cells.get("exact")
+                if r.method == method and r.context == context and cell is not None and cell.detail:
+                    by_detail.setdefault((cell.status, cell.detail), []).append(r.tau)
+            for (status, detail), taus in by_detail.items():
+                where = f" in context {context}" if several else ""
+                lines.append(f"- {method_prose(method)}{where} ({status}, {_tau_list(taus)}): {_md(detail)}.")
+    return lines
+
+
+def reward_table(rewards: pd.DataFrame | None, actions: Sequence[str]) -> list[str]:
+    """The implied reward of each exact answer (``rewards.csv``) as a markdown table: one row per method
+    and context, or per tau where the reward changes with tau. Empty when no reward was recorded."""
+    if rewards is None or not len(rewards):
+        return []
+    recs = records(rewards, REWARD_COLUMNS)
+    if all(rec["reward"] is None for rec in recs):
+        return []
+    several = len(unique(rec["context"] for rec in recs)) > 1
+    cells: dict[tuple[str, str], dict[float, dict[str, str]]] = {}
+    for rec in recs:
+        row = cells.setdefault((rec["method"], rec["context"]), {}).setdefault(float(rec["tau"]), {})
+        row[rec["action"]] = fmt_num(rec["reward"])
+    header = ["method", *(["context"] if several else []), "tau", *actions]
+    lines = ["| " + " | ".join(_md(h) for h in header) + " |", "| " + " | ".join(["---"] * len(header)) + " |"]
+    for (method, context), by_tau in cells.items():
+        spelled = {tau: tuple(row.get(a, "-") for a in actions) for tau, row in by_tau.items()}
+        groups = [("every tau", next(iter(spelled.values())))] if len(set(spelled.values())) == 1 else [
+            (fmt_tau(tau), values) for tau, values in sorted(spelled.items())
+        ]
+        for tau_text, values in groups:
+            line = [method, *([context] if several else []), tau_text, *values]
+            lines.append("| " + " | ".join(_md(c) for c in line) + " |")
+    return lines
+
+
+def model_notes(logit_gap: pd.DataFrame | None) -> list[str]:
+    """Per context whose preferences are not Bradley–Terry: how far DPO/RLHF and ΨPO-logit are apart
+    (``logit_gap.csv``); the paper's Prop. 1, which makes them equal, needs Bradley–Terry."""
+    if logit_gap is None or not len(logit_gap):
+        return []
+    recs = records(logit_gap, LOGIT_GAP_COLUMNS)
+    lines = []
+    for context in unique(rec["context"] for rec in recs):
+        rows = [rec for rec in recs if rec["context"] == context]
+        model = rows[0]["model"]
+        given = (
+            "as a total `order` (the deterministic limit of Bradley–Terry)" if model == "order"
+            else f"as `{model}`, not Bradley–Terry"
+        )
+        head = (
+            f"- Context {context}: the preference model is given {given}. The paper's Prop. 1 (DPO and RLHF "
+            "optimise the same policy as ΨPO with Psi = logit) needs Bradley–Terry;"
+        )
+        tvs = [(float(rec["tv"]), rec["tau"]) for rec in rows if not is_missing(rec["tv"])]
+        if tvs and max(tv for tv, _ in tvs) <= ZERO:
+            lines.append(
+                f"{head} here their population optima coincide (total variation at most {ZERO:g} at every tau)."
+            )
+        elif tvs:
+            spelled = ", ".join(f"{fmt_num(tv)} at tau = {fmt_tau(tau)}" for tv, tau in tvs)
+            lines.append(
+                f"{head} here the population optima of DPO/RLHF and ΨPO-logit differ by {spelled} "
+                "(total variation)."
+            )
+    return lines
+
+
+def _base_methods(config: Mapping[str, Any], policy: pd.DataFrame) -> set[str]:
+    """The methods (not labels) that ran: from the config's ``methods``, else the labels themselves."""
+    methods = config.get("methods")
+    if not methods:
+        return set(unique(policy["method"]))
+    if isinstance(methods, str | Mapping):
+        methods = [methods]
+    return {str(m.get("method") or m.get("label")) if isinstance(m, Mapping) else str(m) for m in methods}
+
+
+def support_notes(config: Mapping[str, Any], policy: pd.DataFrame, objective: str) -> list[str]:
+    """Every action outside supp mu (`mu = 0 < pi_ref`, from the recorded problem) in a context whose
+    comparisons are drawn from mu (population objective, or sampled data), when a pairwise method ran.
+
+    The pairwise losses never see such an action, so their minimiser is not unique there (the paper's
+    Theorem 2 assumes supp mu = supp pi_ref; App. A.2): psipo's gauge keeps its reference offset, where
+    ΨPO-identity's optimum `pi ∝ pi_ref exp(g / tau)` scores it by `g(y) = sum_y' mu(y') P(y ≻ y')`.
+    """
+    table = config.get("problem_resolved")
+    if not isinstance(table, Mapping) or not (_base_methods(config, policy) & set(PAIRWISE)):
+        return []
+    actions = list(table.get("actions") or [])
+    by_outside: dict[tuple[str, ...], list[str]] = {}  # contexts that share the same actions outside supp mu
+    for ctx in table.get("contexts") or []:
+        mu, pi_ref = ctx.get("mu"), ctx.get("pi_ref")
+        if not (mu and pi_ref) or (objective != "population" and not ctx.get("sample")):
+            continue
+        outside = tuple(a for a, m, p in zip(actions, mu, pi_ref, strict=True) if m == 0 and p > 0)
+        if outside:
+            by_outside.setdefault(outside, []).append(str(ctx.get("name")))
+    lines = []
+    for outside, contexts in by_outside.items():
+        names = fmt_list([f"`{a}`" for a in outside])
+        them, verb = ("it", "lies") if len(outside) == 1 else ("them", "lie")
+        where = f"Context {contexts[0]}" if len(contexts) == 1 else f"Contexts {fmt_list(contexts)}"
+        lines.append(
+            f"- {where}: {names} {verb} outside supp mu (mu = 0 < pi_ref). No comparison drawn from mu "
+            f"involves {them}, so the losses of IPO, DPO and RLHF never see {them} and their minimiser is not "
+            "unique there (the paper's Theorem 2 assumes supp mu = supp pi_ref; App. A.2): psipo keeps "
+            f"{them} at the reference offset, where gradient training from pi_ref leaves {them}. ΨPO-identity's "
+            f"optimum pi ∝ pi_ref exp(g / tau), g(y) = sum_y' mu(y') P(y ≻ y'), scores {them} and differs there."
+        )
+    return lines
+
+
+def weighted_table(summary: pd.DataFrame | None) -> list[str]:
+    """The context-weighted summary (``summary.csv``) as a markdown table."""
+    if summary is None or not len(summary):
+        return []
+    columns = [
+        ("kl", "KL"), ("entropy", "entropy"), ("loss", "loss"), ("win_rate_ref", "win rate"),
+        ("reward", "reward"), ("tv_to_optimum", "TV to optimum"),
+    ]
+    recs = records(summary, SUMMARY_COLUMNS)
+    shown = [(key, name) for key, name in columns if any(rec.get(key) is not None for rec in recs)]
+    header = ["method", "tau", "solver", *(name for _, name in shown), "status"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(["---", "---:", "---", *(["---:"] * len(shown)), "---"]) + " |",
+    ]
+    for rec in recs:
+        cells = [rec["method"], fmt_tau(rec["tau"]), rec["solver"], *(fmt_num(rec[k]) for k, _ in shown)]
+        lines.append("| " + " | ".join(_md(c) for c in [*cells, rec["status"]]) + " |")
+    return lines
 
 
 # -- the table ------------------------------------------------------------------------------------------
@@ -289,6 +595,7 @@ def build_report(
     figures: Sequence[str | Path] = (),
     command: str | None = None,
     base_dir: str | Path | None = None,
+    tables: Mapping[str, pd.DataFrame | None] | None = None,
 ) -> str:
     """The text of ``report.md``.
 
@@ -302,8 +609,11 @@ def build_report(
         lie under it, else as ``figures/<name>``.
     command : the psipo command (default ``config["command"]``).
     base_dir : the directory the report is written to.
+    tables : the further frames of the run by file stem (``summary``, ``rewards``, ``logit_gap``, as in
+        `psipo_cli.api.Frames`'s `summary`, `rewards`, `logit_gap`); a missing one leaves its section out.
     """
     config = config or {}
+    tables = tables or {}
     command = command or str(config.get("command") or "")
     comparison = comparison_rows(policy, metrics)
     title = problem_title(config)
@@ -313,13 +623,42 @@ def build_report(
     lines += ["## What the exact solver found", ""]
     lines += [f"- {sentence}" for sentence in method_findings(comparison).values()]
     lines.append("")
-    notes = gradient_notes(comparison)
+    objective = next((str(o) for o in unique(metrics["objective"]) if not is_missing(o)), "") if (
+        "objective" in metrics.columns) else ""
+    rewards = reward_table(tables.get("rewards"), comparison.actions)
+    if rewards:
+        rewards = [
+            "Implied reward r of each exact answer, pi ∝ pi_ref exp(r / tau): RLHF's fitted reward, tau * delta "
+            "for DPO and IPO, g(y) for ΨPO (`rewards.csv`; `-` where it is infinite: a diverged answer).",
+            "",
+            *rewards,
+        ]
+    caveats = model_notes(tables.get("logit_gap")) + support_notes(config, policy, objective)
+    blocks = [block for block in (exact_details(comparison), rewards, caveats) if block]
+    if blocks:
+        lines += ["## Why", ""]
+        for block in blocks:
+            lines += [*block, ""]
+    notes = gradient_notes(comparison, metrics=metrics, config=config)
     if notes:
         lines += ["## Gradient against exact (last step)", "", *notes, ""]
 
     lines += ["## Results", "", *markdown_table(comparison), ""]
     if "gradient" in comparison.solvers:
-        lines += ["Gradient results are seed means at the last step; their 95% CIs are in `policy.csv`.", ""]
+        lines += ["Gradient results are seed means at the last step; their 95% CIs are in `policy.csv`, each "
+                  "seed's final result in `runs.csv`.", ""]
+    weighted = weighted_table(tables.get("summary")) if len(comparison.contexts) > 1 else []
+    if weighted:
+        lines += [
+            "## Weighted over contexts",
+            "",
+            "The paper's objective is an expectation over contexts, E_{x ~ rho}: each metric averaged over the "
+            "contexts with their weights rho (`summary.csv`; the largest `grad_norm`). A metric empty in any "
+            "context stays empty; a status that differs between contexts is `mixed` (counts in `detail`).",
+            "",
+            *weighted,
+            "",
+        ]
 
     lines += ["## Figures", ""]
     names = {Path(f).stem.split("-")[0] for f in figures}
@@ -336,7 +675,9 @@ def build_report(
         if "-" in stem and stem.split("-")[0] in FIGURE_CAPTIONS:
             caption += f", context {stem.split('-', 1)[1]}"
         lines += [f"![{caption}]({link})", ""]
-    if "curves" not in names:
+    if "curves" not in names and "gradient" in comparison.solvers:
+        lines += ["No learning curves were drawn (`psipo plot RUN_DIR` draws them from the saved CSVs).", ""]
+    elif "curves" not in names:
         lines += ["No learning curves: there was no gradient run.", ""]
     if "frontier" not in names and not comparison.has_win_rate:
         lines += [
@@ -353,9 +694,10 @@ def render_report(
     metrics: pd.DataFrame,
     figures: Sequence[str | Path] = (),
     base_dir: str | Path | None = None,
+    tables: Mapping[str, pd.DataFrame | None] | None = None,
 ) -> str:
     """`build_report` with the config first (the order `render_frames` takes its arguments in)."""
-    return build_report(policy, metrics, config, figures, base_dir=base_dir)
+    return build_report(policy, metrics, config, figures, base_dir=base_dir, tables=tables)
 
 
 def rewrite_report(run_dir: str | Path) -> Path:
@@ -368,7 +710,9 @@ def rewrite_report(run_dir: str | Path) -> Path:
     figures = sorted(
         (run_dir / "figures").glob("*.png"), key=lambda p: (order.get(p.stem.split("-")[0], 99), p.name)
     )
-    text = build_report(frames["policy"], frames["metrics"], frames["config"], figures, base_dir=run_dir)
+    tables = {stem: frames.get(stem) for stem in REPORT_TABLES}
+    text = build_report(frames["policy"], frames["metrics"], frames["config"], figures, base_dir=run_dir,
+                        tables=tables)
     target = run_dir / "report.md"
     with open(target, "w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)

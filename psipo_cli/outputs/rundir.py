@@ -3,7 +3,10 @@
 A run directory is ``<root>/<UTC YYYYmmdd-HHMMSS>-<command>[-<name>]/`` and holds
 
 - ``config.json``: everything resolved (CLI + file + defaults), as the caller gives it; sorted keys;
-- ``policy.csv``, ``metrics.csv``, ``curves.csv`` and any extra frame (``tau_grid.csv``, ...);
+- ``policy.csv``, ``metrics.csv``, ``curves.csv`` and any extra frame: ``summary.csv`` (the
+  context-weighted aggregate), ``rewards.csv`` (implied rewards of the exact answers), ``runs.csv`` (every
+  seed's final result), ``logit_gap.csv`` (DPO against ΨPO-logit where preferences are not Bradley–Terry),
+  ``tau_grid.csv``;
 - ``figures/*.png`` and ``report.md`` (written by the caller through `RunDirectory.work`);
 - ``manifest.json``: versions, python, platform, git commit, argv, seeds, the input files read (path and
   sha256), start and end times, and ``"status": "complete"`` as its last key. It is the last file written.
@@ -114,6 +117,14 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[dist] = None
     return versions
+
+
+def run_tables(frames: Any) -> dict[str, pd.DataFrame]:
+    """The tables of a `psipo_cli.api.Frames` beyond policy, metrics and curves, by the stem of their file
+    (``runs.csv`` holds `Frames.per_seed`)."""
+    return {
+        "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap
+    }
 
 
 def _utc_now() -> dt.datetime:
@@ -290,12 +301,15 @@ class RunDirectory:
         """Write ``policy.csv``, ``metrics.csv``, ``curves.csv`` (header-only if `curves` is None or
         empty) and one ``<key>.csv`` per keyword frame (e.g. ``tau_grid=...``; None is skipped).
 
-        `policy` may also be a `psipo_cli.api.Frames`, whose three frames are then written.
+        `policy` may also be a `psipo_cli.api.Frames`, whose frames are then all written: also
+        ``summary.csv``, ``rewards.csv``, ``runs.csv`` (its `per_seed`) and ``logit_gap.csv``.
         """
         import pandas as pd
 
         if hasattr(policy, "policy"):
-            policy, metrics, curves = policy.policy, policy.metrics, policy.curves
+            frames = policy
+            policy, metrics, curves = frames.policy, frames.metrics, frames.curves
+            extra = {**run_tables(frames), **extra}
         if metrics is None:
             raise TypeError("write_frames needs the metrics frame (or a Frames object)")
         if curves is None:

@@ -3,9 +3,9 @@
 - `comparison_rows` lays the policy and metrics frames out as method × tau (× context) rows with the
   exact and gradient results side by side; `comparison_table` renders them as a `rich.table.Table`, and
   the report (`report.py`) as markdown.
-- `policy_records` / `metric_records` are the JSON records of ``--format json``: stable keys in the order
-  of DESIGN §5, plain Python values, and ``None`` (JSON ``null``) for every unknown metric — never NaN,
-  which is not JSON.
+- `policy_records` / `metric_records` / `summary_records` are the JSON records of ``--format json``: stable
+  keys in the order of DESIGN §5, plain Python values, and ``None`` (JSON ``null``) for every unknown
+  metric — never NaN, which is not JSON.
 - `policy_csv` is ``--format csv``: the policy records as CSV, with the same number spelling as the run
   directory's files; ``header=False`` (``--no-header``) lets the outputs of several calls be
   concatenated into one valid table.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from psipo_cli.outputs.formatting import (
     METRIC_COLUMNS,
     POLICY_COLUMNS,
+    SUMMARY_COLUMNS,
     csv_text,
     fmt_num,
     fmt_policy,
@@ -73,8 +74,20 @@ def metric_records(frames: Any) -> list[dict[str, Any]]:
     return records(_frame(frames, "metrics"), METRIC_COLUMNS)
 
 
+def summary_records(frames: Any) -> list[dict[str, Any]]:
+    """The context-weighted summary records (``Frames.summary``): the keys of the metric records but
+    ``context``, the metrics averaged over contexts with their weights (``None`` when unknown).
+
+    Parameters
+    ----------
+    frames : `psipo_cli.api.Frames` or the summary DataFrame
+    """
+    return records(_frame(frames, "summary"), SUMMARY_COLUMNS)
+
+
 def json_document(frames: Any, run_dir: Any = None) -> str:
-    """The one JSON object of ``--format json``: ``{"run_dir": str|null, "policy": [...], "metrics": [...]}``.
+    """The one JSON object of ``--format json``:
+    ``{"run_dir": str|null, "policy": [...], "metrics": [...], "summary": [...]}``.
 
     `allow_nan=False` makes a NaN that slipped through an error rather than invalid JSON.
     """
@@ -82,6 +95,7 @@ def json_document(frames: Any, run_dir: Any = None) -> str:
         "run_dir": None if run_dir is None else str(run_dir),
         "policy": policy_records(frames),
         "metrics": metric_records(frames),
+        "summary": summary_records(frames) if hasattr(frames, "summary") else [],
     }
     return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
