@@ -160,12 +160,9 @@ class SweepGrid:
 
     def specs(self) -> list[Any]:
         """The `MethodSpec`s of the grid's methods, in grid order."""
-        from psipo_cli.solvers.runs import method_spec
+        from psipo_cli.solvers.entries import entry_spec
 
-        return [
-            method_spec(m["method"], m["label"], **{k: v for k, v in m.items() if k not in ("method", "label")})
-            for m in self.methods
-        ]
+        return [entry_spec(m) for m in self.methods]
 
     def gradient_settings(self) -> Any:
         """`GradientSettings` of the grid (its `seeds` included)."""
@@ -311,8 +308,8 @@ def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
 
 
 def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
-    from psipo_cli.cli.config import method_entry
     from psipo_cli.objectives import get_method
+    from psipo_cli.solvers.entries import entry_spec, method_entry
 
     if not isinstance(raw, list) or not raw:
         raise InputError("methods", raw, "must be a non-empty list of names or tables {method = NAME, ...}")
@@ -343,10 +340,8 @@ def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
         if labels.count(label) > 1:
             raise InputError("methods", label, "label used twice: give each method table its own label")
     # Building the specs checks option names once more (the same check `psipo run` makes).
-    from psipo_cli.solvers.runs import method_spec
-
     for e in entries:
-        method_spec(e["method"], e["label"], **{k: v for k, v in e.items() if k not in ("method", "label")})
+        entry_spec(e)
     return entries
 
 
