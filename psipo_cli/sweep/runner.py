@@ -111,6 +111,11 @@ def run_sweep(
             raise InputError("--shard", shard, f"{resume} holds shard {recorded}")
         wanted = directory.shard
         _warn_versions(directory, quiet)
+    else:
+        # An unusable --out is found before the grid is solved or an executor started (exit 1).
+        from psipo_cli.outputs.rundir import check_root
+
+        check_root(Path(out) if out is not None else DEFAULT_OUT, create=True)
     check_solvable(grid)
     chunks = plan_chunks(grid)
     mine = select(chunks, wanted)
