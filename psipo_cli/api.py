@@ -89,7 +89,8 @@ def solve(
     settings : GradientSettings, optional
         Gradient settings; default `GradientSettings()`, the paper's §5.4 values (Adam, lr 0.01, batch 9,
         18,000 steps, 10 seeds). ``seeds`` is also the number of datasets the exact solver solves when the
-        problem samples its data.
+        problem samples its data; an exact-only solve given neither `settings` nor a setting keyword solves
+        dataset 0 alone.
     progress : callable, optional
         Called as ``progress(done_steps, total_steps)`` during the gradient run.
     **options
