@@ -99,9 +99,12 @@ def check_taus(taus: Sequence[float]) -> list[float]:
     return out
 
 
+MethodArg = str | dict[str, Any] | MethodSpec
+
+
 def solve(
     problem: str | Path | Problem,
-    method: str | MethodSpec | Sequence[str | MethodSpec],
+    method: MethodArg | Sequence[MethodArg],
     tau: float | Sequence[float],
     solver: str = "exact",
     objective: str | None = None,
@@ -109,28 +112,94 @@ def solve(
     progress: Callable[[int, int], None] | None = None,
     **options: Any,
 ) -> Frames:
-    """Solve `problem` with one or more methods over one or more tau values.
+    """Solve `problem` with one or more methods over one or more tau values, exactly and/or by gradient.
+
+    The same computation as ``psipo run`` / ``psipo compare`` (which call this function), returned as tidy
+    pandas frames instead of files.
 
     Parameters
     ----------
-    problem : preset name, TOML path or `Problem`
-    method : name, `MethodSpec`, or a list of them; keyword `options` (`rm_l2`, `psi`, ...) apply to
-        methods given by name that accept them.
-    tau : one value or a list (DPO's beta is the same number).
-    solver : `exact`, `gradient` or `both`.
-    objective : `dataset`, `population` or None (data if the problem has any, else population).
-    settings : gradient settings (`GradientSettings()` by default: the paper's §5.4 values).
+    problem : str, Path or Problem
+        A preset name (``"paper-d1"``, ``psipo problem list``), a problem TOML file, or a `Problem`.
+    method : str, dict, MethodSpec, or a list of them
+        ``"rlhf"``, ``"dpo"``, ``"ipo"``, ``"psipo"``; a dict in the experiment-file form
+        ``{"method": "rlhf", "label": "rlhf-ridge", "rm_l2": 0.1}`` (validated as in experiment files); or a
+        `MethodSpec` (`method_spec("rlhf", "rlhf-ridge", rm_l2=0.1)`). Labels must be unique.
+    tau : float or list of float
+        KL coefficient(s), positive and finite. DPO's beta is the same number.
+    solver : {"exact", "gradient", "both"}
+        The exact solver, the vectorised gradient engine, or both.
+    objective : {"dataset", "population"} or None
+        None (or ``"auto"``): the dataset objective if the problem has data, else the population one.
+    settings : GradientSettings, optional
+        Gradient settings; default `GradientSettings()`, the paper's §5.4 values (Adam, lr 0.01, batch 9,
+        18,000 steps, 10 seeds). ``seeds`` is also the number of datasets the exact solver solves when the
+        problem samples its data; an exact-only solve given neither `settings` nor a setting keyword solves
+        dataset 0 alone.
+    progress : callable, optional
+        Called as ``progress(done_steps, total_steps)`` during the gradient run.
+    **options
+        Keyword settings and method options:
+
+        - every field of `GradientSettings` by name (``steps``, ``seeds``, ``lr``, ``batch_size``,
+          ``optimizer``, ``seed``, ...; ``help(GradientSettings)`` lists them). Given together with
+          `settings`, the keywords override those fields of `settings` (``dataclasses.replace``); alone,
+          they override the defaults.
+        - method options (``rm_l2``, ``rm_steps`` for RLHF; ``psi``, ``eps`` for ΨPO): applied to every
+          given method that accepts the option and does not set it itself (in its dict or `MethodSpec`).
+          ``rm_steps`` and ``eps`` are also `GradientSettings` fields; as keywords they are method options.
+
+    Returns
+    -------
+    Frames
+        ``policy`` (method, tau, solver, context, action, prob, prob_lo, prob_hi), ``metrics`` (status,
+        KL, entropy, loss, win rates, ... per method, tau, solver and context) and ``curves`` (the gradient
+        runs' policy per recorded step; empty without a gradient run). Gradient results are means over
+        seeds with a 95% Student-t interval.
+
+    Raises
+    ------
+    InputError
+        Bad input, naming the key and the value: an unknown keyword (with the closest valid one), a method
+        option that no given method accepts, an invalid setting, method, tau or problem.
+
+    Examples
+    --------
+    IPO's exact optimum on the paper's D1 = {a > b, b > c, a > c} has offsets ``(1, 0, -1) / (3 tau)``:
+
+    >>> import psipo_cli
+    >>> frames = psipo_cli.solve("paper-d1", "ipo", 1.0)
+    >>> frames.policy.action.tolist(), frames.policy.prob.round(4).tolist()
+    (['a', 'b', 'c'], [0.4484, 0.3213, 0.2302])
+
+    Gradient settings by keyword (here 10 Adam steps and 2 seeds), several methods and tau values:
+
+    >>> frames = psipo_cli.solve("paper-d1", ["dpo", "ipo"], [0.5, 1.0], solver="gradient", steps=10, seeds=2)
+    >>> int(frames.curves.step.max()), int(frames.metrics.seeds.iloc[0])
+    (10, 2)
+
+    Method options, and methods in the experiment-file form:
+
+    >>> frames = psipo_cli.solve("paper-d1", ["rlhf", {"method": "rlhf", "label": "rlhf-ridge", "rm_l2": 0.1}],
+    ...                          1.0)
+    >>> list(frames.metrics.method)
+    ['rlhf', 'rlhf-ridge']
+
+    A typo is an error, with a suggestion:
+
+    >>> psipo_cli.solve("paper-d1", "ipo", 1.0, stepz=10)
+    Traceback (most recent call last):
+    ...
+    psipo_cli.errors.InputError: stepz = 10: unknown keyword of solve (did you mean steps?)
     """
     problem = get_problem(problem)
     if solver not in SOLVERS:
         raise InputError("solver", solver, f"must be one of {', '.join(SOLVERS)}")
     taus = check_taus([tau] if isinstance(tau, int | float) else list(tau))
-    specs = _specs(method, options)
+    setting_keywords, method_options = split_options(options)
+    specs = _specs(method, method_options)
     objective = resolve_objective(problem, objective)
-    if settings is None and solver != EXACT:
-        from psipo_cli.solvers.gradient import GradientSettings
-
-        settings = GradientSettings()
+    settings = gradient_settings(settings, setting_keywords, default=solver != EXACT)
     seeds = settings.seeds if settings is not None else 1
     runs: list[RunResult] = []
     steps: np.ndarray | None = None
@@ -139,6 +208,7 @@ def solve(
     if solver in (GRADIENT, "both"):
         from psipo_cli.solvers.gradient import run_gradient
 
+        assert settings is not None
         steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
         runs += gradient_runs
     optima = population_optima(problem, specs, taus)
@@ -157,19 +227,81 @@ def solve(
     )
 
 
-def _specs(method: str | MethodSpec | Sequence[str | MethodSpec], options: dict[str, Any]) -> list[MethodSpec]:
-    from psipo_cli.objectives import get_method
+def setting_names() -> tuple[str, ...]:
+    """The keywords of `solve` that set `GradientSettings` fields: every field of the dataclass except the
+    method options (``rm_steps``, ``eps``), which are per method."""
+    from dataclasses import fields
 
-    items = [method] if isinstance(method, str | MethodSpec) else list(method)
+    from psipo_cli.solvers.entries import METHOD_OPTIONS
+    from psipo_cli.solvers.gradient import GradientSettings
+
+    return tuple(f.name for f in fields(GradientSettings) if f.name not in METHOD_OPTIONS)
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`solve`'s keywords split into `GradientSettings` fields and method options; any other keyword is an
+    `InputError` naming it, with the closest valid keyword (difflib)."""
+    from psipo_cli.solvers.entries import METHOD_OPTIONS, did_you_mean
+
+    names = setting_names()
+    for key, value in options.items():
+        if key not in names and key not in METHOD_OPTIONS:
+            known = [*names, *METHOD_OPTIONS, "settings", "objective", "solver", "progress"]
+            raise InputError(key, value, f"unknown keyword of solve{did_you_mean(key, known)}")
+    return ({k: v for k, v in options.items() if k in names}, {k: v for k, v in options.items() if k not in names})
+
+
+def gradient_settings(
+    settings: GradientSettings | None, overrides: dict[str, Any], default: bool = True
+) -> GradientSettings | None:
+    """`settings` (or `GradientSettings()`) with the fields in `overrides` replaced (`dataclasses.replace`,
+    so `GradientSettings` validates them again; errors name the keyword, not the CLI flag). None when no
+    settings are given, none are overridden and `default` is false (an exact-only solve)."""
+    from dataclasses import replace
+
+    from psipo_cli.solvers.gradient import GradientSettings
+
+    if settings is None and not overrides and not default:
+        return None
+    if settings is not None and not isinstance(settings, GradientSettings):
+        raise InputError("settings", settings, "must be a GradientSettings (or give its fields as keywords)")
+    try:
+        return replace(settings if settings is not None else GradientSettings(), **overrides)
+    except InputError as exc:
+        key = exc.key.lstrip("-").replace("-", "_")
+        raise InputError(key if key in overrides else exc.key, exc.value, exc.reason) from None
+
+
+def _specs(method: MethodArg | Sequence[MethodArg], options: dict[str, Any]) -> list[MethodSpec]:
+    """The `MethodSpec`s of `method`, each with the keyword `options` it accepts and does not set itself.
+
+    Dicts are validated as experiment-file method tables (`method_entry`); an option that no given method
+    accepts is an `InputError`.
+    """
+    from psipo_cli.objectives import get_method
+    from psipo_cli.solvers.entries import entry_spec, method_entry
+
+    single = isinstance(method, str | dict | MethodSpec)
+    items = [method] if single else list(method)
     if not items:
         raise InputError("method", [], "give at least one method")
     specs = []
-    for item in items:
+    used: set[str] = set()
+    for i, item in enumerate(items):
+        key = "method" if single else f"method[{i}]"
         if isinstance(item, MethodSpec):
-            specs.append(item)
-            continue
-        accepted = get_method(item).options
-        specs.append(method_spec(item, **{k: v for k, v in options.items() if k in accepted}))
+            entry: dict[str, Any] = {"method": item.method, "label": item.label, **dict(item.options)}
+        else:
+            entry = method_entry(item, key)
+        accepted = get_method(str(entry["method"])).options
+        for option, value in options.items():
+            if option in accepted:
+                used.add(option)
+                entry.setdefault(option, value)
+        specs.append(entry_spec(entry))
+    unused = [k for k in options if k not in used]
+    if unused:
+        raise InputError(unused[0], options[unused[0]], "no given method takes this option")
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError("method", labels, "method labels must be unique")

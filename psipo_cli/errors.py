@@ -1,7 +1,14 @@
 """Error types shared by every layer.
 
 `InputError` is bad input from the user (a problem file, a config file, a CLI value): the CLI reports it as
-one line naming the key and the value and exits with code 2.
+one line naming the key and the value and exits with code 2. `OutputError` is a run that could not be
+written (exit code 1).
+
+Both cross process boundaries intact: a sweep chunk that fails in a pool worker or on a Dask worker is
+pickled there and raised again in the driver, which must then print the same line (and exit with the same
+code) as when the chunk runs in-process. Pickle rebuilds an exception as ``type(exc)(*exc.args)``, and
+`InputError`'s constructor takes its fields, not the message: `InputError.__reduce__` hands pickle the
+fields instead (and the instance `__dict__`, so attributes set later, e.g. notes, survive too).
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ class InputError(ValueError):
         self.where = where
         super().__init__(self.line())
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str, Any, str, str], dict[str, Any]]:
+        """Pickle support: rebuild from the fields (``InputError(*self.args)`` would miss `reason`)."""
+        return type(self), (self.key, self.value, self.reason, self.where), dict(self.__dict__)
+
     def line(self) -> str:
         prefix = f"{self.where}: " if self.where else ""
         return f"{prefix}{self.key} = {_short(self.value)}: {self.reason}"
@@ -49,5 +60,6 @@ class OutputError(RuntimeError):
     """The results could not be written: the output root is missing, not a directory, or not writable.
 
     Raised by `psipo_cli.outputs` before anything is written (or after cleaning up what was), with a message
-    that names the path and the reason in one line.
+    that names the path and the reason in one line. Its one constructor argument is the message, so the
+    default pickling (``type(exc)(*exc.args)`` plus the instance `__dict__`) round-trips it.
     """

@@ -35,7 +35,7 @@ from scipy.special import expit, logsumexp
 
 from psipo_cli import api
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import dpo, ipo, psipo, rlhf
+from psipo_cli.objectives import dpo, get_method, ipo, psipo, rlhf
 from psipo_cli.problem import build_problem
 from psipo_cli.solvers.gradient import GradientSettings
 
@@ -199,9 +199,11 @@ def solve_all(
     gradient = GradientSettings(steps=25, seeds=2, batch_size=batch_size, records=5)
     out = []
     for method in METHODS:
+        # Each method gets the options it takes (`solve` refuses an option that no given method takes).
+        accepted = {k: v for k, v in options.items() if k in get_method(method).options}
         try:
             with no_numpy_warnings():
-                out.append(api.solve(problem, method, tau, solver=solver, settings=gradient, **options))
+                out.append(api.solve(problem, method, tau, solver=solver, settings=gradient, **accepted))
         except InputError as exc:
             assert any(reason in exc.reason for reason in ALLOWED_INPUT_ERRORS), exc.line()
     return out

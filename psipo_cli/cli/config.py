@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.errors import InputError
+from psipo_cli.solvers.entries import entry_spec, method_entry
 from psipo_cli.solvers.gradient import GradientSettings
 
 DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
 SOLVER_KEYS = ("steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps")
 EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", "solver", "objective", *SOLVER_KEYS}
-METHOD_KEYS = {"method", "label", "rm_l2", "rm_steps", "psi", "eps"}
 
 
 @dataclass
@@ -51,24 +51,6 @@ class RunConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def method_entry(raw: Any, key: str = "methods") -> dict[str, Any]:
-    """A method as a table `{method, label?, options...}` (a bare name is `{method: name}`)."""
-    from psipo_cli.objectives import get_method
-
-    entry = {"method": raw} if isinstance(raw, str) else raw
-    if not isinstance(entry, dict) or "method" not in entry:
-        raise InputError(key, raw, "each method is a name or a table {method = NAME, ...}")
-    bad = set(entry) - METHOD_KEYS
-    if bad:
-        k = sorted(bad)[0]
-        raise InputError(f"{key}.{k}", entry[k], "unknown method option")
-    method = get_method(str(entry["method"]))
-    for option in set(entry) - {"method", "label"}:
-        if option not in method.options:
-            raise InputError(f"{key}.{option}", entry[option], f"not an option of {method.name}")
-    return dict(entry)
 
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
@@ -157,13 +139,7 @@ def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> 
 
 def specs_of(config: RunConfig) -> list:
     """`MethodSpec`s of the configured methods."""
-    from psipo_cli.solvers.runs import method_spec
-
-    out = []
-    for entry in config.methods:
-        options = {k: v for k, v in entry.items() if k not in ("method", "label")}
-        out.append(method_spec(entry["method"], str(entry.get("label", "")), **options))
-    return out
+    return [entry_spec(entry) for entry in config.methods]
 
 
 def gradient_settings(config: RunConfig) -> GradientSettings:

@@ -37,6 +37,11 @@ def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, 
     settings = gradient_settings(config)
     objective = resolve_objective(problem, config.objective)
     api.check_taus(config.tau)
+    if save:
+        # An unusable --out is found now, not after the computation (exit 1, as when the disk fills up).
+        from psipo_cli.outputs.rundir import check_root
+
+        check_root(out, create=True)
 
     with _progress(quiet) as progress:
         frames = api.solve(problem, specs, config.tau, solver=config.solver, objective=objective,

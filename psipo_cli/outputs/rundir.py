@@ -30,6 +30,7 @@ File formats (chosen so that the same results give the same bytes):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -125,6 +126,45 @@ def run_tables(frames: Any) -> dict[str, pd.DataFrame]:
     return {
         "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap
     }
+
+
+def check_root(root: str | Path, create: bool = False) -> None:
+    """Raise `OutputError` unless run directories can be written under `root`; leave nothing on disk.
+
+    `root` must be a writable directory; with `create`, a missing `root` passes if its nearest existing
+    ancestor is a writable directory (everything below it can then be made). "Writable" is tested by
+    making and removing a hidden ``.tmp-<uuid>`` directory there — the first thing a run directory does —
+    and not by permission bits alone, which the super-user ignores and which say nothing about file systems
+    that refuse new entries (``/proc``, read-only mounts). The CLI calls this before any computation (so
+    that an unusable ``--out`` fails in milliseconds, not after the run), and `RunDirectory` and the sweep
+    store call it again when they open their directory.
+    """
+    root = Path(root)
+    target = root
+    if create:
+        # `Path("outputs").parent` is `Path(".")`, whose parent is itself: the loop ends at an existing dir.
+        while not target.exists() and target.parent != target:
+            target = target.parent
+    elif not root.exists():
+        raise OutputError(f"output directory {root} does not exist (create it, or choose another)")
+
+    def failure(problem: str, code: int) -> OutputError:
+        # `root` itself, in words; or the error `mkdir -p root` would meet, naming the ancestor it meets it at.
+        if target == root:
+            return OutputError(f"output directory {root} {problem}")
+        return OutputError(f"cannot create output directory {root}: {os.strerror(code)} ({target})")
+
+    if not target.is_dir():
+        raise failure("is not a directory", errno.ENOTDIR)
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise failure("is not writable", errno.EACCES)
+    probe = target / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        raise failure(f"is not writable ({exc.strerror or exc})", exc.errno or errno.EACCES) from exc
+    with contextlib.suppress(OSError):
+        probe.rmdir()
 
 
 def _utc_now() -> dt.datetime:
@@ -323,18 +363,12 @@ class RunDirectory:
 
     # -- internals ----------------------------------------------------------------------------------
     def _check_root(self) -> None:
-        root = self.root
-        if not root.exists() and self.create_root:
+        check_root(self.root, create=self.create_root)
+        if not self.root.exists():
             try:
-                root.mkdir(parents=True, exist_ok=True)
+                self.root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise OutputError(f"cannot create output directory {root}: {exc.strerror or exc}") from exc
-        if not root.exists():
-            raise OutputError(f"output directory {root} does not exist (create it, or choose another)")
-        if not root.is_dir():
-            raise OutputError(f"output directory {root} is not a directory")
-        if not os.access(root, os.W_OK | os.X_OK):
-            raise OutputError(f"output directory {root} is not writable")
+                raise OutputError(f"cannot create output directory {self.root}: {exc.strerror or exc}") from exc
 
     def _write_manifest(self, status: str) -> None:
         assert self.started is not None

@@ -160,12 +160,9 @@ class SweepGrid:
 
     def specs(self) -> list[Any]:
         """The `MethodSpec`s of the grid's methods, in grid order."""
-        from psipo_cli.solvers.runs import method_spec
+        from psipo_cli.solvers.entries import entry_spec
 
-        return [
-            method_spec(m["method"], m["label"], **{k: v for k, v in m.items() if k not in ("method", "label")})
-            for m in self.methods
-        ]
+        return [entry_spec(m) for m in self.methods]
 
     def gradient_settings(self) -> Any:
         """`GradientSettings` of the grid (its `seeds` included)."""
@@ -311,8 +308,8 @@ def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
 
 
 def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
-    from psipo_cli.cli.config import method_entry
     from psipo_cli.objectives import get_method
+    from psipo_cli.solvers.entries import entry_spec, method_entry
 
     if not isinstance(raw, list) or not raw:
         raise InputError("methods", raw, "must be a non-empty list of names or tables {method = NAME, ...}")
@@ -343,10 +340,8 @@ def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
         if labels.count(label) > 1:
             raise InputError("methods", label, "label used twice: give each method table its own label")
     # Building the specs checks option names once more (the same check `psipo run` makes).
-    from psipo_cli.solvers.runs import method_spec
-
     for e in entries:
-        method_spec(e["method"], e["label"], **{k: v for k, v in e.items() if k not in ("method", "label")})
+        entry_spec(e)
     return entries
 
 
@@ -462,30 +457,57 @@ def with_n(problem: Any, n: int | None) -> Any:
 
 
 def check_solvable(grid: SweepGrid) -> None:
-    """Solve every problem × dataset size once, with every method, at one tau and with a token gradient run
-    (2 steps, 1 seed): errors that only the solvers see (a `psipo` method on data with unobserved pairs, an
-    unknown `psi`, a negative `rm_l2`) stop the sweep before any work starts, not in a worker halfway
-    through. This costs milliseconds per problem and dataset size."""
+    """Check, before any work starts, that every cell of the grid can be solved; `InputError` naming the
+    first cell that cannot (problem, dataset size, method, seed).
+
+    Two passes per problem × dataset size, both cheap (no optimisation on the sweep's own settings):
+
+    1. every dataset the sweep will use — dataset `k` for seed `k`, `k < seeds`, when the problem samples
+       its data (README, sampled datasets) — is drawn, and every method's inputs are built from it
+       (`method_inputs`: the counts, or for ΨPO on data the empirical preferences, which need every
+       compared pair of `supp mu_hat` observed). A draw that leaves a pair unobserved fails here, naming
+       the method and the seed, rather than in a worker halfway through the sweep;
+    2. every method is solved once, at one tau and with a token gradient run (2 steps, 1 seed): errors
+       that only the solvers see (an unknown `psi`, a negative `rm_l2`).
+
+    Drawing costs about 0.1 s per million comparisons and seed.
+    """
     from dataclasses import replace
 
     from psipo_cli import api
-    from psipo_cli.objectives import METHODS
-    from psipo_cli.solvers.inputs import resolve_objective
+    from psipo_cli.objectives import METHODS, get_method
+    from psipo_cli.problem import realise
+    from psipo_cli.solvers.inputs import DATASET, method_inputs, resolve_objective
 
     specs = grid.specs()
     probe = replace(grid.gradient_settings(), steps=2, seeds=1, rm_steps=None)
-    specs = [replace(s, options=tuple((k, _few(v) if k == "rm_steps" else v) for k, v in s.options)) for s in specs]
+    few = [replace(s, options=tuple((k, _few(v) if k == "rm_steps" else v) for k, v in s.options)) for s in specs]
     options = {o for m in METHODS.values() for o in m.options}
+
+    def located(exc: InputError, cell: str) -> InputError:
+        key = exc.key
+        if key.startswith("--"):  # a flag name from the solvers: say it as the grid spells it
+            key = key[2:].replace("-", "_")
+            key = f"methods.{key}" if key in options else key
+        return InputError(key, exc.value, f"{exc.reason} ({cell})", exc.where)
+
     for entry, problem in zip(grid.problems, grid.loaded, strict=True):
         for n in (grid.n or [None]) if entry.sampled else [None]:
             concrete = with_n(problem, n)
+            where = f"problem {entry.key}" + ("" if n is None else f", n = {n}")
+            objective = resolve_objective(concrete, grid.objective)
+            datasets = grid.seeds if concrete.is_sampled and objective == DATASET else 1
+            for seed in range(datasets):
+                realised = realise(concrete, seed)
+                for spec in specs:
+                    method = get_method(spec.method)
+                    try:
+                        for ctx in realised.contexts:
+                            method_inputs(ctx, method, objective, concrete.actions)
+                    except InputError as exc:
+                        cell = f"{where}, method {spec.label}" + (f", seed {seed}" if datasets > 1 else "")
+                        raise located(exc, cell) from None
             try:
-                api.solve(concrete, specs, [grid.tau[0]], solver=grid.solver,
-                          objective=resolve_objective(concrete, grid.objective), settings=probe)
+                api.solve(concrete, few, [grid.tau[0]], solver=grid.solver, objective=objective, settings=probe)
             except InputError as exc:
-                key = exc.key
-                if key.startswith("--"):  # a flag name from the solvers: say it as the grid spells it
-                    key = key[2:].replace("-", "_")
-                    key = f"methods.{key}" if key in options else key
-                where = f" (problem {entry.key}" + ("" if n is None else f", n = {n}") + ")"
-                raise InputError(key, exc.value, exc.reason + where, exc.where) from None
+                raise located(exc, where) from None

@@ -2,9 +2,11 @@
 
 Order of events (what a user can rely on):
 
-1. The grid, `--shard`, `--jobs`, `--executor` and `--resume` are checked, every problem is loaded and
-   every method is solved exactly once on it — any mistake stops here with one `InputError` line
-   (exit 2) and **no directory is created**.
+1. The grid, `--shard`, `--jobs`, `--executor` and `--resume` are checked, every problem is loaded, every
+   seed's dataset is drawn and every method's inputs built from it, and every method is solved exactly
+   once on each problem (`grid.check_solvable`) — any mistake stops here with one `InputError` line
+   naming the cell (exit 2) and **no directory is created**. An output root (`--out`) that cannot be
+   created or written stops here too (`OutputError`, exit 1).
 2. The executor starts (a Dask scheduler that cannot be reached is still a clean exit 2, no directory).
 3. The sweep directory is created up front (or the `--resume` one reopened): it must exist to hold
    partial progress. See `psipo_cli.sweep.store` for its layout.
@@ -111,6 +113,11 @@ def run_sweep(
             raise InputError("--shard", shard, f"{resume} holds shard {recorded}")
         wanted = directory.shard
         _warn_versions(directory, quiet)
+    else:
+        # An unusable --out is found before the grid is solved or an executor started (exit 1).
+        from psipo_cli.outputs.rundir import check_root
+
+        check_root(Path(out) if out is not None else DEFAULT_OUT, create=True)
     check_solvable(grid)
     chunks = plan_chunks(grid)
     mine = select(chunks, wanted)

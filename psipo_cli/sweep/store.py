@@ -81,8 +81,9 @@ class SweepDirectory:
     def create(cls, root: Path, meta: dict[str, Any], config_text: str | None) -> SweepDirectory:
         """Make a new, uniquely named sweep directory under `root` (created if missing) and write its
         ``grid.json`` (`meta`, from `grid_record`) and ``config.toml``."""
-        from psipo_cli.outputs.rundir import run_dir_name
+        from psipo_cli.outputs.rundir import check_root, run_dir_name
 
+        check_root(root, create=True)
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
