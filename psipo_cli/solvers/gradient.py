@@ -1039,28 +1039,29 @@ def _result(
     policy = curve[-1].copy() if phase.averaged is None else lane_softmax(log_of(pi_ref)[None], delta[None])[0]
     stalls: list[str] = []
     reasons: list[str] = []
-    if method.gradient == "pairwise":
-        W = np.asarray(run.inputs.W, float)
-        loss = mean_pair_loss(delta, W, method.pair_loss, run.tau)
-        grad = lambda x: mean_pair_grad(x, W, method.pair_grad, run.tau)  # noqa: E731
-        gnorm = _stage("offsets", grad, phase, row, run.tau, support, not stochastic, settings, stalls, reasons)
-    elif method.gradient == "reward_then_policy":
-        assert stage1 is not None
-        W = np.asarray(run.inputs.W, float)
-        one = kl_lanes[run.lane].stage1
-        r = _point(stage1, one)
-        l2 = run.extra["rm_l2"]
-        loss = logistic_objective(r, W, l2=l2)
-        reward = lambda x: logistic_gradient(x, W, l2=l2)  # noqa: E731
-        gnorm = _stage("reward model", reward, stage1, one, 1.0, support, not stochastic, settings, stalls, reasons)
-        # The policy stage is deterministic whatever the batch size: rule 2 applies.
-        kl = lambda x: kl_gradient(x, r, pi_ref, run.tau)  # noqa: E731
-        _stage("policy stage", kl, phase, row, run.tau, support, True, settings, stalls, reasons)
-    else:
-        g = run.extra["g"]
-        loss = -regularised_value(policy, g, pi_ref, run.tau)
-        target = lambda x: kl_gradient(x, g, pi_ref, run.tau)  # noqa: E731
-        gnorm = _stage("offsets", target, phase, row, run.tau, support, True, settings, stalls, reasons)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported, not warned about
+        if method.gradient == "pairwise":
+            W = np.asarray(run.inputs.W, float)
+            loss = mean_pair_loss(delta, W, method.pair_loss, run.tau)
+            grad = lambda x: mean_pair_grad(x, W, method.pair_grad, run.tau)  # noqa: E731
+            gnorm = _stage("offsets", grad, phase, row, run.tau, support, not stochastic, settings, stalls, reasons)
+        elif method.gradient == "reward_then_policy":
+            assert stage1 is not None
+            W = np.asarray(run.inputs.W, float)
+            one = kl_lanes[run.lane].stage1
+            r = _point(stage1, one)
+            l2 = run.extra["rm_l2"]
+            loss = logistic_objective(r, W, l2=l2)
+            reward = lambda x: logistic_gradient(x, W, l2=l2)  # noqa: E731
+            gnorm = _stage("reward model", reward, stage1, one, 1.0, support, not stochastic, settings, stalls, reasons)
+            # The policy stage is deterministic whatever the batch size: rule 2 applies.
+            kl = lambda x: kl_gradient(x, r, pi_ref, run.tau)  # noqa: E731
+            _stage("policy stage", kl, phase, row, run.tau, support, True, settings, stalls, reasons)
+        else:
+            g = run.extra["g"]
+            loss = -regularised_value(policy, g, pi_ref, run.tau)
+            target = lambda x: kl_gradient(x, g, pi_ref, run.tau)  # noqa: E731
+            gnorm = _stage("offsets", target, phase, row, run.tau, support, True, settings, stalls, reasons)
     notes = [run.extra["note"]] if run.extra.get("note") else []
     return RunResult(
         label=run.spec.label,

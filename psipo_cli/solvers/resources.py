@@ -44,11 +44,14 @@ class Resources:
     seconds: float
     available: float | None  # bytes
 
+    def request(self) -> str:
+        return f"{self.lanes} lanes x {self.n} actions x {self.steps} steps"
+
     def line(self) -> str:
         limit = "unknown" if self.available is None else _bytes(self.available)
         return (
-            f"{self.lanes} lanes x {self.n} actions x {self.steps} steps: about {_bytes(self.memory)} of memory "
-            f"and {_duration(self.seconds)} (estimate), available memory {limit}"
+            f"about {_bytes(self.memory)} of memory and {_duration(self.seconds)} (estimate), available memory "
+            f"{limit}"
         )
 
 
@@ -96,9 +99,9 @@ def check(resources: Resources) -> Resources:
     """Refuse (InputError, exit 2) a call whose memory estimate exceeds the available memory."""
     if resources.available is not None and resources.memory > resources.available:
         raise InputError(
-            "gradient run", resources.line(),
-            "does not fit in memory: use fewer seeds, tau values, methods, contexts or actions, or a smaller "
-            "--batch-size",
+            "gradient run", resources.request(),
+            f"does not fit in memory: {resources.line()}; use fewer seeds, tau values, methods, contexts or "
+            "actions, or a smaller --batch-size",
         )
     return resources
 
