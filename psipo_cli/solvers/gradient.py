@@ -706,12 +706,11 @@ def _optimise(
 
     windows = _intervals(starts, ends)
     windows.append((T + 1, T + 2))  # sentinel
-    wi = 0
     records = [] if record is None else [int(t) for t in record[1:]]
-    records.append(-1)  # sentinel
-    ri = 0
+    records.append(T + 1)  # sentinel
     curves = None
-    noise_sums = None
+    noise_sums: list[Any] | None = None
+    b_start, stride = T + 1, 1
     if record is not None:
         assert log_pi_ref is not None and frozen is None
         curves = np.empty((len(record), L, n))
@@ -720,8 +719,30 @@ def _optimise(
         b_start, b_count = int(starts[1, 0]), int(ends[1, 0] - starts[1, 0])
         stride = max(1, b_count // NOISE_SAMPLES)
         noise_sums = [np.zeros((L, n)), np.zeros((L, n)), np.zeros((L, n)), 0]  # ref, sum d, sum d^2, count
+    # Everything but the step itself happens at "events": per step, one comparison with the next one.
+    state = {"window": 0, "record": 0}
+
+    def event(t: int) -> int:
+        """Do what step `t` calls for (window sums, average, curve point, noise sample); the next event."""
+        while t >= windows[state["window"]][1]:
+            state["window"] += 1
+        lo = windows[state["window"]][0]
+        if t >= lo:
+            accumulate(t)
+        if averaging and t >= t_avg:
+            accumulate_average(t)
+        if t == records[state["record"]]:
+            state["record"] += 1
+            curves[state["record"]] = lane_softmax(log_pi_ref, X)
+        if noise_sums is not None and t >= b_start and (t - b_start) % stride == 0:
+            _sample_policy(noise_sums, lane_softmax(log_pi_ref, X))
+        if t + 1 >= lo or (averaging and t + 1 >= t_avg):
+            return t + 1
+        return min(lo, records[state["record"]], t_avg if averaging else T + 1)
+
     if windows[0][0] == 0:
         accumulate(0)
+    upcoming = 1  # the first step is an event: `event` finds the next one
     single = blocks[0] if len(blocks) == 1 else None
     for block in blocks:
         block.reset_streams()
@@ -766,17 +787,8 @@ def _optimise(
                     rates = lr * factor(schedule, t, frozen, final) * (t <= frozen)
                     np.multiply(rate_to, rates[:, None], out=step)
                 X -= step
-                while t >= windows[wi][1]:
-                    wi += 1
-                if t >= windows[wi][0]:
-                    accumulate(t)
-                if averaging and t >= t_avg:
-                    accumulate_average(t)
-                if t == records[ri]:
-                    ri += 1
-                    curves[ri] = lane_softmax(log_pi_ref, X)
-                if noise_sums is not None and t >= b_start and (t - b_start) % stride == 0:
-                    _sample_policy(noise_sums, lane_softmax(log_pi_ref, X))
+                if t >= upcoming:
+                    upcoming = event(t)
         if not np.all(np.isfinite(X)):
             raise InputError("--lr", settings.lr, "the iterates overflowed: use a smaller learning rate")
         if settings.average == "polyak":
