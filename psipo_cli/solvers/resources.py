@@ -29,8 +29,8 @@ from psipo_cli.errors import InputError
 
 STATE_ARRAYS = 32  # (L, n) float arrays alive at once in the step loop, temporaries included
 CURVE_ROW_BYTES = 200  # one row of the curves table (step, method, tau, context, action, mean, lo, hi)
-SECONDS_PER_STEP = 3e-5
-SECONDS_PER_ELEMENT = 1.5e-8
+SECONDS_PER_STEP = 1.3e-5
+SECONDS_PER_ELEMENT = 2e-8
 
 
 @dataclass(frozen=True)
