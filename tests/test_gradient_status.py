@@ -387,3 +387,16 @@ def test_unrepresentable_steps_from_an_experiment_file_exit_2(tmp_path):
         )
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and "steps" in result.stderr
+
+
+def test_a_sweep_chunk_is_refused_by_the_same_guard(monkeypatch):
+    # The sweep's per-chunk engine call goes through run_gradient as well: the guard sees the chunk's
+    # lanes (2 specs x 2 tau x 10^8 seeds x 1 context) before its step loop starts.
+    from psipo_cli.sweep.compute import ChunkTask, run_chunk
+
+    monkeypatch.setattr(resources, "available_memory", lambda: 1e9)
+    task = ChunkTask("c0", "paper-d1", None, preset("paper-d1"), (method_spec("dpo"), method_spec("ipo")),
+                     (0.5, 1.0), "gradient", "dataset", {"steps": 10}, 10**8)
+    with pytest.raises(InputError) as info:
+        run_chunk(task)
+    assert info.value.key == "gradient run" and "400000000 lanes" in str(info.value.value)

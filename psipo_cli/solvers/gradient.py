@@ -66,7 +66,7 @@ can look like a trend and give `running`, which is then literally true: the iter
 Stalled
 -------
 Rules 1 and 2 read "nothing moves" as "arrived". That is wrong when the optimiser *cannot* move: at
-tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment and every step is 0;
+tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment and the steps vanish;
 at tau = 1e-10 Adam travels at most a few `lr` per step while the optimum is `1/(3 tau)` away, and the
 `xtol` floor (in reward units, `tau * delta`) hides a move of 100 offsets. A stage is `stalled` (which
 outranks `running` and `converged`) when at its reported point `x` the exact gradient `g` is not
@@ -177,7 +177,7 @@ class GradientSettings:
     Attributes
     ----------
     steps : int
-        Optimiser steps (of the policy stage, for RLHF). Default 18000.
+        Optimiser steps (of the policy stage, for RLHF), at most 2**53. Default 18000.
     lr : float
         Learning rate (Adam and SGD). Default 0.01.
     batch_size : int
@@ -1162,10 +1162,10 @@ def _stalled(
     size = float(c @ c)
     curvature = abs(float((g - g0)[support] @ c)) / size if size > 0 else 0.0
     if not curvature > 0:
-        return (
-            f"the exact gradient ({gmax:.2g}) did not change along the run: the steps could not move the "
-            "offsets measurably"
-        )
+        why = "the steps could not move the offsets measurably"
+        if settings.optimizer == "adam" and gmax > math.sqrt(np.finfo(float).max):
+            why = "its square overflows Adam's second moment, so the steps vanish"
+        return f"the exact gradient ({gmax:.2g}) did not change along the run: {why}"
     distance = float(np.linalg.norm(g[support])) / curvature  # a Newton step with the secant curvature
     if settings.optimizer == "adam":
         per_step = _adam_reach(settings.b1, settings.b2)
