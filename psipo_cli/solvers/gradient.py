@@ -717,7 +717,7 @@ def _optimise(
         curves[0] = lane_softmax(log_pi_ref, X)
         # RunResult.noise: pi over window B, sampled every `stride` steps (at most NOISE_SAMPLES samples).
         b_start, b_count = int(starts[1, 0]), int(ends[1, 0] - starts[1, 0])
-        stride = max(1, b_count // NOISE_SAMPLES)
+        stride = -(-b_count // NOISE_SAMPLES)  # ceil: at most NOISE_SAMPLES samples
         noise_sums = [np.zeros((L, n)), np.zeros((L, n)), np.zeros((L, n)), 0]  # ref, sum d, sum d^2, count
     # Everything but the step itself happens at "events": per step, one comparison with the next one.
     state = {"window": 0, "record": 0}
@@ -1189,7 +1189,8 @@ def _reasons(what: str, moving: bool, why: str, gnorm: float | None, settings: G
     """Why a stage is still running (empty: converged).
 
     `gnorm` (rule 2, deterministic stages only, else None) is the exact gradient's inf-norm at the final
-    iterate — for Adam, the smaller of that and its value at the mean iterate of the last window. On a
+    iterate — for Adam, the smaller of that and its value at the mean iterate of the last window; with
+    averaging, at the averaged point the run reports (whatever the optimiser). On a
     deterministic objective Adam with a constant step ends in a small oscillation around the optimum
     instead of converging pointwise (the final gradient stalls around 1e-5..1e-4 on `cycle` with RLHF);
     its steps are bounded by a few `lr` per coordinate, so that oscillation is lr-scale jitter around the
