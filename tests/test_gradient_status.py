@@ -75,6 +75,16 @@ def test_ipo_at_a_tiny_tau_is_stalled(tau):
         assert np.all(np.isfinite(r.curve)) and np.isfinite(r.noise)
 
 
+def test_dpo_at_a_tiny_tau_is_stalled_not_converged():
+    # DPO's loss -log sigmoid(tau h) bends only where tau h ~ 1. Within Adam's reach R (|h| <= 2 R),
+    # tau h <= 2 tau R ~ 0.005 at tau 1e-6: the loss is linear there, its gradient ~ tau / 2 never shrinks,
+    # and the old engine called the run `converged` (the move of ~100 offsets is 1e-4 in reward units).
+    settings = GradientSettings(seeds=2)
+    assert 2 * 1e-6 * adam_reach(settings, 3) < 0.01
+    _, runs = run_gradient(preset("paper-d1"), [method_spec("dpo")], [1e-6], settings, "dataset")
+    assert all(r.status == "stalled" for r in runs), [r.detail for r in runs]
+
+
 def test_ipo_below_the_overflow_of_its_margin_is_stalled_at_the_reference():
     # tau = 1e-310: 1/(2 tau) = inf, the gradient is not finite at the start. The lane is held at the start
     # (pi = pi_ref, no NaN anywhere), not reported as a bad learning rate, and the status says why.

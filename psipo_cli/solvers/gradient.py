@@ -70,7 +70,8 @@ tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment
 at tau = 1e-10 Adam travels at most a few `lr` per step while the optimum is `1/(3 tau)` away, and the
 `xtol` floor (in reward units, `tau * delta`) hides a move of 100 offsets. A stage is `stalled` (which
 outranks `running` and `converged`) when at its reported point `x` the exact gradient `g` is not
-finite, or `|g|_inf > gtol` and the distance still to go is beyond the optimiser's reach:
+finite, or `|g|_inf / tau > gtol` (the gradient in reward units, as `xtol`: DPO's gradient is of order
+`tau`) and the distance still to go is beyond the optimiser's reach:
 
 - the distance is a Newton step with the secant curvature of the path from the start `x_0 = 0`:
   `kappa = |<g - g_0, c>| / |c|^2` (`c` = `x` centred on `supp pi_ref`, `g_0` the gradient at `x_0`),
@@ -83,10 +84,13 @@ finite, or `|g|_inf > gtol` and the distance still to go is beyond the optimiser
 - SGD's steps scale with the gradient: linearised, the run shrinks the distance by `exp(-kappa sum lr_t)`;
   stalled when `kappa sum_t lr_t < 1 / STALL_FACTOR`.
 
-DPO on separable data is never `stalled` (its gradient is ~1e-9: `d` is tiny, the optimum is at
-infinity), nor is a converged run (`|g| <= gtol`, or `d` of the order of its jitter). So gradient runs are
-meaningless when `1/(2 tau)` (IPO's target margin; `r / tau` for the KL-regularised methods) exceeds what
-`lr * steps` can travel, and the status says so instead of `converged`. A lane whose gradient at the start
+DPO on separable data at the paper's tau is not `stalled` (its gradient is ~1e-9 by the end: `d` is tiny;
+the optimum is at infinity and rule 1 says `running`), nor is a converged run (`|g| / tau <= gtol`, or `d`
+of the order of its jitter). At a tiny tau DPO's loss is linear over any reachable range (it needs
+`tau h ~ 1` to bend): below tau ~ 4e-6 at the paper's settings it is `stalled` too. So gradient runs are
+meaningless when the loss's scale in the offsets — `1/(2 tau)` for IPO's target margin, `1/tau` for DPO's
+sigmoid, `r / tau` for the KL-regularised methods — exceeds what `lr * steps` can travel, and the status
+says so instead of `converged`. A lane whose gradient at the start
 is not finite (IPO below tau ~ 3e-309, where `1/(2 tau)` overflows) is held at `x_0` rather than filled
 with NaN.
 
@@ -1125,7 +1129,7 @@ def _stage(
         if settings.optimizer == "adam" and phase.averaged is None:
             rule2 = min(gnorm, float(np.max(np.abs(gradient(phase.average[row])))))
     reasons += _reasons(what, moving, why, rule2, settings)
-    stall = _stalled(gradient, x, g, support, float(phase.elapsed[row]), settings)
+    stall = _stalled(gradient, x, g, support, float(phase.elapsed[row]), scale, settings)
     if stall:
         stalls.append(f"{what} stalled: {stall}")
     return gnorm
@@ -1145,18 +1149,20 @@ def _stalled(
     g: np.ndarray,
     support: np.ndarray,
     spent: float,
+    scale: float,
     settings: GradientSettings,
 ) -> str:
     """The stall rule (module docstring) for one stage: why it is stalled, or "".
 
-    `x` is the reported point and `g` the exact gradient there, `spent` the stage's summed learning rate.
+    `x` is the reported point and `g` the exact gradient there, `spent` the stage's summed learning rate,
+    `scale` the unit of rule 1 (tau for offsets, 1 for rewards).
     """
     with np.errstate(all="ignore"):
         g0 = gradient(np.zeros_like(x))
     if not (np.isfinite(g).all() and np.isfinite(g0).all()):
         return "the exact gradient is not finite, so no step can follow it"
     gmax = float(np.max(np.abs(g)))
-    if not gmax > settings.gtol:
+    if not gmax / scale > settings.gtol:
         return ""
     c = x[support] - x[support].mean()  # the path start -> end, in the gauge of the status rule
     size = float(c @ c)
