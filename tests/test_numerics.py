@@ -229,7 +229,8 @@ def test_gradient_outputs_are_finite_and_normalised(table: dict, tau: list[float
     TRIED["end-to-end gradient"] += 1
     for frames in solve_all(table, tau, "gradient", options, batch_size=batch):
         check_frames(frames)
-        assert set(frames.metrics["status"]) <= {"converged", "running", "mixed"}
+        # `stalled` (issue 9 item 2): e.g. 25 Adam steps on IPO at tau 1e-4, whose optimum is ~1/(3 tau) away.
+        assert set(frames.metrics["status"]) <= {"converged", "running", "stalled", "mixed"}
 
 
 # ======================================================================================= first-order conditions

@@ -33,6 +33,15 @@ RmL2 = Annotated[float | None, typer.Option("--rm-l2", help="rlhf: ridge on the 
 RmSteps = Annotated[int | None, typer.Option("--rm-steps", help="rlhf: reward-model steps [= --steps].")]
 Psi = Annotated[str | None, typer.Option(help="psipo: identity | logit | log | module:function [logit].")]
 Eps = Annotated[float | None, typer.Option(help="psipo gradient: clip P to [eps, 1-eps] [1e-6].")]
+LrSchedule = Annotated[
+    str | None, typer.Option("--lr-schedule", help="constant | inverse-time | cosine | exponential [constant].")
+]
+LrFinal = Annotated[float | None, typer.Option("--lr-final", help="Decaying schedules: final lr / --lr [0.01].")]
+Average = Annotated[str | None, typer.Option(help="none | polyak | ema: report the averaged iterate [none].")]
+AverageStart = Annotated[
+    float | None, typer.Option("--average-start", help="Average the steps after this fraction of the run [0.5].")
+]
+EmaDecay = Annotated[float | None, typer.Option("--ema-decay", help="ema: weight decay per step [0.999].")]
 Out = Annotated[Path, typer.Option(help="Root of the run directories.")]
 Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].")]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Write no run directory.")]
@@ -65,6 +74,11 @@ def run(
     batch_size: BatchSize = None,
     optimizer: Optimizer = None,
     seed: Seed = None,
+    lr_schedule: LrSchedule = None,
+    lr_final: LrFinal = None,
+    average: Average = None,
+    average_start: AverageStart = None,
+    ema_decay: EmaDecay = None,
     out: Out = Path("outputs"),
     name: Name = None,
     no_save: NoSave = False,
@@ -106,6 +120,11 @@ def compare(
     seed: Seed = None,
     rm_steps: RmSteps = None,
     eps: Eps = None,
+    lr_schedule: LrSchedule = None,
+    lr_final: LrFinal = None,
+    average: Average = None,
+    average_start: AverageStart = None,
+    ema_decay: EmaDecay = None,
     out: Out = Path("outputs"),
     name: Name = None,
     no_save: NoSave = False,
@@ -128,10 +147,12 @@ def compare(
     _execute("compare", experiment, flags, {k: v for k, v in locals().items() if k in COMMON})
 
 
+# The gradient engine's schedule and averaging settings (GradientSettings fields of the same names).
+SCHEDULE_KEYS = ("lr_schedule", "lr_final", "average", "average_start", "ema_decay")
 # The options `run` and `compare` share, handed on by name.
 COMMON = (
     "tau", "beta", "problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed",
-    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header",
+    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header", *SCHEDULE_KEYS,
 )
 
 
@@ -146,7 +167,8 @@ def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], cl
     taus = (cli["tau"] or []) + (cli["beta"] or [])
     if taus:
         flags["tau"] = tau_values(taus)
-    for key in ("problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed", "name"):
+    keys = ("problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed", "name")
+    for key in (*keys, *SCHEDULE_KEYS):
         flags[key] = cli[key]
     config = resolve(command, experiment, flags)
     execute(

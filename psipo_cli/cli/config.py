@@ -1,7 +1,8 @@
 """Run configuration: defaults, then an experiment file, then command-line flags (later wins).
 
 An experiment file (`experiments/*.toml`) uses the flags' names (`tau`, `solver`, `steps`, `lr`,
-`batch_size`, `optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `objective`, `name`), plus `problem` (a
+`batch_size`, `optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `lr_schedule`, `lr_final`, `average`,
+`average_start`, `ema_decay`, `objective`, `name`), plus `problem` (a
 preset name, a path relative to the experiment file, or an inline table) and `methods` (names, or tables
 `{method, label, rm_l2, rm_steps, psi}`). The resolved configuration is what `config.json` records.
 
@@ -21,7 +22,10 @@ from psipo_cli.solvers.entries import entry_spec, method_entry
 from psipo_cli.solvers.gradient import GradientSettings
 
 DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
-SOLVER_KEYS = ("steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps")
+SOLVER_KEYS = (
+    "steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps",
+    "lr_schedule", "lr_final", "average", "average_start", "ema_decay",
+)
 EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", "solver", "objective", *SOLVER_KEYS}
 
 
@@ -45,6 +49,11 @@ class RunConfig:
     seed: int = GradientSettings.seed
     rm_steps: int | None = GradientSettings.rm_steps
     eps: float = GradientSettings.eps
+    lr_schedule: str = GradientSettings.lr_schedule
+    lr_final: float = GradientSettings.lr_final
+    average: str = GradientSettings.average
+    average_start: float = GradientSettings.average_start
+    ema_decay: float = GradientSettings.ema_decay
     description: str = ""
     base_dir: str = "."
     config_file: dict[str, str] | None = None  # the experiment file read: {path, sha256}

@@ -62,6 +62,73 @@ Limits of the rule: it works in log-probability space, so an action whose probab
 ~1e-5 but whose log-probability still creeps counts as moving (that is also how DPO's divergence on
 separable data shows); and noise that mixes more slowly than a window (e.g. SGD on DPO at a tiny tau)
 can look like a trend and give `running`, which is then literally true: the iterate has not settled.
+
+Stalled
+-------
+Rules 1 and 2 read "nothing moves" as "arrived". That is wrong when the optimiser *cannot* move: at
+tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment and the steps vanish;
+at tau = 1e-10 Adam travels at most a few `lr` per step while the optimum is `1/(3 tau)` away, and the
+`xtol` floor (in reward units, `tau * delta`) hides a move of 100 offsets. A stage is `stalled` (which
+outranks `running` and `converged`) when at its reported point `x` the exact gradient `g` is not
+finite, or `|g|_inf / tau > gtol` (the gradient in reward units, as `xtol`: DPO's gradient is of order
+`tau`) and the distance still to go is beyond the optimiser's reach:
+
+- the distance is a Newton step with the secant curvature of the path from the start `x_0 = 0`:
+  `kappa = |<g - g_0, c>| / |c|^2` (`c` = `x` centred on `supp pi_ref`, `g_0` the gradient at `x_0`),
+  `d = |g|_2 / kappa` (exact for a quadratic such as IPO along the optimum's direction); `kappa = 0`
+  (the gradient did not change at all: every step was 0 or below the iterate's rounding) is `d = inf`;
+- Adam moves a coordinate by at most `C lr_t` per step, `C = (1 - b1) / sqrt((1 - b2) (1 - b1^2 / b2))`
+  (Cauchy–Schwarz on its two moving averages; 7.27 at the defaults), so in the whole run by at most
+  `R = C sqrt(|supp pi_ref|) sum_t lr_t` in 2-norm: stalled when `d > STALL_FACTOR R` (100: more than
+  a hundred times the steps would be needed even at top speed);
+- SGD's steps scale with the gradient: linearised, the run shrinks the distance by `exp(-kappa sum lr_t)`;
+  stalled when `kappa sum_t lr_t < 1 / STALL_FACTOR`.
+
+DPO on separable data at the paper's tau is not `stalled` (its gradient is ~1e-9 by the end: `d` is tiny;
+the optimum is at infinity and rule 1 says `running`), nor is a converged run (`|g| / tau <= gtol`, or `d`
+of the order of its jitter). At a tiny tau DPO's loss is linear over any reachable range (it needs
+`tau h ~ 1` to bend): below tau ~ 4e-6 at the paper's settings it is `stalled` too. So gradient runs are
+meaningless when the loss's scale in the offsets — `1/(2 tau)` for IPO's target margin, `1/tau` for DPO's
+sigmoid, `r / tau` for the KL-regularised methods — exceeds what `lr * steps` can travel, and the status
+says so instead of `converged`. A lane whose gradient at the start
+is not finite (IPO below tau ~ 3e-309, where `1/(2 tau)` overflows) is held at `x_0` rather than filled
+with NaN.
+
+Schedules and averaging
+-----------------------
+`lr_schedule` multiplies `lr` by `s(t)` (`psipo_cli.solvers.schedules`: constant, inverse-time, cosine,
+exponential; each stage of `T` steps runs its own schedule from `s(0) = 1` to `s(T) = lr_final`). The
+status rule reads a decaying step on the optimiser's own clock `elapsed(t) = integral_0^t s`: the windows
+A and B are the iterates whose clock lies in the same fractions of `elapsed(T)` as above (with the constant
+schedule exactly the step windows), so that a decaying step reads as a slower clock, not as arrival; and
+the jitter of each window is its standard deviation about the window's least-squares linear trend on that
+clock, so that the smooth (accelerating or decelerating) trend of a diverging run is not mistaken for
+noise. Measured with the decaying schedules (10 seeds x tau in {0.1, 0.5, 1, 2}, `lr_final` 0.01): DPO on
+separable paper-d1/d3 data 32 to 2500 jitters (`running`), IPO on paper-d1/d3 at most 3.6 with cosine and
+exponential (`converged`); on `cycle` (a minimiser at 0) up to 19, so a few of those runs read
+`running`; inverse-time, which spends most of its steps at a tiny rate, leaves a slowly mixing random walk
+that rule 1 reports as `running` in a quarter of the IPO runs (literally true, as above).
+
+`average` reports the policy of averaged offsets, `softmax(log pi_ref + xbar)` (offsets, not
+probabilities, are averaged: the loss is convex in them for DPO and IPO), over the iterates
+`t0 <= t <= T`, `t0 = floor(average_start T) + 1`: `polyak` the uniform mean, `ema` the weights
+`(1 - ema_decay) ema_decay^(T - t)` divided by their sum `1 - ema_decay^(T - t0 + 1)`. RLHF averages
+both stages (its policy stage uses the averaged reward model). The curves stay the raw iterate. Rule 1
+reads the raw iterate's windows (which are averages already); rules 2 and the stall rule, `loss` and
+`grad_norm` are evaluated at the reported (averaged) point.
+
+`RunResult.noise` is the largest over actions of the standard deviation of `pi_y` of the raw iterate
+over window B (sampled at most `NOISE_SAMPLES` times, evenly): for a converged minibatch run its
+minibatch noise floor; for deterministic lanes the optimiser's own oscillation (~0 at convergence); for a
+still-moving run it includes the drift within the window.
+
+Resources
+---------
+Memory does not grow with the number of steps: the windows, the averages and the record grid are decided
+by arithmetic on the step index, the curves are on the fixed log grid. `run_gradient` first estimates the
+memory and time of the call (`estimate_resources`, `psipo_cli.solvers.resources`) and refuses with an
+`InputError` a call that would not fit in the available memory; `steps` above 2**53 are not
+representable.
 """
 
 from __future__ import annotations
@@ -81,11 +148,19 @@ from psipo_cli.objectives.pairwise import PairFn, log_of, mean_pair_grad, mean_p
 from psipo_cli.objectives.psi import evaluate_psi, resolve_psi
 from psipo_cli.problem import Problem, realise
 from psipo_cli.solvers.inputs import DATASET, method_inputs
+from psipo_cli.solvers.resources import Resources, estimate, rows_bound
+from psipo_cli.solvers.resources import check as check_resources
 from psipo_cli.solvers.runs import GRADIENT, MethodSpec, RunResult
+from psipo_cli.solvers.schedules import SCHEDULES, elapsed, factor
 
 OPTIMIZERS = ("adam", "sgd")
+AVERAGES = ("none", "polyak", "ema")
 CONVERGED = "converged"
 RUNNING = "running"
+STALLED = "stalled"
+STALL_FACTOR = 100.0  # `stalled`: still to go > this many times what the whole run can travel
+MAX_STEPS = 2**53
+NOISE_SAMPLES = 256  # at most this many policies sampled in the last window for `RunResult.noise`
 STREAM_CHUNK = 512  # steps of minibatch indices drawn at once, outside the step loop
 WINDOW = 0.1  # fraction of the steps in each of the two averaging windows of the status rule
 PROGRESS_EVERY = STREAM_CHUNK  # steps between progress callbacks
@@ -106,7 +181,7 @@ class GradientSettings:
     Attributes
     ----------
     steps : int
-        Optimiser steps (of the policy stage, for RLHF). Default 18000.
+        Optimiser steps (of the policy stage, for RLHF), at most 2**53. Default 18000.
     lr : float
         Learning rate (Adam and SGD). Default 0.01.
     batch_size : int
@@ -138,6 +213,20 @@ class GradientSettings:
     gtol : float
         Status rule 2, deterministic stages (full batch, KL stages): largest inf-norm of the exact gradient
         at the final iterate. Default 1e-6.
+    lr_schedule : str
+        `constant` (default, the paper's), `inverse-time`, `cosine` or `exponential`: the step-`t` learning
+        rate is `lr * s(t)` with `s` of `psipo_cli.solvers.schedules` over each stage's own steps.
+    lr_final : float
+        The decaying schedules' final learning rate as a fraction of `lr`, in `(0, 1]` (1 = constant).
+        Default 0.01.
+    average : str
+        `none` (default), `polyak` or `ema`: report the policy of the averaged offsets instead of the last
+        iterate (module docstring, "Schedules and averaging"). The curves stay the raw iterate.
+    average_start : float
+        Averaging uses the iterates after the first `average_start` fraction of each stage's steps, in
+        `[0, 1)`. Default 0.5.
+    ema_decay : float
+        `ema`: the weight of step `t` is proportional to `ema_decay ** (T - t)`, in `[0, 1)`. Default 0.999.
     """
 
     steps: int = 18000
@@ -155,12 +244,21 @@ class GradientSettings:
     ztol: float = 9.0
     xtol: float = 1e-4
     gtol: float = 1e-6
+    lr_schedule: str = "constant"
+    lr_final: float = 0.01
+    average: str = "none"
+    average_start: float = 0.5
+    ema_decay: float = 0.999
 
     def __post_init__(self) -> None:
         positive_ints = {"--steps": self.steps, "--seeds": self.seeds, "--records": self.records}
         for flag, value in positive_ints.items():
             if not _is_int(value) or value < 1:
                 raise InputError(flag, value, "must be a positive integer")
+        for flag, value in {"--steps": self.steps, "--rm-steps": self.rm_steps}.items():
+            if _is_int(value) and value > MAX_STEPS:
+                # Step indices enter Adam's bias corrections and the schedules as doubles: exact up to 2**53.
+                raise InputError(flag, value, f"must be at most 2**53 = {MAX_STEPS} (not representable)")
         for flag, value in {"--batch-size": self.batch_size, "--seed": self.seed}.items():
             if not _is_int(value) or value < 0:
                 raise InputError(flag, value, "must be a non-negative integer")
@@ -178,9 +276,17 @@ class GradientSettings:
         for flag, value in positive.items():
             if not _is_real(value) or not math.isfinite(value) or value <= 0:
                 raise InputError(flag, value, "must be a positive finite number")
-        for flag, value in {"--b1": self.b1, "--b2": self.b2}.items():
+        for flag, value in {
+            "--b1": self.b1, "--b2": self.b2, "--average-start": self.average_start, "--ema-decay": self.ema_decay
+        }.items():
             if not _is_real(value) or not 0 <= value < 1:
                 raise InputError(flag, value, "must lie in [0, 1)")
+        if self.lr_schedule not in SCHEDULES:
+            raise InputError("--lr-schedule", self.lr_schedule, f"must be one of {', '.join(SCHEDULES)}")
+        if not _is_real(self.lr_final) or not 0 < self.lr_final <= 1:
+            raise InputError("--lr-final", self.lr_final, "must lie in (0, 1]")
+        if self.average not in AVERAGES:
+            raise InputError("--average", self.average, f"must be one of {', '.join(AVERAGES)}")
         _check_eps(self.eps)
 
 
@@ -340,6 +446,16 @@ class _PairBlock:
         self.half = L * K
         self.weights_buffer = np.zeros(2 * L * K)  # [g | -g]
 
+    def dead_rows(self) -> list[int]:
+        """Rows of `X` whose gradient at the start is not finite (IPO's `1/(2 tau)` overflows below tau ~
+        3e-309): they are held at 0 instead of poisoning the iterate, and reported `stalled`."""
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return [
+                self.start + i
+                for i, lane in enumerate(self.lanes)
+                if not np.isfinite(lane.method.pair_grad(np.zeros(1), lane.tau)).all()
+            ]
+
     def reset_streams(self) -> None:
         """Start every stream from its beginning (each phase reads its streams from step 1)."""
         if not self.constant:
@@ -394,6 +510,9 @@ class _KLBlock:
     def set_rewards(self, rewards: np.ndarray) -> None:
         self.reward = np.where(self.support, rewards, 0.0)
 
+    def dead_rows(self) -> list[int]:
+        return []  # rewards and targets are finite: so is the gradient
+
     def reset_streams(self) -> None:
         pass
 
@@ -420,19 +539,52 @@ class _PhaseResult:
     jitter: np.ndarray  # (L, n) pooled standard deviation of the centred iterate within the two windows
     average: np.ndarray  # (L, n) mean of the (uncentred) iterate over window B
     curves: np.ndarray | None  # (T, L, n) policies at the recorded steps
+    averaged: np.ndarray | None  # (L, n) the Polyak / EMA average of the offsets; None without averaging
+    noise: np.ndarray | None  # (L,) largest standard deviation of pi_y over window B (policy phase only)
+    elapsed: np.ndarray  # (L,) the stage's summed learning rate `sum_t lr_t` (its optimisation time)
 
 
-def _windows(limit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per lane, the two averaging windows of the status rule over the iterates `x_0 .. x_T`.
+def _windows(limit: np.ndarray, settings: GradientSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Per lane, the two averaging windows of the status rule over the iterates `x_0 .. x_T`, as step ranges
+    `[start, end)`, each of shape `(2, L)` (row 0 window A, row 1 window B).
 
-    Each holds `w = max(1, floor(WINDOW T))` iterates: B = `x_{T-w+1} .. x_T` (the last 10% of the steps)
-    and A = `x_{T-5w+1} .. x_{T-4w}` (the 10% that end 40% of the steps before the end; clipped to start
-    at `x_0` in runs of fewer than 5 steps). The gap of `3w` between them lets a trend show as a move of
-    about 4 window lengths, whereas stationary jitter averages out in each window.
+    On the clock `u(t) = T elapsed(t) / elapsed(T)` (`schedules.elapsed`; `u(t) = t` for the constant
+    schedule), with `w = max(1, floor(WINDOW T))`: B holds the iterates with `u > T - w` (the last 10% of
+    the optimisation time) and A those with `u` in `[T - 5w + 1, T - 4w + 1)` (the 10% that end 40% before
+    the end; clipped to start at `x_0` in runs of fewer than 5 steps). The gap of `3w` between them lets a
+    trend show as a move of about 4 window lengths, whereas stationary jitter averages out in each window.
+    With a decaying schedule the windows hold more steps towards the end, where each step moves less.
     """
-    w = np.maximum(1, np.floor(WINDOW * limit).astype(int))
-    a0 = np.maximum(0, limit - 5 * w + 1)
-    return a0, limit - w + 1, w
+    T = limit.astype(np.int64)
+    w = np.maximum(1, np.floor(WINDOW * limit).astype(np.int64))
+    a_lo = np.maximum(0, T - 5 * w + 1)
+    thresholds = np.stack([a_lo, a_lo + w, T - w + 1])
+    if settings.lr_schedule == "constant" or settings.lr_final == 1.0:
+        cut = thresholds
+    else:
+        # The first step whose clock reaches each threshold (u increases): bisection on integer steps.
+        total = elapsed(settings.lr_schedule, T, T, settings.lr_final)
+        lo, hi = np.zeros_like(thresholds), np.broadcast_to(T, thresholds.shape).copy()
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            reached = T * elapsed(settings.lr_schedule, mid, T, settings.lr_final) / total >= thresholds - 1e-9
+            hi = np.where(reached, mid, hi)
+            lo = np.where(reached, lo, mid + 1)
+        cut = lo
+    starts = np.stack([cut[0], cut[2]])
+    ends = np.stack([np.maximum(cut[1], cut[0] + 1), T + 1])
+    return starts, ends
+
+
+def _intervals(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+    """The union of the step ranges `[starts, ends)` of every lane, as sorted disjoint ranges."""
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted({(int(a), int(b)) for a, b in zip(starts.ravel(), ends.ravel(), strict=True)}):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
 
 
 def _optimise(
@@ -449,9 +601,12 @@ def _optimise(
     """Run the optimiser on every lane from `X = 0` for `max(limit)` steps (lane `i` stops after `limit[i]`).
 
     Adam as in NOTES (optax: `t` from 1, bias-corrected moments, `eps` added to `sqrt(v_hat)`), or plain
-    SGD `X -= lr G`. Records `lane_softmax(log_pi_ref, X)` at the steps in `record`, and accumulates the
-    window statistics of the status rule on the offsets centred on `support` (adding a constant to all
-    offsets of a lane changes nothing, and Adam, unlike SGD, does not keep their sum fixed).
+    SGD `X -= lr_t G`, `lr_t = lr s(t)` (`schedules.factor` over the lane's own `limit`). Records
+    `lane_softmax(log_pi_ref, X)` at the steps in `record`, accumulates the window statistics of the status
+    rule on the offsets centred on `support` (adding a constant to all offsets of a lane changes nothing,
+    and Adam, unlike SGD, does not keep their sum fixed), the Polyak / EMA average, and (policy phase) the
+    spread of the policy over window B. Memory is O(L n) plus the curves, whatever the number of steps:
+    which step falls in which window is decided by arithmetic on the step index.
     """
     T = int(limit.max())
     X = np.zeros((L, n))
@@ -464,45 +619,71 @@ def _optimise(
     step = np.zeros((L, n))
     scratch = np.zeros((L, n))
     frozen = None if bool(np.all(limit == T)) else limit  # per-lane stopping (RLHF's rm_steps)
-    a0, b0, w = _windows(limit)
+    schedule, final = settings.lr_schedule, settings.lr_final
+    constant = schedule == "constant" or final == 1.0
+    dead_rows = [row for block in blocks for row in block.dead_rows()]  # no finite gradient: held at 0
+    starts, ends = _windows(limit, settings)
     centre = support / support.sum(axis=1, keepdims=True)
     # Sums of (c - ref) and (c - ref)^2 per window, c the centred iterate and ref its value at the start
     # of the window (shifting by ref avoids cancellation when the iterate is far from 0).
     ref = np.zeros((2, L, n))
     s1 = np.zeros((2, L, n))
     s2 = np.zeros((2, L, n))
+    # A decaying step: the jitter is taken about each window's linear trend on the clock `elapsed(t)` (module
+    # docstring), from the sums of u (c - ref), u and u^2, u the clock since the window's start.
+    detrend = not constant
+    s3 = np.zeros((2, L, n)) if detrend else None
+    su = np.zeros((2, L))
+    suu = np.zeros((2, L))
+    origin = elapsed(schedule, starts, limit[None, :], final) if detrend else None
     average = np.zeros((L, n))
-    starts = np.stack([a0, b0])
-    ends = np.stack([a0 + w, limit + 1])
     partial = not bool(support.all())
 
     def centred() -> np.ndarray:
         c = X - np.sum(X * centre, axis=1, keepdims=True)
         return c * support if partial else c
 
+    # Averaging (module docstring): iterates t0 <= t <= limit. Polyak sums per chunk, then into `avg_total`
+    # (two-level summation keeps the rounding of a long sum at O((chunk + T / chunk) eps)); EMA is a
+    # recursion held in `avg_chunk`.
+    averaging = settings.average != "none"
+    t0 = np.floor(settings.average_start * limit).astype(np.int64) + 1
+    avg_total = np.zeros((L, n)) if averaging else None
+    avg_chunk = np.zeros((L, n)) if averaging else None
+    beta = settings.ema_decay
+
     if frozen is None:
         # Every lane has the same windows: per step, at most one window to update, no masks.
-        window_of = [-1] * (T + 1)
-        for k in (0, 1):
-            for t in range(int(starts[k, 0]), int(ends[k, 0])):
-                window_of[t] = k
+        a0, b0 = int(starts[0, 0]), int(starts[1, 0])
+        t_avg = int(t0[0])
 
         def accumulate(t: int) -> None:
-            k = window_of[t]
+            k = 1 if t >= b0 else 0
             c = centred()
-            if t == starts[k, 0]:
+            if t == (b0 if k else a0):
                 ref[k] = c
             c -= ref[k]
             s1[k] += c
+            if detrend:
+                u = float(elapsed(schedule, t, T, final)) - float(origin[k, 0])
+                s3[k] += u * c
+                su[k] += u
+                suu[k] += u * u
             c *= c
             s2[k] += c
             if k == 1:
                 average[...] += X
 
+        def accumulate_average(t: int) -> None:
+            if settings.average == "polyak":
+                avg_chunk[...] += X
+            else:
+                avg_chunk[...] *= beta
+                np.multiply(X, 1.0 - beta, out=scratch)
+                avg_chunk[...] += scratch
+
     else:
-        window_of = [-1] * (T + 1)
-        for lo, hi in {(int(x), int(y)) for x, y in zip(starts.ravel(), ends.ravel(), strict=True)}:
-            window_of[lo:hi] = [0] * (hi - lo)
+        t_avg = int(t0.min())
 
         def accumulate(t: int) -> None:
             c = centred()
@@ -513,18 +694,59 @@ def _optimise(
             d = (c - ref) * inside
             s1[...] += d
             s2[...] += d * d
+            if detrend:
+                u = (elapsed(schedule, t, limit, final)[None, :] - origin) * inside[:, :, 0]
+                s3[...] += u[:, :, None] * d
+                su[...] += u
+                suu[...] += u * u
             average[...] += X * inside[1]
 
-    rec_at = [-1] * (T + 1)
+        def accumulate_average(t: int) -> None:
+            active = ((t0 <= t) & (t <= limit))[:, None]
+            if settings.average == "polyak":
+                avg_chunk[...] += X * active
+            else:
+                avg_chunk[...] = np.where(active, beta * avg_chunk + (1.0 - beta) * X, avg_chunk)
+
+    windows = _intervals(starts, ends)
+    windows.append((T + 1, T + 2))  # sentinel
+    records = [] if record is None else [int(t) for t in record[1:]]
+    records.append(T + 1)  # sentinel
     curves = None
+    noise_sums: list[Any] | None = None
+    b_start, stride = T + 1, 1
     if record is not None:
-        assert log_pi_ref is not None
-        for row, t in enumerate(record):
-            rec_at[int(t)] = row
+        assert log_pi_ref is not None and frozen is None
         curves = np.empty((len(record), L, n))
         curves[0] = lane_softmax(log_pi_ref, X)
-    if window_of[0] >= 0:
+        # RunResult.noise: pi over window B, sampled every `stride` steps (at most NOISE_SAMPLES samples).
+        b_start, b_count = int(starts[1, 0]), int(ends[1, 0] - starts[1, 0])
+        stride = -(-b_count // NOISE_SAMPLES)  # ceil: at most NOISE_SAMPLES samples
+        noise_sums = [np.zeros((L, n)), np.zeros((L, n)), np.zeros((L, n)), 0]  # ref, sum d, sum d^2, count
+    # Everything but the step itself happens at "events": per step, one comparison with the next one.
+    state = {"window": 0, "record": 0}
+
+    def event(t: int) -> int:
+        """Do what step `t` calls for (window sums, average, curve point, noise sample); the next event."""
+        while t >= windows[state["window"]][1]:
+            state["window"] += 1
+        lo = windows[state["window"]][0]
+        if t >= lo:
+            accumulate(t)
+        if averaging and t >= t_avg:
+            accumulate_average(t)
+        if t == records[state["record"]]:
+            state["record"] += 1
+            curves[state["record"]] = lane_softmax(log_pi_ref, X)
+        if noise_sums is not None and t >= b_start and (t - b_start) % stride == 0:
+            _sample_policy(noise_sums, lane_softmax(log_pi_ref, X))
+        if t + 1 >= lo or (averaging and t + 1 >= t_avg):
+            return t + 1
+        return min(lo, records[state["record"]], t_avg if averaging else T + 1)
+
+    if windows[0][0] == 0:
         accumulate(0)
+    upcoming = 1  # the first step is an event: `event` finds the next one
     single = blocks[0] if len(blocks) == 1 else None
     for block in blocks:
         block.reset_streams()
@@ -541,6 +763,8 @@ def _optimise(
                 else:
                     for block in blocks:
                         G[block.start : block.stop] = block.gradient(X, i)
+                if dead_rows:
+                    G[dead_rows] = 0.0
                 if adam:
                     # optax: m = (1-b1) g + b1 m; v = (1-b2) g^2 + b2 v; update = m_hat / (sqrt(v_hat) + eps)
                     m *= b1
@@ -555,25 +779,59 @@ def _optimise(
                     scratch += eps
                     np.divide(m, 1.0 - b1**t, out=step)
                     step /= scratch
-                    step *= lr
+                    rate_to = step
                 else:
-                    np.multiply(G, lr, out=step)
-                if frozen is not None:
+                    rate_to = G
+                if frozen is None:
+                    np.multiply(rate_to, lr if constant else lr * factor(schedule, t, T, final), out=step)
+                elif constant:
+                    np.multiply(rate_to, lr, out=step)
                     step *= (t <= frozen)[:, None]  # lanes past their own limit stay put
+                else:
+                    rates = lr * factor(schedule, t, frozen, final) * (t <= frozen)
+                    np.multiply(rate_to, rates[:, None], out=step)
                 X -= step
-                if window_of[t] >= 0:
-                    accumulate(t)
-                if rec_at[t] >= 0:
-                    curves[rec_at[t]] = lane_softmax(log_pi_ref, X)
+                if t >= upcoming:
+                    upcoming = event(t)
         if not np.all(np.isfinite(X)):
             raise InputError("--lr", settings.lr, "the iterates overflowed: use a smaller learning rate")
+        if settings.average == "polyak":
+            avg_total += avg_chunk
+            avg_chunk[...] = 0.0
         progress(count)
-    width = w[None, :, None]
+    width = (ends - starts)[:, :, None]
     means = s1 / width
-    variances = np.maximum(s2 / width - means**2, 0.0)
+    variances = s2 / width - means**2
+    if detrend:
+        mean_u = su / width[:, :, 0]
+        var_u = (suu / width[:, :, 0] - mean_u**2)[:, :, None]
+        cov = s3 / width - means * mean_u[:, :, None]
+        variances -= np.divide(cov**2, var_u, out=np.zeros_like(cov), where=var_u > 0)
+    variances = np.maximum(variances, 0.0)
     moved = np.abs(means[1] + ref[1] - means[0] - ref[0])
     jitter = np.sqrt(0.5 * (variances[0] + variances[1]))
-    return _PhaseResult(X, moved, jitter, average / w[:, None], curves)
+    averaged = None
+    if averaging:
+        taken = (limit - t0 + 1)[:, None]  # iterates averaged per lane
+        # EMA: avg_chunk is the running `e_t = beta e_{t-1} + (1 - beta) x_t` from `e_{t0-1} = 0`; its weights
+        # sum to `1 - beta ** taken`, divided out (as Adam's bias correction).
+        averaged = avg_total / taken if settings.average == "polyak" else avg_chunk / (1.0 - beta**taken)
+    noise = None
+    if noise_sums is not None:
+        _, d1, d2, k = noise_sums
+        noise = np.sqrt(np.maximum(d2 / k - (d1 / k) ** 2, 0.0)).max(axis=1)
+    spent = lr * elapsed(schedule, limit, limit, final)
+    return _PhaseResult(X, moved, jitter, average / width[1], curves, averaged, noise, spent)
+
+
+def _sample_policy(sums: list[Any], pi: np.ndarray) -> None:
+    """Add one sample of the policy to the window-B sums `[ref, sum (pi - ref), sum (pi - ref)^2, count]`."""
+    if sums[3] == 0:
+        sums[0] = pi
+    d = pi - sums[0]
+    sums[1] += d
+    sums[2] += d * d
+    sums[3] += 1
 
 
 def _moving(moved: np.ndarray, jitter: np.ndarray, scale: float, settings: GradientSettings) -> tuple[bool, str]:
@@ -652,6 +910,7 @@ def run_gradient(
       `Psi(P)` is infinite (`psipo_target`).
     - Actions with `pi_ref = 0` keep probability 0 (their logit is `-inf`).
     """
+    check_resources(estimate_resources(problem, specs, taus, settings, objective))
     n = problem.n_actions
     stochastic = settings.batch_size > 0
     realised: dict[int, Problem] = {}
@@ -732,7 +991,7 @@ def run_gradient(
         limit = np.array([lane.limit for lane in stage1_lanes])
         support = np.stack([np.isfinite(lane.log_pi_ref) for lane in stage1_lanes])
         stage1 = _optimise([block], len(stage1_lanes), n, limit, support, settings, None, None, advance)
-        rewards = stage1.X
+        rewards = stage1.X if stage1.averaged is None else stage1.averaged
 
     # Phase 2: every policy lane (pairwise block, then KL block), `steps` steps, curves recorded.
     blocks: list[_PairBlock | _KLBlock] = []
@@ -753,6 +1012,30 @@ def run_gradient(
     return steps_grid, [_result(run, phase, stage1, kl_lanes, len(pair_lanes), settings) for run in runs]
 
 
+def estimate_resources(
+    problem: Problem, specs: list[MethodSpec], taus: list[float], settings: GradientSettings, objective: str
+) -> Resources:
+    """Memory and time of `run_gradient(problem, specs, taus, settings, objective)`, before any work
+    (`solvers.resources`; lane counts are upper bounds: identical deterministic lanes are merged later)."""
+    kinds = [get_method(spec.method).gradient for spec in specs]
+    contexts, seeds = len(problem.contexts), settings.seeds
+    per_spec = len(taus) * seeds * contexts
+    reward_specs = [spec for spec, kind in zip(specs, kinds, strict=True) if kind == "reward_then_policy"]
+    return estimate(
+        lanes=len(specs) * per_spec,
+        reward_lanes=len(reward_specs) * seeds * contexts,
+        n=problem.n_actions,
+        rows=rows_bound(problem, objective, settings.batch_size),
+        streams=seeds * contexts,
+        groups=len(specs) * len(taus) * contexts,
+        records=min(settings.records + 2, settings.steps + 1),
+        steps=settings.steps,
+        reward_steps=max((_spec_options(spec, settings)["rm_steps"] for spec in reward_specs), default=0),
+        chunk=STREAM_CHUNK if settings.batch_size > 0 else 0,
+        grid=settings.records,
+    )
+
+
 def _result(
     run: _Run,
     phase: _PhaseResult,
@@ -761,47 +1044,40 @@ def _result(
     n_pair: int,
     settings: GradientSettings,
 ) -> RunResult:
-    """One run's `RunResult`: final policy, curve, the method's own loss and exact gradient, status."""
+    """One run's `RunResult`: reported policy, curve, the method's own loss and exact gradient, status."""
     method = get_method(run.spec.method)
     stochastic = settings.batch_size > 0
     row = run.lane if method.gradient == "pairwise" else n_pair + run.lane
-    delta = phase.X[row]
     curve = np.ascontiguousarray(phase.curves[:, row, :])
-    policy = curve[-1].copy()
     pi_ref = np.asarray(run.inputs.pi_ref, float)
-    moving, why = _moving(phase.moved[row], phase.jitter[row], run.tau, settings)
-    # Rule 2 point(s): the final iterate, and for Adam also the mean iterate of the last window (_reasons).
-    adam = settings.optimizer == "adam"
-    average = phase.average[row] if adam else delta
-    reasons = []
-    if method.gradient == "pairwise":
-        W = np.asarray(run.inputs.W, float)
-        loss = mean_pair_loss(delta, W, method.pair_loss, run.tau)
-        grad = _inf_norm(lambda x: mean_pair_grad(x, W, method.pair_grad, run.tau))
-        gnorm = grad(delta)
-        g_norm = None if stochastic else min(gnorm, grad(average))
-        reasons += _reasons("offsets", moving, why, g_norm, settings)
-    elif method.gradient == "reward_then_policy":
-        assert stage1 is not None
-        W = np.asarray(run.inputs.W, float)
-        one = kl_lanes[run.lane].stage1
-        r = stage1.X[one]
-        l2 = run.extra["rm_l2"]
-        loss = logistic_objective(r, W, l2=l2)
-        grad = _inf_norm(lambda x: logistic_gradient(x, W, l2=l2))
-        gnorm = grad(r)
-        r_moving, r_why = _moving(stage1.moved[one], stage1.jitter[one], 1.0, settings)
-        r_norm = None if stochastic else min(gnorm, grad(stage1.average[one] if adam else r))
-        reasons += _reasons("reward model", r_moving, r_why, r_norm, settings)
-        # The policy stage is deterministic whatever the batch size: rule 2 applies.
-        kl = _inf_norm(lambda x: kl_gradient(x, r, pi_ref, run.tau))
-        reasons += _reasons("policy stage", moving, why, min(kl(delta), kl(average)), settings)
-    else:
-        g = run.extra["g"]
-        loss = -regularised_value(policy, g, pi_ref, run.tau)
-        grad = _inf_norm(lambda x: kl_gradient(x, g, pi_ref, run.tau))
-        gnorm = grad(delta)
-        reasons += _reasons("offsets", moving, why, min(gnorm, grad(average)), settings)
+    support = pi_ref > 0
+    delta = _point(phase, row)
+    policy = curve[-1].copy() if phase.averaged is None else lane_softmax(log_of(pi_ref)[None], delta[None])[0]
+    stalls: list[str] = []
+    reasons: list[str] = []
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported, not warned about
+        if method.gradient == "pairwise":
+            W = np.asarray(run.inputs.W, float)
+            loss = mean_pair_loss(delta, W, method.pair_loss, run.tau)
+            grad = lambda x: mean_pair_grad(x, W, method.pair_grad, run.tau)  # noqa: E731
+            gnorm = _stage("offsets", grad, phase, row, run.tau, support, not stochastic, settings, stalls, reasons)
+        elif method.gradient == "reward_then_policy":
+            assert stage1 is not None
+            W = np.asarray(run.inputs.W, float)
+            one = kl_lanes[run.lane].stage1
+            r = _point(stage1, one)
+            l2 = run.extra["rm_l2"]
+            loss = logistic_objective(r, W, l2=l2)
+            reward = lambda x: logistic_gradient(x, W, l2=l2)  # noqa: E731
+            gnorm = _stage("reward model", reward, stage1, one, 1.0, support, not stochastic, settings, stalls, reasons)
+            # The policy stage is deterministic whatever the batch size: rule 2 applies.
+            kl = lambda x: kl_gradient(x, r, pi_ref, run.tau)  # noqa: E731
+            _stage("policy stage", kl, phase, row, run.tau, support, True, settings, stalls, reasons)
+        else:
+            g = run.extra["g"]
+            loss = -regularised_value(policy, g, pi_ref, run.tau)
+            target = lambda x: kl_gradient(x, g, pi_ref, run.tau)  # noqa: E731
+            gnorm = _stage("offsets", target, phase, row, run.tau, support, True, settings, stalls, reasons)
     notes = [run.extra["note"]] if run.extra.get("note") else []
     return RunResult(
         label=run.spec.label,
@@ -811,23 +1087,116 @@ def _result(
         seed=run.seed,
         context=run.context,
         policy=policy,
-        status=RUNNING if reasons else CONVERGED,
+        status=STALLED if stalls else RUNNING if reasons else CONVERGED,
         loss=float(loss),
-        detail="; ".join(notes + reasons),
+        detail="; ".join(notes + stalls + reasons),
         grad_norm=gnorm,
         curve=curve,
+        noise=float(phase.noise[row]) if phase.noise is not None else float("nan"),
     )
 
 
-def _inf_norm(gradient: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], float]:
-    return lambda x: float(np.max(np.abs(gradient(x))))
+def _point(phase: _PhaseResult, row: int) -> np.ndarray:
+    """The offsets a stage reports: its Polyak / EMA average with averaging, else the last iterate."""
+    return phase.X[row] if phase.averaged is None else phase.averaged[row]
+
+
+def _stage(
+    what: str,
+    gradient: Callable[[np.ndarray], np.ndarray],
+    phase: _PhaseResult,
+    row: int,
+    scale: float,
+    support: np.ndarray,
+    deterministic: bool,
+    settings: GradientSettings,
+    stalls: list[str],
+    reasons: list[str],
+) -> float:
+    """Apply the status rules to one stage (appending to `stalls` and `reasons`); return the inf-norm of
+    its exact gradient at the reported point.
+
+    Rule 2's point (deterministic stages) is the reported point, and for Adam without averaging also the
+    mean iterate of the last window (`_reasons`).
+    """
+    x = _point(phase, row)
+    g = gradient(x)
+    gnorm = float(np.max(np.abs(g)))
+    moving, why = _moving(phase.moved[row], phase.jitter[row], scale, settings)
+    rule2 = None
+    if deterministic:
+        rule2 = gnorm
+        if settings.optimizer == "adam" and phase.averaged is None:
+            rule2 = min(gnorm, float(np.max(np.abs(gradient(phase.average[row])))))
+    reasons += _reasons(what, moving, why, rule2, settings)
+    stall = _stalled(gradient, x, g, support, float(phase.elapsed[row]), scale, settings)
+    if stall:
+        stalls.append(f"{what} stalled: {stall}")
+    return gnorm
+
+
+def _adam_reach(b1: float, b2: float) -> float:
+    """The most Adam moves one coordinate per unit of learning rate: `|m_t| / sqrt(v_t)` is at most
+    `(1 - b1) / sqrt((1 - b2) (1 - b1^2 / b2))` (Cauchy–Schwarz on the two moving averages; 7.3 at
+    the defaults; the bias corrections' early transient is ignored); `inf` when `b1^2 >= b2`."""
+    ratio = b1 * b1 / b2 if b2 > 0 else (0.0 if b1 == 0 else math.inf)
+    return (1.0 - b1) / math.sqrt((1.0 - b2) * (1.0 - ratio)) if ratio < 1 else math.inf
+
+
+def _stalled(
+    gradient: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    g: np.ndarray,
+    support: np.ndarray,
+    spent: float,
+    scale: float,
+    settings: GradientSettings,
+) -> str:
+    """The stall rule (module docstring) for one stage: why it is stalled, or "".
+
+    `x` is the reported point and `g` the exact gradient there, `spent` the stage's summed learning rate,
+    `scale` the unit of rule 1 (tau for offsets, 1 for rewards).
+    """
+    with np.errstate(all="ignore"):
+        g0 = gradient(np.zeros_like(x))
+    if not (np.isfinite(g).all() and np.isfinite(g0).all()):
+        return "the exact gradient is not finite, so no step can follow it"
+    gmax = float(np.max(np.abs(g)))
+    if not gmax / scale > settings.gtol:
+        return ""
+    c = x[support] - x[support].mean()  # the path start -> end, in the gauge of the status rule
+    size = float(c @ c)
+    curvature = abs(float((g - g0)[support] @ c)) / size if size > 0 else 0.0
+    if not curvature > 0:
+        why = "the steps could not move the offsets measurably"
+        if settings.optimizer == "adam" and gmax > math.sqrt(np.finfo(float).max):
+            why = "its square overflows Adam's second moment, so the steps vanish"
+        return f"the exact gradient ({gmax:.2g}) did not change along the run: {why}"
+    distance = float(np.linalg.norm(g[support])) / curvature  # a Newton step with the secant curvature
+    if settings.optimizer == "adam":
+        per_step = _adam_reach(settings.b1, settings.b2)
+        reach = per_step * spent * math.sqrt(int(support.sum()))
+        if distance > STALL_FACTOR * reach:
+            return (
+                f"about {distance:.2g} still to go in the offsets (gradient {gmax:.2g} / curvature "
+                f"{curvature:.2g}), {distance / reach:.2g} times the {reach:.2g} that Adam can travel in the "
+                f"whole run (at most {per_step:.3g} lr per step and coordinate)"
+            )
+    elif curvature * spent < 1.0 / STALL_FACTOR:
+        return (
+            f"the steps shrink the distance to a stationary point by a factor of only "
+            f"exp(-{curvature * spent:.2g}) over the whole run (curvature {curvature:.2g} x summed lr "
+            f"{spent:.2g})"
+        )
+    return ""
 
 
 def _reasons(what: str, moving: bool, why: str, gnorm: float | None, settings: GradientSettings) -> list[str]:
     """Why a stage is still running (empty: converged).
 
     `gnorm` (rule 2, deterministic stages only, else None) is the exact gradient's inf-norm at the final
-    iterate — for Adam, the smaller of that and its value at the mean iterate of the last window. On a
+    iterate — for Adam, the smaller of that and its value at the mean iterate of the last window; with
+    averaging, at the averaged point the run reports (whatever the optimiser). On a
     deterministic objective Adam with a constant step ends in a small oscillation around the optimum
     instead of converging pointwise (the final gradient stalls around 1e-5..1e-4 on `cycle` with RLHF);
     its steps are bounded by a few `lr` per coordinate, so that oscillation is lr-scale jitter around the

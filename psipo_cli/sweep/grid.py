@@ -9,7 +9,8 @@ A grid file uses the `run` flags' names (`experiments/sweep-example.toml`)::
     problems = ["paper-d1", "problems/*.toml", "bt-finite"]         # presets, files, globs (relative)
     n = [10, 100, 1000]                    # dataset sizes of sampled problems (optional)
     solver = "gradient"                    # exact | gradient | both (default both, as `psipo run`)
-    steps = 2000                           # and lr, batch_size, optimizer, seed, rm_steps, eps, objective
+    steps = 2000                           # and lr, batch_size, optimizer, seed, rm_steps, eps, objective,
+                                           # lr_schedule, lr_final, average, average_start, ema_decay
     rm_l2 = 0.1                            # method options (rm_l2, psi) apply to the methods that take them
     chunk_cells = 64                       # cells per chunk (default: about 1024 runs per chunk)
 
@@ -53,12 +54,15 @@ SETTING_DEFAULTS: dict[str, Any] = {
     "rm_steps": None,
     "eps": 1e-6,
 }
+#: Settings added later (`GradientSettings` defaults): recorded only when the grid gives them, so that the
+#: identity of a grid that does not use them is unchanged.
+OPTIONAL_SETTINGS = ("lr_schedule", "lr_final", "average", "average_start", "ema_decay")
 #: Top-level keys that are method options: applied to every method that accepts them (unless its own
 #: table sets them), as `psipo_cli.solve(..., rm_l2=...)` does.
 METHOD_OPTION_KEYS = ("rm_l2", "psi")
 GRID_KEYS = {
     "name", "description", "methods", "tau", "seeds", "problems", "n", "solver", "objective", "chunk_cells",
-    *SETTING_DEFAULTS, *METHOD_OPTION_KEYS,
+    *SETTING_DEFAULTS, *OPTIONAL_SETTINGS, *METHOD_OPTION_KEYS,
 }
 DEFAULT_SEEDS = 10
 #: Auto chunk size: about this many runs (cells × seeds) per chunk — large enough for the vectorised
@@ -291,9 +295,10 @@ def _sizes(raw: Any) -> list[int]:
 def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
     """The gradient settings, validated by `GradientSettings` itself (its flag names mapped back)."""
     settings = {k: data.get(k, default) for k, default in SETTING_DEFAULTS.items()}
-    for key in ("lr", "eps"):
+    settings.update({k: data[k] for k in OPTIONAL_SETTINGS if k in data})
+    for key in ("lr", "eps", "lr_final", "average_start", "ema_decay"):
         # `lr = 1` and `lr = 1.0` are the same setting: store floats so that the identity agrees.
-        if isinstance(settings[key], int) and not isinstance(settings[key], bool):
+        if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
             settings[key] = float(settings[key])
     from psipo_cli.solvers.gradient import GradientSettings
 
