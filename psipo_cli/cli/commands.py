@@ -40,6 +40,10 @@ NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 Format = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | path.")]
 NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
+TableOpt = Annotated[
+    str, typer.Option("--table", help="csv: which table to print: policy | metrics | summary | curves.")
+]
+LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
 
 
 def _check_choice(key: str, value: str | None, choices: tuple[str, ...]) -> None:
@@ -72,6 +76,8 @@ def run(
     quiet: Quiet = False,
     fmt: Format = "table",
     no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
 ) -> None:
     """Solve one method on one problem: exact and/or by gradient descent."""
     from psipo_cli.cli.config import method_entry
@@ -113,6 +119,8 @@ def compare(
     quiet: Quiet = False,
     fmt: Format = "table",
     no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
 ) -> None:
     """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
     from psipo_cli.cli.config import load_experiment, method_entry
@@ -131,7 +139,7 @@ def compare(
 # The options `run` and `compare` share, handed on by name.
 COMMON = (
     "tau", "beta", "problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed",
-    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header",
+    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header", "table", "log_prob",
 )
 
 
@@ -157,6 +165,8 @@ def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], cl
         quiet=cli["quiet"],
         fmt=cli["fmt"],
         header=not cli["no_header"],
+        table=cli["table"],
+        log_prob=cli["log_prob"],
     )
 
 
