@@ -99,8 +99,9 @@ def problem_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
     return problem_info(config)["name"] or fallback or "problem"
 
 
-def _new_figure(
+def new_figure(
     nrows: int, ncols: int, panel: tuple[float, float] = PANEL, legend_items: int = 0, xlabel: bool = True,
+    right: float = 0.25, wgap: float = 0.6,
 ) -> tuple[Figure, Any, int]:
     """A figure with an Agg canvas, a grid of axes (always 2-D) and room for a legend of `legend_items`
     entries below them; returns the figure, the axes and the legend's number of columns.
@@ -113,7 +114,7 @@ def _new_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    left, right, top, wgap, hgap = 0.75, 0.25, 0.6, 0.6, 0.6
+    left, top, hgap = 0.75, 0.6, 0.6
     bottom = 0.55 if xlabel else 0.35
     # At least 5.5 inches wide, so that the title and the legend below fit even with a single panel.
     width = max(left + panel[0] * ncols + wgap * (ncols - 1) + right, 5.5)
@@ -131,12 +132,12 @@ def _new_figure(
     return fig, axes, legend_cols
 
 
-def _figure_legend(fig: Figure, handles: list[Any], ncols: int) -> None:
+def figure_legend(fig: Figure, handles: list[Any], ncols: int) -> None:
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.08 / fig.get_figheight()),
                ncols=ncols, fontsize=LEGEND_SIZE, frameon=False)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     import logging
     import warnings
 
@@ -212,7 +213,7 @@ def _figure_path(out_dir: Path, stem: str, context: str, several: bool) -> Path:
     return out_dir / (f"{stem}-{slug(context) or 'context'}.png" if several else f"{stem}.png")
 
 
-def _suptitle(fig: Figure, problem: str, what: str, context: str | None) -> None:
+def suptitle(fig: Figure, problem: str, what: str, context: str | None) -> None:
     text = f"{problem}: {what}"
     if context is not None:
         text += f" (context {context})"
@@ -427,7 +428,7 @@ def draw_curves(
     if not exact.empty:
         extra.append(Line2D([], [], color="0.3", linestyle="--", linewidth=1.2, label="exact solution"))
     handles = _legend_handles(actions, named, colors, extra)
-    fig, axes, legend_cols = _new_figure(len(methods), len(taus), legend_items=len(handles))
+    fig, axes, legend_cols = new_figure(len(methods), len(taus), legend_items=len(handles))
     max_step = float(data["step"].max())
     band_alpha = 0.2 * min(1.0, MANY_ACTIONS / len(actions))  # thirty overlapping bands stay see-through
     for i, method in enumerate(methods):
@@ -462,8 +463,8 @@ def draw_curves(
                     ax.axhline(float(_shown(targets[action], log_prob)), color=color, linewidth=1.2,
                                linestyle=tie_style(rank, size, dashed=True) if size > 1 else "--")
             _tie_note(ax, ties or exact_ties, "tied" if ties else "tied (exact)")
-    _figure_legend(fig, handles, legend_cols)
-    _suptitle(fig, problem, "learning curves", ctx if len(_contexts(curves, policy)) > 1 else None)
+    figure_legend(fig, handles, legend_cols)
+    suptitle(fig, problem, "learning curves", ctx if len(_contexts(curves, policy)) > 1 else None)
     return fig
 
 
@@ -477,7 +478,7 @@ def plot_curves(
 ) -> Path | None:
     """`draw_curves` saved to `path`; returns the path written, or None when there is nothing to draw."""
     fig = draw_curves(curves, policy, problem, context, log_prob)
-    return None if fig is None else _save(fig, Path(path))
+    return None if fig is None else save_figure(fig, Path(path))
 
 
 # -- policy_vs_tau.png --------------------------------------------------------------------------------
@@ -531,7 +532,7 @@ def draw_policy_vs_tau(
     handles = _legend_handles(actions, named, colors, extra)
     ncols = min(len(methods), 4)
     nrows = -(-len(methods) // ncols)
-    fig, axes, legend_cols = _new_figure(nrows, ncols, panel=(3.6, 2.8), legend_items=len(handles))
+    fig, axes, legend_cols = new_figure(nrows, ncols, panel=(3.6, 2.8), legend_items=len(handles))
     for m, method in enumerate(methods):
         ax = axes.flat[m]
         exact_rows = _select(grid, method=method).sort_values("tau", kind="stable")
@@ -564,9 +565,9 @@ def draw_policy_vs_tau(
                                  color, log_prob)
         _tie_note(ax, ties)
     _hide_unused(axes, len(methods))
-    _figure_legend(fig, handles, legend_cols)
+    figure_legend(fig, handles, legend_cols)
     several = len(_contexts(tau_grid, policy)) > 1
-    _suptitle(fig, problem, r"policy against $\tau$", ctx if several else None)
+    suptitle(fig, problem, r"policy against $\tau$", ctx if several else None)
     return fig
 
 
@@ -603,7 +604,7 @@ def plot_policy_vs_tau(
 ) -> Path | None:
     """`draw_policy_vs_tau` saved to `path`; returns the path written, or None when there is nothing."""
     fig = draw_policy_vs_tau(tau_grid, policy, problem, context, metrics, log_prob)
-    return None if fig is None else _save(fig, Path(path))
+    return None if fig is None else save_figure(fig, Path(path))
 
 
 # -- frontier.png -------------------------------------------------------------------------------------
@@ -667,7 +668,7 @@ def draw_frontier(
         return None
     methods = unique([*grid.get("method", []), *gradient.get("method", [])])
     colors = method_colors(methods)
-    fig, axes, _ = _new_figure(1, 1, panel=(6.4, 4.6))
+    fig, axes, _ = new_figure(1, 1, panel=(6.4, 4.6))
     ax = axes[0, 0]
     ax.axhline(0.5, color="0.6", linewidth=0.8, linestyle=":")
     labels: list[tuple[str, Any, Any]] = []  # (method, points to label, colour)
@@ -718,7 +719,7 @@ def draw_frontier(
         ax.text(0.01, 0.99, f"{omitted} $\\tau$ label(s) left out (no room)", transform=ax.transAxes,
                 ha="left", va="top", fontsize=NOTE_SIZE, color="0.35")
     several = len(_contexts(tau_grid, metrics)) > 1
-    _suptitle(fig, problem, "KL against win rate", ctx if several else None)
+    suptitle(fig, problem, "KL against win rate", ctx if several else None)
     return fig
 
 
@@ -775,7 +776,7 @@ def plot_frontier(
 ) -> Path | None:
     """`draw_frontier` saved to `path`; returns the path written, or None when the win rate is unknown."""
     fig = draw_frontier(tau_grid, metrics, problem, context)
-    return None if fig is None else _save(fig, Path(path))
+    return None if fig is None else save_figure(fig, Path(path))
 
 
 # -- all figures ----------------------------------------------------------------------------------------
