@@ -101,10 +101,12 @@ def problem_title(config: Mapping[str, Any] | None, fallback: str = "") -> str:
 
 def new_figure(
     nrows: int, ncols: int, panel: tuple[float, float] = PANEL, legend_items: int = 0, xlabel: bool = True,
-    right: float = 0.25, wgap: float = 0.6,
+    right: float = 0.25, wgap: float = 0.6, share: bool = False,
 ) -> tuple[Figure, Any, int]:
     """A figure with an Agg canvas, a grid of axes (always 2-D) and room for a legend of `legend_items`
-    entries below them; returns the figure, the axes and the legend's number of columns.
+    entries below them; returns the figure, the axes and the legend's number of columns. `share`: the
+    panels share both axes (tick labels then only on the left column and the bottom row, which is what
+    `wgap` must leave room for).
 
     The margins are fixed in inches rather than left to a layout engine: constrained layout measures
     every tick label twice per save (once more than the draw itself) and took half of the figures' time;
@@ -125,7 +127,7 @@ def new_figure(
     height = top + panel[1] * nrows + hgap * (nrows - 1) + bottom + legend
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, gridspec_kw={
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=share, sharey=share, gridspec_kw={
         "left": left / width, "right": 1 - right / width, "top": 1 - top / height,
         "bottom": (bottom + legend) / height, "wspace": wgap / panel_width, "hspace": hgap / panel[1],
     })
@@ -233,7 +235,7 @@ def _probability_axis(ax: Axes, label: bool, log: bool) -> None:
     else:
         ax.set_ylim(-0.03, 1.03)
     if label:
-        ax.set_ylabel(r"$\pi(y)$ (log scale)" if log else r"$\pi(y)$ (probability)")
+        ax.set_ylabel("π(y) (log scale)" if log else "π(y) (probability)")
 
 
 def _shown(values: Any, log: bool) -> Any:
@@ -289,8 +291,8 @@ def tie_style(rank: int, size: int, dashed: bool) -> Any:
 
 
 def _tie_note(ax: Axes, ties: Mapping[str, tuple[int, int]], prefix: str = "tied") -> None:
-    """Name the tied actions in the panel (``tied: a = b``), in the corner with the fewest plotted points
-    (so that the note does not hide a curve)."""
+    """Name the tied actions in the panel (``tied: a = b``), at the spot along its edges with the fewest
+    plotted points (so that the note does not hide a curve)."""
     import numpy as np
 
     if not ties:
@@ -306,15 +308,29 @@ def _tie_note(ax: Axes, ties: Mapping[str, tuple[int, int]], prefix: str = "tied
     more = f"; {len(groups) - 3} more" if len(groups) > 3 else ""
     text = f"{prefix}: " + "; ".join(shown) + more
     ax.autoscale_view()
-    to_axes = ax.transData + ax.transAxes.inverted()
-    xy = [to_axes.transform(line.get_xydata()) for line in ax.get_lines() if len(line.get_xdata())]
+    to_axes = ax.transAxes.inverted()
+    xy = []
+    for line in ax.get_lines():  # in axes fractions, through each line's own transform (axhline: blended)
+        data = to_axes.transform(line.get_transform().transform(line.get_xydata())) if len(line.get_xdata()) \
+            else np.empty((0, 2))
+        if len(data) == 2:  # a straight line (axhline): its points are everywhere between its ends
+            data = np.linspace(data[0], data[1], 50)
+        xy.append(data)
     xy = np.concatenate(xy) if xy else np.empty((0, 2))
-    corners = {(0.98, 0.97, "right", "top"): (xy[:, 0] > 0.5) & (xy[:, 1] > 0.85),
-               (0.98, 0.03, "right", "bottom"): (xy[:, 0] > 0.5) & (xy[:, 1] < 0.15),
-               (0.02, 0.97, "left", "top"): (xy[:, 0] < 0.5) & (xy[:, 1] > 0.85),
-               (0.02, 0.03, "left", "bottom"): (xy[:, 0] < 0.5) & (xy[:, 1] < 0.15),
-               (0.98, 0.5, "right", "center"): (xy[:, 0] > 0.5) & (abs(xy[:, 1] - 0.5) < 0.08)}
-    x, y, ha, va = min(corners, key=lambda c: int(corners[c].sum()))
+    # Candidate spots (axes fraction, alignment), each judged by the points in a box around the note.
+    spots = [(x, y, ha, va) for y, va in ((0.97, "top"), (0.03, "bottom"), (0.75, "center"), (0.5, "center"),
+                                          (0.25, "center")) for x, ha in ((0.98, "right"), (0.02, "left"))]
+
+    def crowd(spot: tuple[float, float, str, str]) -> int:
+        x, y, ha, va = spot
+        x0 = x - 0.5 if ha == "right" else x
+        y0 = {"top": y - 0.1, "bottom": y, "center": y - 0.05}[va]
+        # The box reaches 0.05 beyond the note on each side: a line just outside it still touches the text.
+        inside = (xy[:, 0] >= x0 - 0.05) & (xy[:, 0] <= x0 + 0.55) & (xy[:, 1] >= y0 - 0.05) & \
+            (xy[:, 1] <= y0 + 0.15)
+        return int(inside.sum())
+
+    x, y, ha, va = min(spots, key=crowd)
     ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, fontsize=NOTE_SIZE, color="0.25",
             bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
 
@@ -428,19 +444,21 @@ def draw_curves(
     if not exact.empty:
         extra.append(Line2D([], [], color="0.3", linestyle="--", linewidth=1.2, label="exact solution"))
     handles = _legend_handles(actions, named, colors, extra)
-    fig, axes, legend_cols = new_figure(len(methods), len(taus), legend_items=len(handles))
+    fig, axes, legend_cols = new_figure(len(methods), len(taus), legend_items=len(handles), wgap=0.2, share=True)
     max_step = float(data["step"].max())
     band_alpha = 0.2 * min(1.0, MANY_ACTIONS / len(actions))  # thirty overlapping bands stay see-through
     for i, method in enumerate(methods):
         for j, tau in enumerate(taus):
             ax = axes[i, j]
             panel = _select(data, method=method, tau=tau).sort_values("step", kind="stable")
-            ax.set_title(f"{method}, $\\tau$ = {fmt_tau(tau)}", fontsize=TITLE_SIZE)
+            ax.set_title(f"{method}, τ = {fmt_tau(tau)}", fontsize=TITLE_SIZE, y=1.0)
             _probability_axis(ax, label=j == 0, log=log_prob)
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlim(0.0, max(max_step, 1.0))
             if i == len(methods) - 1:
                 ax.set_xlabel("step (log scale; 0 at left)")
+            # Shared axes: tick labels on the outer panels only (half the texts to draw).
+            ax.tick_params(labelbottom=i == len(methods) - 1, labelleft=j == 0)
             if panel.empty:
                 ax.text(0.5, 0.5, "no gradient run", ha="center", va="center", transform=ax.transAxes)
                 continue
@@ -523,7 +541,7 @@ def draw_policy_vs_tau(
     named = top_actions(grid if not grid.empty else gradient, "prob", actions)
     from matplotlib.lines import Line2D
 
-    exact_label = "exact (dense $\\tau$ grid)" if dense else "exact"
+    exact_label = "exact (dense τ grid)" if dense else "exact"
     extra = [Line2D([], [], color="0.3", linewidth=1.8, label=exact_label)]
     if not gradient.empty:
         extra.append(
@@ -539,9 +557,9 @@ def draw_policy_vs_tau(
         status_rows = exact_rows if dense else _select(metrics, solver=EXACT, context=ctx, method=method)
         statuses = unique(status_rows["status"]) if "status" in status_rows.columns else []
         status = f" (exact: {' / '.join(statuses)})" if statuses and statuses != ["optimal"] else ""
-        ax.set_title(f"{method}{status}", fontsize=TITLE_SIZE)
+        ax.set_title(f"{method}{status}", fontsize=TITLE_SIZE, y=1.0)
         ax.set_xscale("log")
-        ax.set_xlabel(r"$\tau$ (KL coefficient, log scale)")
+        ax.set_xlabel("τ (KL coefficient, log scale)")
         _probability_axis(ax, label=m % ncols == 0, log=log_prob)
         lines = {a: exact_rows[exact_rows["action"] == a] for a in actions}
         lines = {a: line for a, line in lines.items() if not line.empty}
@@ -567,7 +585,7 @@ def draw_policy_vs_tau(
     _hide_unused(axes, len(methods))
     figure_legend(fig, handles, legend_cols)
     several = len(_contexts(tau_grid, policy)) > 1
-    suptitle(fig, problem, r"policy against $\tau$", ctx if several else None)
+    suptitle(fig, problem, "policy against τ", ctx if several else None)
     return fig
 
 
@@ -613,7 +631,8 @@ def plot_policy_vs_tau(
 LABEL_SPOTS = (
     (6, -4, "left", "top"), (6, 4, "left", "bottom"), (-6, -4, "right", "top"), (-6, 4, "right", "bottom"),
     (0, -9, "center", "top"), (0, 9, "center", "bottom"), (10, -16, "left", "top"), (-10, -16, "right", "top"),
-    (10, 16, "left", "bottom"), (-10, 16, "right", "bottom"),
+    (10, 16, "left", "bottom"), (-10, 16, "right", "bottom"), (14, -28, "left", "top"), (-14, -28, "right", "top"),
+    (14, 28, "left", "bottom"), (-14, 28, "right", "bottom"), (0, -36, "center", "top"), (0, 36, "center", "bottom"),
 )
 CLUSTER_PX = 12.0  # points of one method closer than this (pixels) share one label
 
@@ -680,7 +699,7 @@ def draw_frontier(
             # A tau-independent answer (DPO's limit) collapses to one point: draw it as a hollow marker,
             # sized by method so that coinciding methods stay visible.
             collapsed = np.ptp(kl) < 1e-9 and np.ptp(wr) < 1e-9
-            label = f"{method} (exact" + (", same for every $\\tau$)" if collapsed else ")")
+            label = f"{method} (exact" + (", same for every τ)" if collapsed else ")")
             ax.plot(
                 kl, wr, color=color, linestyle=METHOD_STYLES[k % len(METHOD_STYLES)], linewidth=2.0,
                 marker=marker if collapsed else None, markersize=11 - 2 * (k % 3),
@@ -711,12 +730,12 @@ def draw_frontier(
 
         handles.append(
             Line2D([], [], color="0.3", marker="o", markersize=4, linestyle="none",
-                   label="exact at the run's $\\tau$ values")
+                   label="exact at the run's τ values")
         )
     legend = ax.legend(handles=handles, fontsize=8, loc="lower right", frameon=True, framealpha=0.85)
     omitted = _label_taus(fig, ax, labels, legend)
     if omitted:
-        ax.text(0.01, 0.99, f"{omitted} $\\tau$ label(s) left out (no room)", transform=ax.transAxes,
+        ax.text(0.01, 0.99, f"{omitted} τ label(s) left out (no room)", transform=ax.transAxes,
                 ha="left", va="top", fontsize=NOTE_SIZE, color="0.35")
     several = len(_contexts(tau_grid, metrics)) > 1
     suptitle(fig, problem, "KL against win rate", ctx if several else None)
@@ -727,6 +746,7 @@ def _label_taus(fig: Figure, ax: Axes, labels: Sequence[tuple[str, Any, Any]], l
     """Annotate tau next to the points of `labels` without overlaps (see `draw_frontier`); returns how
     many labels found no room."""
     import numpy as np
+    from matplotlib.text import Text
     from matplotlib.transforms import Bbox
 
     ax.autoscale_view()
@@ -748,14 +768,26 @@ def _label_taus(fig: Figure, ax: Axes, labels: Sequence[tuple[str, Any, Any]], l
                 own.append((spot, [fmt_tau(tau)], color))
             else:
                 near[1].append(fmt_tau(tau))
-        clusters += own
+        for spot, taus, color in own:
+            # Methods whose points coincide at the same taus (RLHF with rm_l2 = 0 is DPO) share a label.
+            same = next((c for c in clusters if c[1] == taus and np.hypot(*(c[0] - spot)) < CLUSTER_PX), None)
+            if same is None:
+                clusters.append((spot, taus, color))
+            else:
+                clusters[clusters.index(same)] = (same[0], taus, "0.2")
     omitted = 0
     to_data = ax.transData.inverted().transform
-    for spot, taus, color in clusters:
+    # Points that carry several taus first (a tau-independent answer says the most), then in drawing order.
+    for spot, taus, color in sorted(clusters, key=lambda c: -len(c[1])):
+        values = ", ".join(taus) if len(taus) <= 4 else f"{taus[0]} ... {taus[-1]} ({len(taus)} values)"
         for dx, dy, ha, va in LABEL_SPOTS:
-            text = ax.annotate(f"$\\tau$ = {', '.join(taus)}", tuple(to_data(spot)), textcoords="offset points",
-                               xytext=(dx, dy), ha=ha, va=va, fontsize=NOTE_SIZE, color=color)
-            box = text.get_window_extent(renderer).expanded(1.0, 1.0).padded(1.0)
+            text = ax.annotate(f"τ = {values}", tuple(to_data(spot)), textcoords="offset points",
+                               xytext=(dx, dy), ha=ha, va=va, fontsize=NOTE_SIZE, color=color,
+                               # A label away from its point gets a thin leader line back to it.
+                               arrowprops=None if abs(dy) < 20 else {"arrowstyle": "-", "color": color,
+                                                                     "linewidth": 0.5, "shrinkB": 4})
+            text.update_positions(renderer)
+            box = Text.get_window_extent(text, renderer).padded(1.0)  # the text alone, not its leader line
             inside = frame.containsx(box.x0) and frame.containsx(box.x1) and frame.containsy(box.y0) and \
                 frame.containsy(box.y1)
             if inside and not any(box.overlaps(other) for other in taken):

@@ -106,7 +106,7 @@ def render_figures(results: Path, figures_dir: Path) -> list[Path]:
             how = "weighted by rho" if weighted else "unweighted"
             suffix = f" (mean over {contexts} contexts, {how})" if contexts > 1 else ""
             name = slug(problem) or "problem"
-            titles = (problem, f"metrics against $\\tau${suffix}")
+            titles = (problem, f"metrics against τ{suffix}")
             written.append(save_figure(draw_vs_tau(cells, metrics, titles), figures_dir / f"{name}-vs-tau.png"))
             if cells["n"].dropna().nunique() > 1:
                 titles = (problem, f"metrics against dataset size{suffix}")
@@ -142,9 +142,9 @@ def draw_vs_tau(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
             for (method, solver), line in sub.groupby(["method", "solver"], sort=False):
                 line = line.sort_values("tau")
                 ax.plot(line["tau"], line[metric], color=colours[method], **LINESTYLE.get(solver, {}))
-            _axes(ax, metric, r"$\tau$ (KL coefficient, log scale)", last_row=r == len(rows) - 1)
+            _axes(ax, metric, "τ (KL coefficient, log scale)", last_row=r == len(rows) - 1)
             if n is not None:
-                ax.set_title(f"n = {int(n)}", fontsize=TITLE_SIZE)
+                ax.set_title(f"n = {int(n)}", fontsize=TITLE_SIZE, y=1.0)
     figure_legend(fig, handles, legend_cols)
     suptitle(fig, *titles, None)
     return fig
@@ -174,7 +174,7 @@ def draw_vs_n(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
     handles = [Line2D([], [], color="0.3", label=SOLVER_LABELS.get(s, s), **LINESTYLE.get(s, {})) for s in solvers]
     few = len(taus) <= TAU_LEGEND
     if few:
-        handles += [Line2D([], [], color=cmap(norm(t)), linewidth=2, label=f"$\\tau$ = {t:.3g}") for t in taus]
+        handles += [Line2D([], [], color=cmap(norm(t)), linewidth=2, label=f"τ = {t:.3g}") for t in taus]
     fig, axes, legend_cols = new_figure(len(methods), len(metrics), panel=(3.6, 2.6), legend_items=len(handles),
                                         right=0.25 if few else 1.1, wgap=WGAP)
     for r, method in enumerate(methods):
@@ -185,12 +185,12 @@ def draw_vs_n(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
                 line = line.sort_values("n")
                 ax.plot(line["n"], line[metric], color=cmap(norm(tau)), **LINESTYLE.get(solver, {}))
             _axes(ax, metric, "n (comparisons, log scale)", last_row=r == len(methods) - 1)
-            ax.set_title(method, fontsize=TITLE_SIZE)
+            ax.set_title(method, fontsize=TITLE_SIZE, y=1.0)
     if not few:
         top, bottom = axes[0][-1].get_position().y1, axes[-1][-1].get_position().y0
         cax = fig.add_axes((1 - 0.85 / fig.get_figwidth(), bottom, 0.15 / fig.get_figwidth(), top - bottom))
         bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
-        bar.set_label(r"$\tau$ (every swept value)", fontsize=LEGEND_SIZE)
+        bar.set_label("τ (every swept value)", fontsize=LEGEND_SIZE)
     figure_legend(fig, handles, legend_cols)
     suptitle(fig, *titles, None)
     return fig
