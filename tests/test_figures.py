@@ -277,3 +277,8 @@ def test_plot_re_renders_a_sweep_directory_and_drops_stale_figures(tmp_path: Pat
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (sweep / "figures").iterdir()) == ["bt-vs-n.png", "bt-vs-tau.png"]
+
+
+def test_log_tick_labels_are_plain_powers_of_ten() -> None:
+    # 10^2, 10^-1 and 10^0 in Unicode superscripts; 0 on the symlog step axis; no label between powers.
+    assert [figures.power_label(v) for v in (100.0, 0.1, 1.0, 0.0, 20.0)] == ["10²", "10⁻¹", "10⁰", "0", ""]

@@ -197,7 +197,10 @@ def draw_vs_n(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
 
 
 def _axes(ax: Any, metric: str, xlabel: str, last_row: bool) -> None:
+    from psipo_cli.outputs.figures import log_ticks
+
     ax.set_xscale("log")
+    log_ticks(ax.xaxis)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(True, alpha=0.3, linewidth=0.6)
     if last_row:
