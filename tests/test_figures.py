@@ -130,10 +130,11 @@ def test_frontier_tau_labels_do_not_overprint() -> None:
         assert f"τ = {tau}" in labels
 
 
-def test_frontier_labels_stay_apart_when_crowded() -> None:
+@pytest.mark.parametrize("methods", [["dpo", "rlhf", "ipo"], ["ipo", "dpo", "rlhf"]])
+def test_frontier_labels_stay_apart_when_crowded(methods: list[str]) -> None:
     # Twelve close taus of IPO plus DPO and RLHF on DPO's point: more labels than room near the top right.
     taus = list(np.round(np.geomspace(0.05, 0.2, 12), 4))
-    grid, metrics = frontier_frames(["dpo", "rlhf", "ipo"], taus)
+    grid, metrics = frontier_frames(methods, taus)
     fig = figures.draw_frontier(grid, metrics, "paper-d1")
     labels = assert_labels_apart(fig)
     # DPO's and RLHF's answers do not depend on tau (diverged; RLHF with rm_l2 = 0 is DPO, paper Prop. 4):

@@ -797,11 +797,12 @@ def _label_taus(fig: Figure, ax: Axes, labels: Sequence[tuple[str, Any, Any]], l
                 near[1].append(fmt_tau(tau))
         for spot, taus, color in own:
             # Methods whose points coincide at the same taus (RLHF with rm_l2 = 0 is DPO) share a label.
-            same = next((c for c in clusters if c[1] == taus and np.hypot(*(c[0] - spot)) < CLUSTER_PX), None)
+            same = next((i for i, c in enumerate(clusters) if c[1] == taus and np.hypot(*(c[0] - spot)) < CLUSTER_PX),
+                        None)
             if same is None:
                 clusters.append((spot, taus, color))
             else:
-                clusters[clusters.index(same)] = (same[0], taus, "0.2")
+                clusters[same] = (clusters[same][0], taus, "0.2")
     omitted = 0
     to_data = ax.transData.inverted().transform
     # Points that carry several taus first (a tau-independent answer says the most), then in drawing order.
