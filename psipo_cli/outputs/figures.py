@@ -291,8 +291,10 @@ def tie_groups(series: Mapping[str, Any], log: bool = False) -> dict[str, tuple[
     for action, v in values.items():
         for group in groups:
             u = values[group[0]]
+            if u.shape != v.shape:  # not drawn at the same points (a hand-edited CSV): not a tie
+                continue
             both = np.isfinite(u) & np.isfinite(v)
-            if u.shape == v.shape and both.any() and np.abs(u - v)[both].max() <= TIE_TOLERANCE:
+            if both.any() and np.abs(u - v)[both].max() <= TIE_TOLERANCE:
                 group.append(action)
                 break
         else:
@@ -592,7 +594,9 @@ def draw_policy_vs_tau(
         lines = {a: line for a, line in lines.items() if not line.empty}
         ties = tie_groups({a: line["prob"].to_numpy(float) for a, line in lines.items()}, log_prob)
         points = {a: _select(gradient, method=method, action=a) for a in actions}
-        points = {a: p.set_index("tau")["prob"] if not p.empty else None for a, p in points.items()}
+        # One point per tau (a hand-edited CSV may repeat one): the first, as drawn on top.
+        points = {a: p.drop_duplicates("tau").set_index("tau")["prob"] if not p.empty else None
+                  for a, p in points.items()}
         on_grid = sorted({t for p in points.values() if p is not None for t in p.index})
         ranks = point_ranks({a: p.reindex(on_grid).to_numpy(float) for a, p in points.items() if p is not None},
                             log_prob)
