@@ -323,13 +323,16 @@ def _solver_columns(table: Table, comparison: Comparison, action_columns: bool, 
 def _wide_table(comparison: Comparison, title: str | None, action_columns: bool) -> Table:
     """One row per method × tau (× context), the solvers side by side."""
     several_contexts = len(comparison.contexts) > 1
-    table = _new_table(title)
+    several_solvers = len(comparison.solvers) > 1
+    # One solver: its name once, in the title, rather than above every column.
+    only = f"{comparison.solvers[0]} solver" if not several_solvers and comparison.solvers else None
+    table = _new_table(f"{title} ({only})" if title and only else title or only)
     _name_column(table, "method", style="bold")
     _number_column(table, "tau")
     if several_contexts:
         _name_column(table, "context")
     for solver in comparison.solvers:
-        _solver_columns(table, comparison, action_columns, prefix=f"{solver}\n")
+        _solver_columns(table, comparison, action_columns, prefix=f"{solver}\n" if several_solvers else "")
     texts: list[str] = []
     for i, row in enumerate(comparison.rows):
         # A rule between methods keeps a long tau sweep readable.
