@@ -154,8 +154,9 @@ def draw_vs_n(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
     """Metric against the dataset size: one row per method, one column per metric, one line per swept tau
     in a log colour scale of tau (as `draw_vs_tau`; returns the Figure)."""
     import matplotlib
+    import numpy as np
     from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
     from matplotlib.lines import Line2D
 
     from psipo_cli.outputs.figures import (
@@ -169,7 +170,8 @@ def draw_vs_n(cells: Any, metrics: list[str], titles: tuple[str, str]) -> Any:
     methods = list(dict.fromkeys(cells["method"]))
     taus = sorted(cells["tau"].unique())
     norm = LogNorm(min(taus), max(taus)) if len(taus) > 1 else Normalize(taus[0] / 2, taus[0] * 2)
-    cmap = matplotlib.colormaps["viridis"]
+    # viridis without its light-yellow end (hard to see on white), as for the actions of the run figures.
+    cmap = ListedColormap(matplotlib.colormaps["viridis"](np.linspace(0.0, 0.9, 256)))
     solvers = sorted(set(cells["solver"]))
     handles = [Line2D([], [], color="0.3", label=SOLVER_LABELS.get(s, s), **LINESTYLE.get(s, {})) for s in solvers]
     few = len(taus) <= TAU_LEGEND
