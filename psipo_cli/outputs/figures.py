@@ -145,7 +145,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # Names in scripts the figure font lacks (CJK, emoji, ...) are drawn as boxes; matplotlib would also
-    # print a warning per missing glyph to stderr, which is for messages of psipo's own (DESIGN §5).
+    # print a warning per missing glyph to stderr, which carries psipo's own messages only (README).
     mathtext = logging.getLogger("matplotlib.mathtext")
     level = mathtext.level
     mathtext.setLevel(logging.ERROR)

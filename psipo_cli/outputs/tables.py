@@ -1,11 +1,12 @@
-"""What `psipo run` / `psipo compare` print: the comparison table, JSON records and CSV (DESIGN §5).
+"""What `psipo run` / `psipo compare` print: the comparison table, JSON records and CSV (the README's output
+contract).
 
 - `comparison_rows` lays the policy and metrics frames out as method × tau (× context) rows with the
   exact and gradient results side by side; `comparison_table` renders them as a `rich.table.Table`, and
   the report (`report.py`) as markdown.
 - `policy_records` / `metric_records` are the JSON records of ``--format json``: stable keys in the order
-  of DESIGN §5, plain Python values, and ``None`` (JSON ``null``) for every unknown metric — never NaN,
-  which is not JSON.
+  of the output contract, plain Python values, and ``None`` (JSON ``null``) for every unknown metric —
+  never NaN, which is not JSON.
 - `table_csv` is ``--format csv [--table policy|metrics|summary|curves]`` (`policy_csv` its default): one
   table as CSV, with the same number spelling as the run directory's files; ``header=False``
   (``--no-header``) lets the outputs of several calls be concatenated into one valid table.
@@ -57,7 +58,7 @@ def _frame(frames: Any, attribute: str) -> pd.DataFrame:
 
 # -- JSON and CSV -------------------------------------------------------------------------------------
 def policy_records(frames: Any) -> list[dict[str, Any]]:
-    """The policy records of DESIGN §5: ``{method, tau, solver, context, action, prob, prob_lo, prob_hi}``.
+    """The policy records: ``{method, tau, solver, context, action, prob, prob_lo, prob_hi}``.
 
     Parameters
     ----------
@@ -67,7 +68,7 @@ def policy_records(frames: Any) -> list[dict[str, Any]]:
 
 
 def metric_records(frames: Any) -> list[dict[str, Any]]:
-    """The metric records of DESIGN §5: ``method, tau, solver, context, status``, the metrics of §4
+    """The metric records: ``method, tau, solver, context, status``, the metrics (`METRIC_NAMES`)
     (``None`` when unknown), then ``seeds, objective, detail``.
 
     Parameters
