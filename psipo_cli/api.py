@@ -314,6 +314,8 @@ def _policy_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
     records = []
     for (label, tau, solver, context), members in group_runs(runs).items():
         mean, lo, hi = t_interval(np.stack([r.policy for r in members]))
+        if solver == EXACT and len(members) == 1:
+            lo = hi = mean  # one deterministic solve: its "interval" is the point itself
         for y, action in enumerate(problem.actions):
             records.append(
                 (label, tau, solver, problem.contexts[context].name, action, mean[y], lo[y], hi[y])

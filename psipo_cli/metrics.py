@@ -47,13 +47,16 @@ def entropy(pi: np.ndarray) -> float:
 def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and 95% Student-t interval over `axis`: `mean ± t_{0.975, S-1} sd / sqrt(S)`, `sd` with ddof 1.
 
-    With one sample the interval is the point itself.
+    With one sample there is no interval (no spread to estimate it from): the bounds are NaN, which every
+    writer spells as unknown (an empty CSV field, JSON ``null``), never a zero-width interval that would
+    read as a deterministic result.
     """
     values = np.asarray(values, dtype=float)
     mean = values.mean(axis=axis)
     S = values.shape[axis]
     if S < 2:
-        return mean, mean.copy(), mean.copy()
+        unknown = np.full_like(mean, np.nan)
+        return mean, unknown, unknown.copy()
     half = t_quantile_975(S - 1) * values.std(axis=axis, ddof=1) / np.sqrt(S)
     return mean, mean - half, mean + half
 

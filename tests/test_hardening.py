@@ -173,7 +173,7 @@ def test_full_disk_is_a_clear_error_and_leaves_nothing(
     if where == "csv":
         monkeypatch.setattr(rundir.RunDirectory, "write_csv", no_space)
     elif where == "figure":
-        monkeypatch.setattr(figures, "_save", no_space)
+        monkeypatch.setattr(figures, "save_figure", no_space)
     else:
         original = rundir.RunDirectory._write_manifest
 

@@ -530,12 +530,16 @@ def test_comparison_table(d1_both, d3: psipo_cli.api.Frames) -> None:
     for needle in ("exact", "gradient", "pi(a)", "win rate", "diverged", "running", "converged", "0.964"):
         assert needle in text
     assert sum(line.split()[:1] == ["dpo"] for line in text.splitlines()) == len(TAUS)
-    # Long: one row per solver, and it fits an 80-column terminal without truncating anything.
+    # Long: one block per method and tau (a row per action and metric, a column per solver), and it fits
+    # an 80-column terminal without truncating anything.
     text = render(comparison_table(policy, metrics, title="paper-d1", width=80), width=80)
-    assert "…" not in text and "solver" in text
-    assert sum(line.split()[:1] == ["dpo"] for line in text.splitlines()) == 2 * len(TAUS)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert sum(line.split()[:1] == ["dpo"] for line in text.splitlines()) == len(TAUS)
     rows = [line.split() for line in text.splitlines()]
-    assert ["dpo", "0.1", "exact", "1", "0", "0", "1.099", "0.833", "diverged"] in rows
+    # with_gradient: dpo's gradient pi(a) = 1/3 + (2/3)(0.95)(1 - e^-10) = 0.96664 -> "0.967".
+    assert ["dpo", "0.1", "pi(a)", "1", "0.967"] in rows
+    assert ["KL", "1.099"] == rows[rows.index(["dpo", "0.1", "pi(a)", "1", "0.967"]) + 3][:2]
+    assert ["status", "diverged", "running"] in rows
     # Exact only, policy on one line, no preference model.
     text = render(comparison_table(d3, action_columns=False))
     assert "a 0.500 · b 0.500 · c 0" in text and "win rate" not in text and "gradient" not in text

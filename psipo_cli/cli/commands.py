@@ -49,6 +49,10 @@ NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
 Format = Annotated[str, typer.Option("--format", "-f", help="table | csv | json | path.")]
 NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
+TableOpt = Annotated[
+    str, typer.Option("--table", help="csv: which table to print: policy | metrics | summary | curves.")
+]
+LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
 
 
 def _check_choice(key: str, value: str | None, choices: tuple[str, ...]) -> None:
@@ -86,6 +90,8 @@ def run(
     quiet: Quiet = False,
     fmt: Format = "table",
     no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
 ) -> None:
     """Solve one method on one problem: exact and/or by gradient descent."""
     from psipo_cli.cli.config import method_entry
@@ -132,6 +138,8 @@ def compare(
     quiet: Quiet = False,
     fmt: Format = "table",
     no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
 ) -> None:
     """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
     from psipo_cli.cli.config import load_experiment, method_entry
@@ -152,7 +160,7 @@ SCHEDULE_KEYS = ("lr_schedule", "lr_final", "average", "average_start", "ema_dec
 # The options `run` and `compare` share, handed on by name.
 COMMON = (
     "tau", "beta", "problem", "solver", "objective", "seeds", "steps", "lr", "batch_size", "optimizer", "seed",
-    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header", *SCHEDULE_KEYS,
+    "out", "name", "no_save", "no_plots", "quiet", "fmt", "no_header", "table", "log_prob", *SCHEDULE_KEYS,
 )
 
 
@@ -179,6 +187,8 @@ def _execute(command: str, experiment: dict[str, Any], flags: dict[str, Any], cl
         quiet=cli["quiet"],
         fmt=cli["fmt"],
         header=not cli["no_header"],
+        table=cli["table"],
+        log_prob=cli["log_prob"],
     )
 
 
@@ -214,13 +224,25 @@ def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML fil
 
 
 @app.command()
-def plot(run_dir: Annotated[Path, typer.Argument(help="A run directory written by run or compare.")]) -> None:
-    """Re-render every figure of a run directory from its saved CSVs alone."""
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (run, compare) or a sweep directory.")],
+    log_prob: LogProb = False,
+) -> None:
+    """Re-render every figure of a run or sweep directory from its saved CSVs alone."""
     from psipo_cli.outputs.figures import render_figures
 
-    if not (run_dir / "policy.csv").is_file():
-        raise InputError("RUN_DIR", str(run_dir), "not a run directory (no policy.csv)")
-    for path in render_figures(run_dir):
+    if (run_dir / "results.csv").is_file() and not (run_dir / "policy.csv").is_file():
+        from psipo_cli.sweep.figures import render_figures as render_sweep
+
+        if log_prob:
+            raise InputError("--log-prob", True, "sweep figures have no probability axis")
+        paths = render_sweep(run_dir / "results.csv", run_dir / "figures")
+    elif (run_dir / "policy.csv").is_file():
+        paths = render_figures(run_dir, log_prob=log_prob)
+    else:
+        raise InputError("RUN_DIR", str(run_dir), "not a run directory (no policy.csv) nor a sweep directory "
+                         "(no results.csv)")
+    for path in paths:
         print(f"wrote {path}", file=sys.stderr)
 
 

@@ -24,8 +24,12 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
         raise
 
 
-def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, fmt: str, header: bool) -> None:
-    """Validate everything, solve, write the run directory (atomically), print in `fmt`."""
+def execute(
+    config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, fmt: str, header: bool,
+    table: str = "policy", log_prob: bool = False,
+) -> None:
+    """Validate everything, solve, write the run directory (atomically), print in `fmt` (`table`: which
+    table ``--format csv`` prints; `log_prob`: figures with a log probability axis)."""
     from psipo_cli import api
     from psipo_cli.solvers.inputs import resolve_objective
 
@@ -37,6 +41,7 @@ def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, 
     settings = gradient_settings(config)
     objective = resolve_objective(problem, config.objective)
     api.check_taus(config.tau)
+    _check_table(api.Frames, table, fmt)
     if save:
         # An unusable --out is found now, not after the computation (exit 1, as when the disk fills up).
         from psipo_cli.outputs.rundir import check_root
@@ -48,13 +53,29 @@ def execute(config: RunConfig, out: Path, save: bool, plots: bool, quiet: bool, 
                            settings=settings, progress=progress)
     run_dir = None
     if save:
-        run_dir = _save(config, problem, specs, frames, settings, out, plots)
+        run_dir = _save(config, problem, specs, frames, settings, out, plots, log_prob)
         if not quiet:
             print(f"wrote {run_dir}", file=sys.stderr)
-    _print(frames, run_dir, fmt, header, problem)
+    _print(frames, run_dir, fmt, header, problem, table)
 
 
-def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: Any, out: Path, plots: bool) -> Path:
+def _check_table(frames_type: type, table: str, fmt: str) -> None:
+    """``--table`` names a table `Frames` has, and comes with ``--format csv`` (checked before any work)."""
+    from dataclasses import fields
+
+    from psipo_cli.outputs.tables import TABLES
+
+    available = [t for t in TABLES if t in {f.name for f in fields(frames_type)} or hasattr(frames_type, t)]
+    if table not in available:
+        raise InputError("--table", table, f"must be one of {', '.join(available)}")
+    if table != "policy" and fmt != "csv":
+        raise InputError("--table", table, "needs --format csv (json holds policy and metrics)")
+
+
+def _save(
+    config: RunConfig, problem: Any, specs: list, frames: Any, settings: Any, out: Path, plots: bool,
+    log_prob: bool = False,
+) -> Path:
     from psipo_cli import api
     from psipo_cli.outputs import figures, report
     from psipo_cli.outputs.rundir import RunDirectory, run_tables
@@ -73,13 +94,14 @@ def _save(config: RunConfig, problem: Any, specs: list, frames: Any, settings: A
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)
         figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
-                                             extra.get("tau_grid"), recorded) if plots else []
+                                             extra.get("tau_grid"), recorded,
+                                             log_prob=log_prob) if plots else []
         rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths,
                                                         tables=tables))
     return rd.final_path
 
 
-def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: Any) -> None:
+def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: Any, table: str = "policy") -> None:
     from psipo_cli.outputs import tables
 
     if fmt == "path":
@@ -97,11 +119,9 @@ def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: A
         }
         print(json.dumps(doc, allow_nan=False))
     elif fmt == "csv":
-        sys.stdout.write(tables.policy_csv(frames, header=header))
+        sys.stdout.write(tables.table_csv(frames, table, header=header))
     else:
-        from rich.console import Console
-
-        Console(soft_wrap=True).print(tables.summary_table(frames, problem))
+        tables.print_summary(frames, problem)
 
 
 class _progress:
@@ -141,7 +161,6 @@ def describe_problem(problem: Any) -> str:
     lines = [f"{problem.name}: {problem.description}".rstrip(": "), f"actions: {', '.join(problem.actions)}"]
     for note in problem.notes:
         lines.append(f"note: {note}")
-    width = max(len(a) for a in problem.actions) + 2
     for ctx in problem.contexts:
         lines.append(f"\ncontext {ctx.name} (weight {ctx.weight:g})")
         lines.append("  pi_ref: " + "  ".join(f"{a}={p:.4g}" for a, p in zip(problem.actions, ctx.pi_ref, strict=True)))
@@ -151,16 +170,38 @@ def describe_problem(problem: Any) -> str:
             lines.append("  rewards (Bradley-Terry): " + "  ".join(f"{a}={r:g}" for a, r in pairs))
         if ctx.preferences is not None:
             lines.append(f"  preferences P[row beats column] (from {ctx.model}):")
-            lines.append(" " * (width + 2) + "".join(f"{a:>8}" for a in problem.actions))
-            for a, row in zip(problem.actions, ctx.preferences, strict=True):
-                lines.append(f"  {a:<{width}}" + "".join(f"{v:8.3f}" for v in row))
+            lines += _matrix(problem.actions, [[f"{v:.3f}" for v in row] for row in ctx.preferences])
         if ctx.wins is not None:
             total = np.asarray(ctx.wins).sum()
             label = (
                 f"sampled, dataset 0 of sample n={ctx.sample.n} seed={ctx.sample.seed}" if ctx.sample else "recorded"
             )
-            lines.append(f"  win counts W[winner, loser] ({label}; {total:g} comparisons):")
-            lines.append(" " * (width + 2) + "".join(f"{a:>8}" for a in problem.actions))
-            for a, row in zip(problem.actions, ctx.wins, strict=True):
-                lines.append(f"  {a:<{width}}" + "".join(f"{v:8g}" for v in row))
+            lines.append(f"  win counts W[winner, loser] ({label}; {_count(total)} comparisons):")
+            lines += _matrix(problem.actions, [[_count(v) for v in row] for row in ctx.wins])
     return "\n".join(lines)
+
+
+def _count(value: float) -> str:
+    """A comparison count in full (``12345678``, not ``1.23457e+07``); non-integers in shortest form."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def _matrix(actions: list[str], cells: list[list[str]]) -> list[str]:
+    """Rows of an action × action matrix, indented by two spaces: row names left-aligned, each column
+    right-aligned under its header and as wide as its longest entry (header or value) plus two spaces.
+
+    Widths are terminal cells (`rich.cells.cell_len`), so names in wide scripts (CJK) line up too."""
+    from rich.cells import cell_len
+
+    def pad(text: str, width: int, right: bool) -> str:
+        fill = " " * (width - cell_len(text))
+        return fill + text if right else text + fill
+
+    name_width = max(cell_len(a) for a in actions)
+    widths = [max(cell_len(a), *(cell_len(row[j]) for row in cells)) + 2 for j, a in enumerate(actions)]
+    lines = ["  " + " " * name_width + "".join(pad(a, w, True) for a, w in zip(actions, widths, strict=True))]
+    for action, row in zip(actions, cells, strict=True):
+        lines.append("  " + pad(action, name_width, False) + "".join(
+            pad(v, w, True) for v, w in zip(row, widths, strict=True)))
+    return lines

@@ -1,14 +1,17 @@
-"""What `psipo run` / `psipo compare` print: the comparison table, JSON records and CSV (DESIGN §5).
+"""What `psipo run` / `psipo compare` print: the comparison table, JSON records and CSV (the README's output
+contract).
 
 - `comparison_rows` lays the policy and metrics frames out as method × tau (× context) rows with the
   exact and gradient results side by side; `comparison_table` renders them as a `rich.table.Table`, and
   the report (`report.py`) as markdown.
 - `policy_records` / `metric_records` / `summary_records` are the JSON records of ``--format json``: stable
-  keys in the order of DESIGN §5, plain Python values, and ``None`` (JSON ``null``) for every unknown
-  metric — never NaN, which is not JSON.
-- `policy_csv` is ``--format csv``: the policy records as CSV, with the same number spelling as the run
-  directory's files; ``header=False`` (``--no-header``) lets the outputs of several calls be
-  concatenated into one valid table.
+  keys in the order of the output contract, plain Python values, and ``None`` (JSON ``null``) for every
+  unknown metric — never NaN, which is not JSON.
+- `table_csv` is ``--format csv [--table policy|metrics|summary|curves]`` (`policy_csv` its default): one
+  table as CSV, with the same number spelling as the run directory's files; ``header=False``
+  (``--no-header``) lets the outputs of several calls be concatenated into one valid table.
+- `print_summary` is ``--format table``: the wide table in full off a terminal, the long layout when the
+  wide one does not fit the terminal; numbers are never shortened.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from psipo_cli.errors import InputError
 from psipo_cli.outputs.formatting import (
+    FRAME_COLUMNS,
     METRIC_COLUMNS,
     POLICY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -54,7 +59,7 @@ def _frame(frames: Any, attribute: str) -> pd.DataFrame:
 
 # -- JSON and CSV -------------------------------------------------------------------------------------
 def policy_records(frames: Any) -> list[dict[str, Any]]:
-    """The policy records of DESIGN §5: ``{method, tau, solver, context, action, prob, prob_lo, prob_hi}``.
+    """The policy records: ``{method, tau, solver, context, action, prob, prob_lo, prob_hi}``.
 
     Parameters
     ----------
@@ -64,7 +69,7 @@ def policy_records(frames: Any) -> list[dict[str, Any]]:
 
 
 def metric_records(frames: Any) -> list[dict[str, Any]]:
-    """The metric records of DESIGN §5: ``method, tau, solver, context, status``, the metrics of §4
+    """The metric records: ``method, tau, solver, context, status``, the metrics (`METRIC_NAMES`)
     (``None`` when unknown), then ``seeds, objective, detail``.
 
     Parameters
@@ -103,7 +108,26 @@ def json_document(frames: Any, run_dir: Any = None) -> str:
 def policy_csv(frames: Any, header: bool = True) -> str:
     """``--format csv``: the policy records as CSV text (``\\n`` line ends, shortest round-trip floats,
     empty field for unknown values); without the header line when `header` is False."""
-    return csv_text(_frame(frames, "policy"), POLICY_COLUMNS, header=header)
+    return table_csv(frames, "policy", header=header)
+
+
+#: The tables ``--format csv --table NAME`` prints: attributes of `psipo_cli.api.Frames`.
+TABLES = ("policy", "metrics", "summary", "curves")
+
+
+def table_csv(frames: Any, table: str = "policy", header: bool = True) -> str:
+    """``--format csv --table NAME``: the frame `frames.<table>` as CSV text, spelled as the run
+    directory's files are (columns in their documented order, then any extra ones).
+
+    Raises
+    ------
+    InputError
+        `frames` has no table called `table`.
+    """
+    frame = getattr(frames, table, None) if table in TABLES else None
+    if frame is None:
+        raise InputError("--table", table, f"must be one of {', '.join(t for t in TABLES if hasattr(frames, t))}")
+    return csv_text(frame, FRAME_COLUMNS.get(table), header=header)
 
 
 # -- the comparison rows --------------------------------------------------------------------------------
@@ -205,18 +229,23 @@ def comparison_table(
     """The terminal table: per method × tau (× context), each solver's policy, KL, win rate (when a
     preference model is known) and status.
 
+    Two layouts, and no number is ever shortened to fit (a cell shows all of `fmt_prob` / `fmt_num`):
+
+    - ``wide``: one row per method × tau (× context), the solvers side by side — the full table;
+    - ``long``: one block per method × tau (× context), one row per action and metric, one column per
+      solver. Its width does not grow with the number of actions or solvers, so it fits an 80-column
+      terminal whatever the problem (only long *names* wrap, never a number).
+
     Parameters
     ----------
     policy : `Frames` (then `metrics` defaults to its metrics) or the policy DataFrame.
     metrics : the metrics DataFrame.
     title : table title (e.g. the problem name).
-    action_columns : one column per action (True) or the policy on one line, ``a 0.964 · b 0.034``
-        (False). Default: one column per action up to four actions.
-    layout : ``wide`` puts the solvers side by side (one row per method × tau); ``long`` gives each
-        solver its own row; ``auto`` (default) is wide when it fits in `width`, else long — the wide
-        table of three actions and two solvers needs about 110 columns, and a squeezed table truncates
-        every number to ``0.…``.
-    width : the terminal width for ``auto`` (default: what rich detects, 80 when not a terminal).
+    action_columns : wide layout only: one column per action (True) or the policy on one line,
+        ``a 0.964 · b 0.034`` (False). Default: one column per action up to four actions.
+    layout : ``wide``, ``long``, or ``auto`` (default): wide when `width` is None (not a terminal: print
+        everything) or the wide table fits in `width`, else long.
+    width : the terminal's width, None when the table is not printed to a terminal.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
@@ -225,19 +254,24 @@ def comparison_table(
     comparison = comparison_rows(_frame(policy, "policy"), metrics)
     if action_columns is None:
         action_columns = len(comparison.actions) <= 4
-    if layout == "long" or len(comparison.solvers) < 2:
-        return _long_table(comparison, title, action_columns)
+    if layout == "long":
+        return _long_table(comparison, title)
     wide = _wide_table(comparison, title, action_columns)
-    if layout == "wide":
+    if layout == "wide" or width is None or natural_width(wide) <= width:
         return wide
+    return _long_table(comparison, title)
+
+
+def natural_width(table: Table) -> int:
+    """The width `table` takes when nothing is squeezed (measured on an unbounded console: a measurement
+    is otherwise clamped to the console's width)."""
     from rich.console import Console
 
-    if width is None:
-        width = Console().width
-    # Measure on an unbounded console: a measurement is otherwise clamped to the console's width.
-    if Console(width=100_000).measure(wide).maximum <= width:
-        return wide
-    return _long_table(comparison, title, action_columns)
+    return Console(width=100_000).measure(table).maximum
+
+
+#: What the ``1-3e-07`` spelling of `fmt_prob` means, printed under every table that uses it.
+ONE_MINUS_NOTE = "{example} means 1 - {gap} (one minus {gap}): a probability within 5e-05 of 1."
 
 
 def _new_table(title: str | None) -> Table:
@@ -247,14 +281,35 @@ def _new_table(title: str | None) -> Table:
     # No vertical rules and one space between columns: whether the table fits 80 columns depends on it.
     return Table(
         title=title, header_style="bold", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-        collapse_padding=True,
+        collapse_padding=True, caption_justify="left",
     )
+
+
+def _number_column(table: Table, header: str) -> None:
+    # no_wrap: rich may squeeze only the columns that can wrap (names), never a number.
+    table.add_column(header, justify="right", no_wrap=True)
+
+
+def _name_column(table: Table, header: str, **style: Any) -> None:
+    # A name longer than the terminal folds onto the next line rather than pushing numbers out.
+    table.add_column(header, overflow="fold", **style)
+
+
+def _caption(table: Table, texts: list[str]) -> None:
+    """Explain the ``1-3e-07`` spelling below the table when one of its cells uses it."""
+    example = next((word for text in texts for word in text.split() if word.startswith("1-")), None)
+    if example is not None:
+        table.caption = ONE_MINUS_NOTE.format(example=example, gap=example[2:])
+
+
+def _status(cell: SolverCell) -> Any:
+    from rich.text import Text
+
+    return Text(cell.status, style=STATUS_STYLES.get(cell.status, "red"))
 
 
 def _solver_cells(comparison: Comparison, cell: SolverCell | None, action_columns: bool) -> list[Any]:
     """Policy, KL, win rate (when known) and status of one solver's result."""
-    from rich.text import Text
-
     count = (len(comparison.actions) if action_columns else 1) + 2 + comparison.has_win_rate
     if cell is None:
         return ["-"] * count
@@ -264,63 +319,76 @@ def _solver_cells(comparison: Comparison, cell: SolverCell | None, action_column
     cells.append(fmt_num(cell.kl))
     if comparison.has_win_rate:
         cells.append(fmt_num(cell.win_rate))
-    cells.append(Text(cell.status, style=STATUS_STYLES.get(cell.status, "red")))
+    cells.append(_status(cell))
     return cells
 
 
 def _solver_columns(table: Table, comparison: Comparison, action_columns: bool, prefix: str) -> None:
     if action_columns:
         for action in comparison.actions:
-            table.add_column(f"{prefix}pi({action})", justify="right")
+            _number_column(table, f"{prefix}pi({action})")
     else:
         table.add_column(f"{prefix}policy")
-    table.add_column(f"{prefix}KL", justify="right")
+    _number_column(table, f"{prefix}KL")
     if comparison.has_win_rate:
-        table.add_column(f"{prefix}win rate", justify="right")
-    table.add_column(f"{prefix}status")
+        _number_column(table, f"{prefix}win rate")
+    table.add_column(f"{prefix}status", no_wrap=True)
 
 
 def _wide_table(comparison: Comparison, title: str | None, action_columns: bool) -> Table:
     """One row per method × tau (× context), the solvers side by side."""
     several_contexts = len(comparison.contexts) > 1
-    table = _new_table(title)
-    table.add_column("method", style="bold")
-    table.add_column("tau", justify="right")
+    several_solvers = len(comparison.solvers) > 1
+    # One solver: its name once, in the title, rather than above every column.
+    only = f"{comparison.solvers[0]} solver" if not several_solvers and comparison.solvers else None
+    table = _new_table(f"{title} ({only})" if title and only else title or only)
+    _name_column(table, "method", style="bold")
+    _number_column(table, "tau")
     if several_contexts:
-        table.add_column("context")
+        _name_column(table, "context")
     for solver in comparison.solvers:
-        _solver_columns(table, comparison, action_columns, prefix=f"{solver}\n")
+        _solver_columns(table, comparison, action_columns, prefix=f"{solver}\n" if several_solvers else "")
+    texts: list[str] = []
     for i, row in enumerate(comparison.rows):
         # A rule between methods keeps a long tau sweep readable.
         end_section = i + 1 < len(comparison.rows) and comparison.rows[i + 1].method != row.method
         cells: list[Any] = [row.method, fmt_tau(row.tau), *([row.context] if several_contexts else [])]
         for solver in comparison.solvers:
             cells += _solver_cells(comparison, row.cells.get(solver), action_columns)
+        texts += [c for c in cells if isinstance(c, str)]
         table.add_row(*cells, end_section=end_section)
+    _caption(table, texts)
     return table
 
 
-def _long_table(comparison: Comparison, title: str | None, action_columns: bool) -> Table:
-    """One row per method × tau (× context) × solver: narrow enough for an 80-column terminal."""
+def _long_table(comparison: Comparison, title: str | None) -> Table:
+    """One block per method × tau (× context): a row per action (pi), then KL, win rate and status; one
+    column per solver. The keys are printed on the first row of each block only."""
     several_contexts = len(comparison.contexts) > 1
-    several_solvers = len(comparison.solvers) > 1
     table = _new_table(title)
-    table.add_column("method", style="bold")
-    table.add_column("tau", justify="right")
+    _name_column(table, "method", style="bold")
+    _number_column(table, "tau")
     if several_contexts:
-        table.add_column("context")
-    table.add_column("solver")
-    _solver_columns(table, comparison, action_columns, prefix="")
-    for i, row in enumerate(comparison.rows):
-        end_section = i + 1 < len(comparison.rows) and comparison.rows[i + 1].method != row.method
-        solvers = [s for s in comparison.solvers if s in row.cells]
-        for j, solver in enumerate(solvers):
-            # With several solvers, a rule after each method × tau pair groups the solvers' rows.
-            last = j == len(solvers) - 1
-            cells: list[Any] = [row.method, fmt_tau(row.tau), *([row.context] if several_contexts else [])]
-            cells.append(solver)
-            cells += _solver_cells(comparison, row.cells[solver], action_columns)
-            table.add_row(*cells, end_section=last and (end_section or several_solvers))
+        _name_column(table, "context")
+    _name_column(table, "")
+    for solver in comparison.solvers:
+        _number_column(table, solver)
+    texts: list[str] = []
+    for row in comparison.rows:
+        cells = [row.cells.get(solver) for solver in comparison.solvers]
+        lines: list[list[Any]] = [
+            [f"pi({action})", *(fmt_prob(c.probs[k]) if c else "-" for c in cells)]
+            for k, action in enumerate(comparison.actions)
+        ]
+        lines.append(["KL", *(fmt_num(c.kl) if c else "-" for c in cells)])
+        if comparison.has_win_rate:
+            lines.append(["win rate", *(fmt_num(c.win_rate) if c else "-" for c in cells)])
+        lines.append(["status", *(_status(c) if c else "-" for c in cells)])
+        keys = [row.method, fmt_tau(row.tau), *([row.context] if several_contexts else [])]
+        for j, line in enumerate(lines):
+            texts += [c for c in line if isinstance(c, str)]
+            table.add_row(*(keys if j == 0 else [""] * len(keys)), *line, end_section=j == len(lines) - 1)
+    _caption(table, texts)
     return table
 
 
@@ -330,6 +398,22 @@ def summary_table(frames: Any, problem: Any = None, width: int | None = None) ->
     return comparison_table(
         frames.policy, frames.metrics, title=None if title is None else str(title), width=width
     )
+
+
+def print_summary(frames: Any, problem: Any = None, console: Any = None) -> None:
+    """Print `summary_table` (``--format table``) to `console` (default: a console on stdout).
+
+    On a terminal: the wide layout when it fits the terminal's width, else the long one. Anywhere else
+    (a pipe, a file): the wide table at its full width, whatever ``COLUMNS`` says — a file has no width.
+    """
+    from rich.console import Console
+
+    console = console if console is not None else Console()
+    terminal = console.is_terminal
+    table = summary_table(frames, problem, width=console.width if terminal else None)
+    if not terminal:
+        console = Console(file=console.file, width=natural_width(table), color_system=None)
+    console.print(table)
 
 
 def describe_policy(actions: Sequence[str], cell: SolverCell) -> str:

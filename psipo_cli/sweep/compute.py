@@ -8,7 +8,9 @@ writes it to disk, so workers need no shared file system.
 `problem, n, method, tau, solver, context, action, prob, prob_lo, prob_hi` (as `policy.csv` of `psipo run`),
 then the cell's metrics for that solver and context (as `metrics.csv`: `status, kl, entropy, loss,
 win_rate_ref, win_rate_mu, reward, tv_to_optimum, grad_norm, seeds, objective, detail`), repeated on every
-action row so that the table is tidy for filtering. `n` is empty for problems whose data are not sampled.
+action row so that the table is tidy for filtering, and last `context_weight`, the context's normalised
+weight rho(x) (what a mean over contexts must weight by, paper Eq. 6). `n` is empty for problems whose
+data are not sampled.
 Rows are in grid order (method, tau, solver: exact then gradient, context, action — the orders of the
 grid and of the problem file), never in completion order; numbers are written in shortest round-trip form
 (`formatting.csv_cell`), so the same results always give the same bytes.
@@ -27,7 +29,7 @@ METRIC_VALUES = [
     "status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
     "seeds", "objective", "detail",
 ]
-RESULT_COLUMNS = [*RESULT_KEYS, *POLICY_VALUES, *METRIC_VALUES]
+RESULT_COLUMNS = [*RESULT_KEYS, *POLICY_VALUES, *METRIC_VALUES, "context_weight"]
 SOLVER_ORDER = ("exact", "gradient")
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -106,18 +108,19 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
         metrics[tuple(values[:4])] = list(values[4:])
     solvers = [s for s in SOLVER_ORDER if task.solver in (s, "both")]
     n_value = n_column(problem, task.n)
+    weights = [c.weight for c in problem.contexts]  # rho(x), normalised: for context-weighted means
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULT_COLUMNS)
     for spec in task.specs:
         for tau in task.taus:
             for solver in solvers:
-                for context in problem.context_names:
+                for context, weight in zip(problem.context_names, weights, strict=True):
                     metric = metrics[(spec.label, tau, solver, context)]
                     for action in problem.actions:
                         prob = policy[(spec.label, tau, solver, context, action)]
                         keys = [task.problem_key, n_value, spec.label, tau, solver, context, action]
-                        writer.writerow([csv_cell(v) for v in (*keys, *prob, *metric)])
+                        writer.writerow([csv_cell(v) for v in (*keys, *prob, *metric, weight)])
     return buffer.getvalue()
 
 
