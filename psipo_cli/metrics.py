@@ -204,7 +204,7 @@ def summarise(
             for r in members
         ]
         values = {
-            name: (None if any(v[name] is None for v in per_run) else float(np.mean([v[name] for v in per_run])))
+            name: (None if any(v[name] is None for v in per_run) else seed_mean([v[name] for v in per_run]))
             for name in METRIC_NAMES
         }
         statuses = sorted({r.status for r in members})
@@ -221,6 +221,15 @@ def summarise(
         detail = "; ".join(part for part in (detail, *notes) if part)
         rows.append(MetricRow(label, tau, solver, context, status, values, detail, len(members)))
     return rows
+
+
+def seed_mean(values: list[float]) -> float:
+    """The mean of finite values that may lie near the largest double: each term is divided by the count
+    before summing, so the mean of finite values is finite (`np.mean` sums first, and two rewards of 1e308
+    would overflow to inf). Non-finite values propagate as they are."""
+    x = np.asarray(values, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sum(x / x.size))
 
 
 def _representable(values: dict[str, float | None]) -> tuple[dict[str, float | None], list[str]]:

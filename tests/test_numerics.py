@@ -409,3 +409,31 @@ def test_bad_method_options_are_rejected_whatever_the_solver(option: str, value:
         with pytest.raises(InputError, match=option.replace("_", "-")):
             api.solve("paper-d1", method, [1.0], solver=solver, settings=GradientSettings(steps=5, seeds=1),
                       **{option: value})
+
+
+def test_metrics_of_rewards_near_the_largest_double_stay_finite_without_warnings(tmp_path):
+    """A Bradley–Terry model with rewards ±1.7976931348623157e308 (found by the CLI fuzzer): every seed's
+    `reward` metric is finite (pi^T r with pi one-hot on the best action is r_max itself), so their mean must
+    be too — `np.mean` summed first and overflowed to inf, with a RuntimeWarning on stderr."""
+    big = float(np.finfo(float).max)
+    path = tmp_path / "big.toml"
+    path.write_text(
+        'name = "big"\nactions = ["a", "b", "c"]\n'
+        f"rewards = [{big!r}, {-big!r}, 0.0]\nsample = {{ n = 20, seed = 0 }}\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-m", "psipo_cli", "run", "dpo", "--problem", str(path), "--no-save",
+         "--solver", "exact", "--format", "json"],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    import json
+
+    rows = json.loads(done.stdout)["metrics"]
+    # Every exact DPO answer on these draws: a beats everything it meets, so pi(a) is 1 or a is unseen;
+    # in any case |reward| <= big and it is reported (not left empty as an overflow).
+    assert all(r["reward"] is not None and abs(r["reward"]) <= big for r in rows)
