@@ -424,6 +424,28 @@ def test_pairs_csv_unknown_action(tmp_path: Path) -> None:
     assert "pairs_csv[1].loser" in str(info.value) and "'zz'" in str(info.value)
 
 
+def test_pairs_csv_errors_name_the_line(tmp_path: Path) -> None:
+    # Line 1 is the header, so the second data row is line 3; a quoted cell spanning two lines shifts
+    # the later rows by one, which a row counter would miss (csv.reader counts physical lines).
+    (tmp_path / "p.csv").write_text('winner,loser,note\na,b,"two\nlines"\nb,c,x\nc,zz,y\n')
+    with pytest.raises(InputError) as info:
+        load(tmp_path, A3 + 'pairs_csv = "p.csv"\n')
+    assert "(p.csv, line 5)" in str(info.value) and "'zz'" in str(info.value)
+    (tmp_path / "q.csv").write_text("winner,loser,count\na,b,1\nb,c,lots\n")
+    with pytest.raises(InputError) as info:
+        load(tmp_path, A3 + 'pairs_csv = "q.csv"\n')
+    assert "(q.csv, line 3)" in str(info.value) and "'lots'" in str(info.value)
+
+
+def test_pairs_csv_cells_are_stripped(tmp_path: Path) -> None:
+    # A spreadsheet's "a, b, 2": the same counts as "a,b,2" (W[a, b] = 2, W[b, c] = 1).
+    (tmp_path / "p.csv").write_text(" winner , loser , count\n a , b , 2 \nb,  c,\n")
+    W = load(tmp_path, A3 + 'pairs_csv = "p.csv"\n').contexts[0].wins
+    expected = np.zeros((3, 3))
+    expected[0, 1], expected[1, 2] = 2.0, 1.0
+    np.testing.assert_array_equal(W, expected)
+
+
 def test_errors_name_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, A3 + "pi_ref = [0.2, 0.2, 0.2]\norder = ['a', 'b', 'c']\n")
     with pytest.raises(InputError) as info:

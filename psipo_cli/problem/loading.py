@@ -263,7 +263,7 @@ def _context(
         rows = csv_rows if csv_rows is not None else []
         if not rows:
             raise InputError(f"{prefix}pairs_csv", layer["pairs_csv"], f"no rows for context {name!r}")
-        wins = _wins_from_rows(f"{prefix}pairs_csv", rows, actions)
+        wins = _wins_from_rows(f"{prefix}pairs_csv", [row for row, _ in rows], actions, [at for _, at in rows])
     elif "sample" in layer:
         sample = _sample(f"{prefix}sample", layer["sample"])
         if preferences is None:
@@ -309,31 +309,22 @@ def _sample(key: str, raw: Any) -> Sample:
     return Sample(n=n, seed=seed)
 
 
-def _wins_from_rows(key: str, rows: Any, actions: tuple[str, ...]) -> np.ndarray:
+def _wins_from_rows(
+    key: str, rows: Any, actions: tuple[str, ...], locations: list[str] | None = None
+) -> np.ndarray:
+    """The win counts `W[winner, loser]` of a list of `{winner, loser, count}` rows. `locations` (rows read
+    from a CSV file: "FILE, line N") is added to a row's error, so that it points at the line to fix."""
     if not isinstance(rows, list) or not rows:
         raise InputError(key, rows, "must be a non-empty list of {winner, loser, count}")
     n = len(actions)
     W = np.zeros((n, n))
     for i, row in enumerate(rows):
-        k = f"{key}[{i}]"
-        if not isinstance(row, dict):
-            raise InputError(k, row, "must be a table {winner, loser, count}")
-        bad = set(row) - {"winner", "loser", "count", "context"}
-        if bad:
-            b = sorted(bad)[0]
-            raise InputError(f"{k}.{b}", row[b], "unknown key")
-        for side in ("winner", "loser"):
-            if side not in row:
-                raise InputError(f"{k}.{side}", None, "missing")
-            if row[side] not in actions:
-                raise InputError(f"{k}.{side}", row[side], f"unknown action (actions: {list(actions)})")
-        w, l_ = actions.index(row["winner"]), actions.index(row["loser"])
-        if w == l_:
-            raise InputError(f"{k}.loser", row["loser"], "an action cannot be compared with itself")
-        count = row.get("count", 1)
-        if isinstance(count, bool) or not isinstance(count, int | float) or not (count > 0 and math.isfinite(count)):
-            raise InputError(f"{k}.count", count, "must be a positive finite number")
-        W[w, l_] += float(count)
+        try:
+            _add_row(W, f"{key}[{i}]", row, actions)
+        except InputError as exc:
+            if locations is None:
+                raise
+            raise InputError(exc.key, exc.value, f"{exc.reason} ({locations[i]})", exc.where) from None
     with np.errstate(over="ignore"):
         total = float(W.sum())  # inf when the counts overflow: rejected just below
     if not np.isfinite(W).all() or not total <= MAX_TOTAL_COUNT:
@@ -343,11 +334,34 @@ def _wins_from_rows(key: str, rows: Any, actions: tuple[str, ...]) -> np.ndarray
     return W
 
 
+def _add_row(W: np.ndarray, k: str, row: Any, actions: tuple[str, ...]) -> None:
+    """Add one `{winner, loser, count}` row (key `k`) to `W`, validated."""
+    if not isinstance(row, dict):
+        raise InputError(k, row, "must be a table {winner, loser, count}")
+    bad = set(row) - {"winner", "loser", "count", "context"}
+    if bad:
+        b = sorted(bad)[0]
+        raise InputError(f"{k}.{b}", row[b], "unknown key")
+    for side in ("winner", "loser"):
+        if side not in row:
+            raise InputError(f"{k}.{side}", None, "missing")
+        if row[side] not in actions:
+            raise InputError(f"{k}.{side}", row[side], f"unknown action (actions: {list(actions)})")
+    w, l_ = actions.index(row["winner"]), actions.index(row["loser"])
+    if w == l_:
+        raise InputError(f"{k}.loser", row["loser"], "an action cannot be compared with itself")
+    count = row.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int | float) or not (count > 0 and math.isfinite(count)):
+        raise InputError(f"{k}.count", count, "must be a positive finite number")
+    W[w, l_] += float(count)
+
+
 def _csv_rows(
     layers: list[tuple[dict[str, Any], str]], base_dir: Path | None
 ) -> tuple[dict[str, list], tuple[tuple[str, str], ...]]:
-    """Rows of every `pairs_csv` file, grouped by context name (column `context`, default `default`), and
-    the files read (absolute path, sha256). A relative path is relative to `base_dir` (the TOML file's
+    """Rows of every `pairs_csv` file as `(row, "FILE, line N")`, grouped by context name (column `context`,
+    default `default`), and the files read (absolute path, sha256). Cells and column names are stripped of
+    surrounding spaces. A relative path is relative to `base_dir` (the TOML file's
     directory), else to the working directory."""
     by_context: dict[str, list] = {}
     read: set[Path] = set()
@@ -371,23 +385,28 @@ def _csv_rows(
         try:
             with io.StringIO(text, newline="") as fh:
                 reader = csv.DictReader(fh)
-                if reader.fieldnames is None or not {"winner", "loser"} <= set(reader.fieldnames):
+                columns = {name.strip() for name in reader.fieldnames or () if isinstance(name, str)}
+                if not {"winner", "loser"} <= columns:
                     raise InputError(f"{prefix}pairs_csv", raw, "needs columns winner,loser[,count][,context]")
                 for j, rec in enumerate(reader):
-                    row: dict[str, Any] = {"winner": rec["winner"], "loser": rec["loser"]}
-                    if rec.get("count") not in (None, ""):
+                    # Spreadsheets pad cells ("a, b"): surrounding spaces are not part of a name or number.
+                    rec = {k.strip(): v.strip() for k, v in rec.items() if isinstance(k, str) and isinstance(v, str)}
+                    at = f"{raw}, line {reader.line_num}"
+                    row: dict[str, Any] = {"winner": rec.get("winner", ""), "loser": rec.get("loser", "")}
+                    if rec.get("count", "") != "":
                         try:
                             row["count"] = float(rec["count"])
                         except ValueError:
                             raise InputError(
-                                f"{prefix}pairs_csv[{j}].count", rec["count"], "must be a number"
+                                f"{prefix}pairs_csv[{j}].count", rec["count"], f"must be a number ({at})"
                             ) from None
                     ctx = rec.get("context") or DEFAULT_CONTEXT
-                    by_context.setdefault(ctx, []).append(row)
+                    by_context.setdefault(ctx, []).append((row, at))
         except csv.Error as exc:
             raise InputError(f"{prefix}pairs_csv", raw, f"not valid CSV ({exc})") from None
     known = {layer["name"] for layer, _ in layers}
     stray = sorted(set(by_context) - known)
     if stray:
-        raise InputError("pairs_csv.context", stray[0], f"unknown context (contexts: {sorted(known)})")
+        first = by_context[stray[0]][0][1]
+        raise InputError("pairs_csv.context", stray[0], f"unknown context (contexts: {sorted(known)}; {first})")
     return by_context, tuple(files)
