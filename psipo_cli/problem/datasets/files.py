@@ -120,8 +120,9 @@ def _read_jsonl(path: Path) -> Any:
     import pandas as pd
 
     try:
-        # Columns stay as written: no dtype guessing, no date parsing, floats parsed exactly (log-probs).
-        frame = pd.read_json(path, lines=True, dtype=False, convert_dates=False, precise_float=True)
+        # Columns stay as written (no dtype guessing; dates are parsed only in date-named columns, none of
+        # which a layout reads) and floats are parsed exactly (log-probs).
+        frame = pd.read_json(path, lines=True, dtype=False, precise_float=True)
     except ValueError:
         raise _first_bad_json_line(path) from None
     return frame

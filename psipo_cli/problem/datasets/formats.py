@@ -212,7 +212,7 @@ def _numbers(series: Any) -> np.ndarray:
 
     values = series.to_numpy(dtype=object)
     is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=len(values))
-    out = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    out = np.array(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan))  # writable
     out[is_bool] = np.nan
     return out
 
