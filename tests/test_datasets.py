@@ -503,3 +503,43 @@ def test_data_model_validation() -> None:
     for overrides, reason in cases:
         with pytest.raises(InputError, match=reason):
             make(**overrides)
+
+
+# ---------------------------------------------------------------------------------------------- file details
+
+
+def test_json_lines_in_a_json_file(tmp_path: Path) -> None:
+    """`datasets.Dataset.to_json` writes JSON Lines into a `.json` file: read as JSON Lines."""
+    path = write_jsonl(tmp_path / "lines.json", PAIRED)
+    d = read_dataset(path)
+    check_paired(d)
+    assert d.source.format == "jsonl/paired"
+
+
+def test_save_to_disk_splits_and_directory_hash(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    columns = {k: [r[k] for r in BATTLES] for k in BATTLES[0]}
+    one = datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns)})
+    one.save_to_disk(str(tmp_path / "one"))
+    d = read_dataset(tmp_path / "one")
+    np.testing.assert_array_equal(d.count, [2.0, 1.0])
+    # The documented directory hash: SHA-256 of "<relative path>\0<sha256 of the file>\n" over sorted files.
+    h = hashlib.sha256()
+    for f in sorted(p for p in (tmp_path / "one").rglob("*") if p.is_file()):
+        h.update(
+            f"{f.relative_to(tmp_path / 'one').as_posix()}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode()
+        )
+    assert d.source.sha256 == h.hexdigest()
+    two = datasets.DatasetDict({"train": one["train"], "test": one["train"]})
+    two.save_to_disk(str(tmp_path / "two"))
+    assert "give one split's directory" in error_line(tmp_path / "two")
+    np.testing.assert_array_equal(read_dataset(tmp_path / "two" / "test").count, [2.0, 1.0])
+
+
+def test_huge_scores_compare_without_overflow(tmp_path: Path) -> None:
+    # 1.7e308 > -1.7e308: a win, although their difference overflows to inf.
+    records = [{"prompt": "P", "completions": ["x", "y"], "scores": [-1.7e308, 1.7e308]}]
+    with np.errstate(all="raise"):
+        d = read_dataset(write(tmp_path, "jsonl", records))
+    np.testing.assert_array_equal(d.winner, [1])
+    np.testing.assert_array_equal(d.loser, [0])

@@ -453,12 +453,11 @@ def score_pairs(row: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndar
         i, j = np.triu_indices(int(k), 1)
         base = start[size == k][:, None]
         a, b = (base + i).ravel(), (base + j).ravel()
-        diff = score[a] - score[b]
-        wins = diff > 0
-        loses = diff < 0
+        wins = score[a] > score[b]  # compared, not subtracted: no overflow for scores near the largest double
+        loses = score[a] < score[b]
         better += [a[wins], b[loses]]
         worse += [b[wins], a[loses]]
-        ties.append(row[a[diff == 0]])
+        ties.append(row[a[~wins & ~loses]])
     return np.concatenate(better), np.concatenate(worse), np.concatenate(ties)
 
 
