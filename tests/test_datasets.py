@@ -543,3 +543,11 @@ def test_huge_scores_compare_without_overflow(tmp_path: Path) -> None:
         d = read_dataset(write(tmp_path, "jsonl", records))
     np.testing.assert_array_equal(d.winner, [1])
     np.testing.assert_array_equal(d.loser, [0])
+
+
+def test_boolean_and_text_scores_are_not_numbers(tmp_path: Path) -> None:
+    # Numeric text is a number ("2.5"), a boolean is not (JSON true is no score).
+    ok = read_dataset(write(tmp_path, "jsonl", [{"prompt": "P", "completions": ["x", "y"], "scores": ["2.5", 1]}]))
+    np.testing.assert_array_equal(ok.winner, [0])
+    path = write(tmp_path, "jsonl", [{"prompt": "P", "completions": ["x", "y"], "scores": [True, 1]}])
+    assert error_line(path).startswith(f"{path.resolve()}, row 1: scores = True: must be numbers")

@@ -149,10 +149,12 @@ class PreferenceData:
         gap = np.abs(segment_logsumexp(self.log_pi_ref, offsets))
         if np.any(gap > LOG_NORM_TOL):
             raise InputError("log_pi_ref", self.log_pi_ref, "must be normalised within each context")
+        import pandas as pd
+
         if len(set(self.context_ids)) != m:
             raise InputError("context_ids", self.context_ids, "context ids must be unique")
-        action_of = np.repeat(np.arange(m), np.diff(offsets))
-        if len(set(zip(action_of.tolist(), self.action_ids, strict=True))) != n:
+        codes, uniques = pd.factorize(pd.Series(self.action_ids, dtype=object), sort=False)
+        if len(np.unique(self.action_context * len(uniques) + codes)) != n:
             raise InputError("action_ids", self.action_ids, "action ids must be unique within each context")
 
     @property

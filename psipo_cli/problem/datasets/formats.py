@@ -210,10 +210,10 @@ def _numbers(series: Any) -> np.ndarray:
     """Cells as float64: numbers and numeric text as themselves; anything else (and booleans) NaN."""
     import pandas as pd
 
-    values = series.to_numpy(dtype=object)
-    is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=len(values))
     out = np.array(pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan))  # writable
-    out[is_bool] = np.nan
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("integer", "floating", "mixed-integer-float", "empty"):
+        values = series.to_numpy(dtype=object)  # may hold booleans, which are not scores
+        out[np.fromiter((isinstance(v, bool | np.bool_) for v in values), dtype=bool, count=len(values))] = np.nan
     return out
 
 
