@@ -284,6 +284,8 @@ def test_battles_to_problem_equals_the_toml_problem(tmp_path: Path) -> None:
     np.testing.assert_allclose(got.pi_ref, want.pi_ref, atol=1e-15)
     np.testing.assert_allclose(got.mu, want.mu, atol=1e-15)
     assert got.weight == want.weight == 1.0
+    with pytest.raises(ValueError):
+        got.wins[0, 0] = 1.0
 
 
 def test_to_problem_shared_action_sets_reordered(tmp_path: Path) -> None:

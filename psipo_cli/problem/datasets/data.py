@@ -242,39 +242,43 @@ def to_problem(data: PreferenceData) -> Any:
     InputError
         When two contexts have different action sets, or a context has fewer than two actions.
     """
+    import pandas as pd
+
     from psipo_cli.problem.loading import _check_name
     from psipo_cli.problem.model import Context, Problem
 
     where = data.source.path
     sizes = np.diff(data.offsets)
-    first = data.action_ids[: int(sizes[0])]
-    if len(first) < 2:
+    n, m = int(sizes[0]), data.n_contexts
+    first = data.action_ids[:n]
+    if n < 2:
         raise InputError("dataset", where, "a problem needs at least two actions; this prompt has one completion")
-    order = {a: i for i, a in enumerate(first)}
-    position = np.empty(data.n_actions, dtype=np.int64)
-    for c in range(data.n_contexts):  # validating names is per context; a shared action list means few contexts
-        ids = data.action_ids[data.offsets[c] : data.offsets[c + 1]]
-        if set(ids) != set(first):
-            raise InputError(
-                "dataset",
-                where,
-                f"contexts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: a "
-                "Problem needs one action list shared by every context",
-            )
-        position[data.offsets[c] : data.offsets[c + 1]] = [order[a] for a in ids]
+    # Action ids as codes; the first context's are 0..n-1 (factorize numbers by first appearance, and ids are
+    # unique within a context). Every context must hold exactly those n codes, in any order.
+    codes, _ = pd.factorize(pd.Series(data.action_ids, dtype=object), sort=False)
+    same = sizes == n
+    if same.all():
+        table = codes.reshape(m, n)
+        same = (np.sort(table, axis=1) == np.arange(n)).all(axis=1)
+    if not same.all():
+        c = int(np.argmin(same))
+        raise InputError(
+            "dataset",
+            where,
+            f"contexts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: a "
+            "Problem needs one action list shared by every context",
+        )
+    position = codes.astype(np.int64)  # each action's place in the shared list (the first context's order)
     for a in first:
         _check_name("actions", a)
-    n, m = len(first), data.n_contexts
     W = np.zeros((m, n, n))
     np.add.at(W, (data.context, position[data.winner], position[data.loser]), data.count)
     pi = np.zeros((m, n))
     pi[data.action_context, position] = np.exp(data.log_pi_ref)
     pi /= pi.sum(axis=1, keepdims=True)
-    contexts = []
-    for c in range(m):
-        for arr in (pi[c], W[c]):
-            arr.setflags(write=False)
-        contexts.append(Context(name=data.context_ids[c], weight=1.0 / m, pi_ref=pi[c], mu=pi[c], wins=W[c]))
+    pi.setflags(write=False)  # and so every row view handed to a Context
+    W.setflags(write=False)
+    contexts = [Context(name=data.context_ids[c], weight=1.0 / m, pi_ref=pi[c], mu=pi[c], wins=W[c]) for c in range(m)]
     return Problem(
         name=Path(where).stem or "dataset",
         actions=tuple(first),
