@@ -3,7 +3,9 @@
 File types, by extension: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (a list of records; JSON Lines in a
 ``.json`` file, as `datasets.Dataset.to_json` writes, are read too), ``.csv``, ``.parquet``/``.pq``
 (pyarrow, extra ``psipo[data]``), and a directory written by Hugging Face `datasets`' ``save_to_disk``
-(extra ``psipo[hf]``). Nothing is fetched over the network.
+(extra ``psipo[hf]``). Nothing is fetched over the network. In CSV, a cell of `prompt`, `chosen`, `rejected`,
+`instruction`, `completions` or `scores` that holds a JSON list (``[...]``) is read as that list (messages,
+completions, scores); every other cell is text.
 
 Rows are reported as a user counts them: in JSON Lines and CSV, the line of the file where the record
 starts (the CSV header is line 1); in JSON, Parquet and `save_to_disk` data, the record's position (the first
