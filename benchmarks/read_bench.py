@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ def main() -> None:
     print(f"pandas.read_json(lines=True): {t_pandas:.2f} s")
     print(f"read_dataset:                 {t_read:.2f} s")
     print(f"ratio: {t_read / t_pandas:.2f} (goal: at most 10)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
+    print(f"peak RSS of this process (both reads): {peak:.2f} GB")
 
 
 if __name__ == "__main__":
