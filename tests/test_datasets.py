@@ -337,6 +337,8 @@ def test_same_data_in_two_file_types_is_identical(tmp_path: Path) -> None:
         ([PAIRED[0], {"prompt": "Q1", "chosen": "a"}], 2, "rejected", "missing"),
         ([PAIRED[0], PAIRED[1], {"prompt": "Q1", "chosen": "a", "rejected": "a"}], 3, "rejected", "same as chosen"),
         ([PAIRED[0], {"prompt": "Q1", "chosen": 7, "rejected": "a"}], 2, "chosen", "must be text or a list"),
+        ([PAIRED[0], {"prompt": "Q1", "chosen": "", "rejected": "a"}], 2, "chosen", "empty completion"),
+        ([{"prompt": "Q", "chosen": [], "rejected": [{"role": "assistant", "content": "a"}]}], 1, "chosen", "empty"),
         (
             [SCORED[0], {"prompt": "P", "completions": ["u", "v"], "scores": [1, "high"]}],
             2,
@@ -553,3 +555,10 @@ def test_boolean_and_text_scores_are_not_numbers(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ok.winner, [0])
     path = write(tmp_path, "jsonl", [{"prompt": "P", "completions": ["x", "y"], "scores": [True, 1]}])
     assert error_line(path).startswith(f"{path.resolve()}, row 1: scores = True: must be numbers")
+
+
+def test_csv_text_that_looks_like_json_stays_text(tmp_path: Path) -> None:
+    path = tmp_path / "lists.csv"
+    path.write_text('prompt,chosen,rejected\n"[1, 2]","[3]",[]\n', encoding="utf-8")
+    d = read_dataset(path)
+    assert d.context_texts == ("[1, 2]",) and d.action_texts == ("[3]", "[]")

@@ -3,9 +3,9 @@
 File types, by extension: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (a list of records; JSON Lines in a
 ``.json`` file, as `datasets.Dataset.to_json` writes, are read too), ``.csv``, ``.parquet``/``.pq``
 (pyarrow, extra ``psipo[data]``), and a directory written by Hugging Face `datasets`' ``save_to_disk``
-(extra ``psipo[hf]``). Nothing is fetched over the network. In CSV, a cell of `prompt`, `chosen`, `rejected`,
-`instruction`, `completions` or `scores` that holds a JSON list (``[...]``) is read as that list (messages,
-completions, scores); every other cell is text.
+(extra ``psipo[hf]``). Nothing is fetched over the network. In CSV, a cell of `completions` or `scores` holding a
+JSON list (``[...]``) is read as that list, and a cell of `prompt`, `chosen`, `rejected` or `instruction`
+holding a JSON list of ``{role, content}`` messages as those messages; every other cell is text.
 
 Rows are reported as a user counts them: in JSON Lines and CSV, the line of the file where the record
 starts (the CSV header is line 1); in JSON, Parquet and `save_to_disk` data, the record's position (the first
@@ -36,8 +36,10 @@ _SUFFIXES = {
     ".parquet": "parquet",
     ".pq": "parquet",
 }
-# CSV cells holding lists (scored completions, message lists) are JSON text.
-_CSV_JSON_COLUMNS = ("completions", "scores", "prompt", "chosen", "rejected", "instruction")
+# CSV cells holding lists are JSON text: lists of completions and of scores, and message lists (a text cell
+# that happens to be a JSON list of anything else, e.g. the prompt "[1, 2]", stays text).
+_CSV_LIST_COLUMNS = ("completions", "scores")
+_CSV_MESSAGE_COLUMNS = ("prompt", "chosen", "rejected", "instruction")
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,20 +156,29 @@ def _read_csv(path: Path) -> Any:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise InputError("dataset", str(path), f"not valid CSV ({str(exc).strip().splitlines()[-1]})") from None
-    for col in _CSV_JSON_COLUMNS:
+    for col in (*_CSV_LIST_COLUMNS, *_CSV_MESSAGE_COLUMNS):
         if col in frame.columns:
-            frame[col] = frame[col].map(_csv_json_cell)
+            frame[col] = frame[col].map(lambda v, messages=col in _CSV_MESSAGE_COLUMNS: _csv_json_cell(v, messages))
     return frame
 
 
-def _csv_json_cell(value: Any) -> Any:
-    """A CSV cell holding a JSON list (``[...]``) as that list; any other cell unchanged."""
-    if isinstance(value, str) and value.startswith("["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+def _csv_json_cell(value: Any, messages: bool) -> Any:
+    """A CSV cell holding a JSON list (``[...]``) as that list (with `messages`, only a list of
+    ``{role, content, ...}`` records, at least one); any other cell unchanged."""
+    if not (isinstance(value, str) and value.startswith("[")):
+        return value
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    is_messages = (
+        isinstance(parsed, list)
+        and parsed
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in parsed)
+    )
+    if messages and not is_messages:
+        return value
+    return parsed
 
 
 def _read_parquet(path: Path) -> Any:

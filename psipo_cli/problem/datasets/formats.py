@@ -266,11 +266,9 @@ def _require(table: Table, layout: str, columns: tuple[str, ...]) -> None:
             )
 
 
-def _check_completion(bad: BadRows, column: str, text: np.ndarray, rows: np.ndarray | None = None) -> None:
-    """Empty completions ("" or an empty message list) are bad rows: there is nothing to prefer."""
-    empty = (text == "") | (text == "[]")
-    rows = np.arange(len(text)) if rows is None else rows
-    bad.add(rows[empty], column, "empty completion", text[empty])
+def _check_completion(bad: BadRows, column: str, text: np.ndarray, conv: np.ndarray) -> None:
+    """Empty completions (the text "", or an empty message list) are bad rows: there is nothing to prefer."""
+    bad.add_mask((text == "") | (conv & (text == "[]")), column, "empty completion", text)
 
 
 def read_paired(table: Table, bad: BadRows, skip: bool) -> Observations:
@@ -309,8 +307,8 @@ def read_paired(table: Table, bad: BadRows, skip: bool) -> Observations:
         if c_conv[i]:
             a, b, p = canonical(a), canonical(b), canonical(p)
         c_text[i], r_text[i], prompt[i] = a, b, p
-    _check_completion(bad, "chosen", c_text)
-    _check_completion(bad, "rejected", r_text)
+    _check_completion(bad, "chosen", c_text, c_conv)
+    _check_completion(bad, "rejected", r_text, r_conv)
 
     logp = column = None
     logp_cols = ("ref_chosen_logps", "ref_rejected_logps")
