@@ -562,3 +562,60 @@ def test_csv_text_that_looks_like_json_stays_text(tmp_path: Path) -> None:
     path.write_text('prompt,chosen,rejected\n"[1, 2]","[3]",[]\n', encoding="utf-8")
     d = read_dataset(path)
     assert d.context_texts == ("[1, 2]",) and d.action_texts == ("[3]", "[]")
+
+
+# ---------------------------------------------------------------------------------------------- against a plain loop
+
+
+def reference(appear: list[tuple[str, str]], cmps: list[tuple[str, str, str]]) -> tuple[list, list, list]:
+    """Counted with dicts, one row at a time: contexts and their actions in order of first appearance, and the
+    comparisons (prompt, winner, loser) as sorted (winner, loser, count) global indices."""
+    actions: dict[str, list[str]] = {}
+    for p, t in appear:
+        seen = actions.setdefault(p, [])
+        if t not in seen:
+            seen.append(t)
+    index, start = {}, 0
+    for p, seen in actions.items():
+        index.update({(p, t): start + k for k, t in enumerate(seen)})
+        start += len(seen)
+    counts: dict[tuple[int, int], int] = {}
+    for p, w, lo in cmps:
+        key = (index[p, w], index[p, lo])
+        counts[key] = counts.get(key, 0) + 1
+    return list(actions), [t for seen in actions.values() for t in seen], sorted((*k, c) for k, c in counts.items())
+
+
+def test_random_paired_and_scored_match_a_plain_loop(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    prompts, texts = [f"p{i}" for i in range(15)], [f"c{i}" for i in range(6)]
+    paired, p_appear, p_cmps = [], [], []
+    for _ in range(400):
+        p = prompts[rng.integers(15)]
+        w, lo = (texts[k] for k in rng.choice(6, size=2, replace=False))
+        paired.append({"prompt": p, "chosen": w, "rejected": lo})
+        p_appear += [(p, w), (p, lo)]
+        p_cmps.append((p, w, lo))
+    scored, s_appear, s_cmps, ties = [], [], [], 0
+    for _ in range(100):
+        p = prompts[rng.integers(15)]
+        picked = [texts[k] for k in rng.choice(6, size=int(rng.integers(1, 6)), replace=False)]
+        scores = rng.integers(0, 3, size=len(picked)).tolist()
+        scored.append({"prompt": p, "completions": picked, "scores": scores})
+        s_appear += [(p, t) for t in picked]
+        # Each pair (i < j) is a comparison, the higher score winning, unless the scores tie.
+        for i in range(len(picked)):
+            for j in range(i + 1, len(picked)):
+                if scores[i] == scores[j]:
+                    ties += 1
+                else:
+                    best, worst = (i, j) if scores[i] > scores[j] else (j, i)
+                    s_cmps.append((p, picked[best], picked[worst]))
+    for records, appear, cmps, n_ties in ((paired, p_appear, p_cmps, 0), (scored, s_appear, s_cmps, ties)):
+        d = read_dataset(write(tmp_path, "jsonl", records))
+        contexts, actions, comparisons = reference(appear, cmps)
+        assert d.context_texts == tuple(contexts)
+        assert d.action_texts == tuple(actions)
+        got = list(zip(d.winner.tolist(), d.loser.tolist(), d.count.astype(int).tolist(), strict=True))
+        assert got == comparisons
+        assert d.ties.sum() == n_ties
