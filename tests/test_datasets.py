@@ -302,6 +302,12 @@ def test_to_problem_shared_action_sets_reordered(tmp_path: Path) -> None:
 def test_to_problem_refuses_different_action_sets(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="different completions"):
         to_problem(read_dataset(write(tmp_path, "jsonl", PAIRED)))
+    only_ties = [{"model_a": "a", "model_b": "b", "winner": "tie"}]
+    with pytest.raises(InputError, match="no comparisons"):
+        to_problem(read_dataset(write(tmp_path, "jsonl", only_ties)))
+    one = [{"prompt": "S", "completions": ["only"], "scores": [1]}]
+    with pytest.raises(InputError, match="at least two actions"):
+        to_problem(read_dataset(write(tmp_path, "jsonl", one)))
 
 
 # ---------------------------------------------------------------------------------------------- same data, two forms

@@ -7,6 +7,7 @@ every context has the same actions (battles, one prompt). Layouts and rules: `ps
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from psipo_cli.errors import InputError
@@ -50,7 +51,7 @@ def read_dataset(path: str | Path, format: str = "auto", skip_bad_rows: bool = F
         raise InputError("format", format, f"must be one of {', '.join(FORMATS)}")
     table = read_table(path)
     frame = table.frame.reset_index(drop=True)
-    table = type(table)(frame=frame, path=table.path, sha256=table.sha256, file_type=table.file_type, rows=table.rows)
+    table = replace(table, frame=frame)
     if not len(frame):
         raise InputError("dataset", table.path, "no records")
     layout = detect_layout(table) if format == "auto" else format

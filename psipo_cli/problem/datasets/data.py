@@ -240,7 +240,8 @@ def to_problem(data: PreferenceData) -> Any:
     Raises
     ------
     InputError
-        When two contexts have different action sets, or a context has fewer than two actions.
+        When two contexts have different action sets, a context has fewer than two actions, or a context has
+        no comparison.
     """
     import pandas as pd
 
@@ -269,6 +270,14 @@ def to_problem(data: PreferenceData) -> Any:
             "Problem needs one action list shared by every context",
         )
     position = codes.astype(np.int64)  # each action's place in the shared list (the first context's order)
+    compared = np.bincount(data.context, minlength=m) > 0
+    if not compared.all():
+        c = int(np.argmin(compared))
+        raise InputError(
+            "dataset",
+            where,
+            f"context {data.context_ids[c]!r} has no comparisons (only ties): a Problem context needs data",
+        )
     for a in first:
         _check_name("actions", a)
     W = np.zeros((m, n, n))
