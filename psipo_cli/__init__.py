@@ -20,9 +20,9 @@ from psipo_cli.errors import InputError, OutputError
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from `__getattr__`
     from psipo_cli.api import Frames, solve, tau_grid
+    from psipo_cli.config.settings import GradientSettings
     from psipo_cli.objectives import METHODS
     from psipo_cli.problem import PRESETS, Problem, get_problem, load_problem
-    from psipo_cli.config.settings import GradientSettings
     from psipo_cli.solvers.runs import MethodSpec, method_spec
 
 __version__ = "0.1.0"

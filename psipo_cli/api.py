@@ -88,12 +88,10 @@ class Frames:
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
-    """Validated tau values: finite and positive."""
-    out = []
-    for tau in taus:
-        if not isinstance(tau, int | float) or isinstance(tau, bool) or not np.isfinite(tau) or tau <= 0:
-            raise InputError("tau", tau, "must be a positive finite number")
-        out.append(float(tau))
+    """Validated tau values: finite and positive (`psipo_cli.config.validate.real`)."""
+    from psipo_cli.config.validate import real
+
+    out = [real("tau", tau) for tau in taus]
     if not out:
         raise InputError("tau", list(taus), "give at least one value")
     return out

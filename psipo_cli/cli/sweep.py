@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from psipo_cli.cli import app
+app = typer.Typer()
 
 
 @app.command()
