@@ -37,12 +37,12 @@ from psipo_cli.outputs.formatting import (
     records,
     unique,
 )
+from psipo_cli.schema import SOLVER_ORDER
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
 
-SOLVER_ORDER = ("exact", "gradient")
 STATUS_STYLES = {
     "optimal": "green",
     "converged": "green",

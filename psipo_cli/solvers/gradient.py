@@ -148,15 +148,13 @@ from psipo_cli.objectives.kl import kl_gradient, regularised_value
 from psipo_cli.objectives.pairwise import PairFn, log_of, mean_pair_grad, mean_pair_loss, pairs_of
 from psipo_cli.objectives.psi import evaluate_psi, resolve_psi
 from psipo_cli.problem import Problem, realise
+from psipo_cli.schema import CONVERGED, RUNNING, STALLED
 from psipo_cli.solvers.inputs import DATASET, method_inputs
 from psipo_cli.solvers.resources import Resources, estimate, rows_bound
 from psipo_cli.solvers.resources import check as check_resources
 from psipo_cli.solvers.runs import GRADIENT, MethodSpec, RunResult
 from psipo_cli.solvers.schedules import elapsed, factor
 
-CONVERGED = "converged"
-RUNNING = "running"
-STALLED = "stalled"
 STALL_FACTOR = 100.0  # `stalled`: still to go > this many times what the whole run can travel
 NOISE_SAMPLES = 256  # at most this many policies sampled in the last window for `RunResult.noise`
 STREAM_CHUNK = 512  # steps of minibatch indices drawn at once, outside the step loop

@@ -24,25 +24,20 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from psipo_cli.schema import RESULT_KEYS, RESULT_METRICS, RESULT_POLICY, SOLVER_ORDER
+
 if TYPE_CHECKING:
     from psipo_cli.config.settings import GradientSettings
     from psipo_cli.sweep.grid import SweptMethod
 
-RESULT_KEYS = ["problem", "n", "method", "tau", "solver", "context", "action"]
-POLICY_VALUES = ["prob", "prob_lo", "prob_hi"]
-METRIC_VALUES = [
-    "status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
-    "seeds", "objective", "detail",
-]
 
 
 def result_columns(axes: tuple[str, ...] = ()) -> list[str]:
     """The columns of `results.csv`: the swept settings `axes` (if any) after `problem, n`."""
-    return [*RESULT_KEYS[:2], *axes, *RESULT_KEYS[2:], *POLICY_VALUES, *METRIC_VALUES, "context_weight"]
+    return [*RESULT_KEYS[:2], *axes, *RESULT_KEYS[2:], *RESULT_POLICY, *RESULT_METRICS, "context_weight"]
 
 
 RESULT_COLUMNS = result_columns()
-SOLVER_ORDER = ("exact", "gradient")
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -116,7 +111,7 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
         policy[(row.method, row.tau, row.solver, row.context, row.action)] = [row.prob, row.prob_lo, row.prob_hi]
     metrics: dict[tuple, list[Any]] = {}
     metric_frame = frames.metrics
-    columns = [metric_frame[c].tolist() for c in ["method", "tau", "solver", "context", *METRIC_VALUES]]
+    columns = [metric_frame[c].tolist() for c in ["method", "tau", "solver", "context", *RESULT_METRICS]]
     for values in zip(*columns, strict=True):
         metrics[tuple(values[:4])] = list(values[4:])
     solvers = [s for s in SOLVER_ORDER if task.solver in (s, "both")]
