@@ -111,9 +111,8 @@ def _save(
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)
-        figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
-                                             extra.get("tau_grid"), recorded,
-                                             log_prob=log_prob) if plots else []
+        # Drawn from the CSVs just written, by the function `psipo plot` runs: one path, the same figures.
+        figure_paths = figures.render_figures(rd.path, log_prob=log_prob) if plots else []
         rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths,
                                                         tables=tables))
     return rd.final_path
