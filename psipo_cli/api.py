@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from psipo_cli.config import choices
+from psipo_cli.config.settings import setting
 from psipo_cli.errors import InputError
 from psipo_cli.metrics import (
     MetricRow,
@@ -192,8 +193,7 @@ def solve(
     psipo_cli.errors.InputError: stepz = 10: unknown keyword of solve (did you mean steps?)
     """
     problem = get_problem(problem)
-    if solver not in SOLVERS:
-        raise InputError("solver", solver, f"must be one of {', '.join(SOLVERS)}")
+    setting("solver").check(solver, "solver")
     taus = check_taus([tau] if isinstance(tau, int | float) else list(tau))
     setting_keywords, method_options = split_options(options)
     specs = _specs(method, method_options)
