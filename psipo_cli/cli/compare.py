@@ -38,7 +38,7 @@ app = typer.Typer()
 @with_settings(SETTINGS)
 def compare(
     config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).")] = None,
-    methods: Annotated[str | None, typer.Option(help="Comma-separated methods [rlhf,dpo,ipo].")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].")] = None,
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,

@@ -35,7 +35,7 @@ app = typer.Typer()
 @app.command()
 @with_settings(SETTINGS)
 def run(
-    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS): rlhf, dpo, ipo, psipo.")],
+    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo.")],
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,
