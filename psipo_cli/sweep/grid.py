@@ -12,6 +12,7 @@ A grid file uses the `run` flags' names (`experiments/sweep-example.toml`)::
     steps = 2000                           # and lr, batch_size, optimizer, seed, rm_steps, eps, objective,
                                            # lr_schedule, lr_final, average, average_start, ema_decay
     rm_l2 = 0.1                            # method options (rm_l2, psi) apply to the methods that take them
+    lr = [0.01, 0.1]                       # a list sweeps a setting or method option (a results.csv column)
     chunk_cells = 64                       # cells per chunk (default: about 1024 runs per chunk)
 
 `n` overrides `sample.n` of every sampled context of every sampled problem. A problem whose data are not
@@ -24,8 +25,8 @@ Every check happens here, before any work starts or any directory exists, and fa
 
 Two grids are *the same sweep* (for `--resume` and `merge`) when their `identity()` agrees: the same
 methods and options, tau values, seeds, problems (by name and by content — editing a problem file makes a
-different sweep), dataset sizes, solver settings and chunking. Comments, formatting, `name` and
-`description` do not count.
+different sweep), dataset sizes, solver settings (a swept one as its list) and chunking. Comments,
+formatting, `name` and `description` do not count.
 """
 
 from __future__ import annotations
