@@ -119,7 +119,7 @@ def main() -> int:
 
     # 2. the per-run loop (sampled, extrapolated)
     rng = random.Random(0)
-    from psipo_cli.cli.config import tau_values
+    from psipo_cli.config.taus import tau_values
 
     taus = tau_values({"min": 0.05, "max": 5.0, "num": args.taus, "log": True})
     problems = {n: problem_with_n(n) for n in sizes}

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from psipo_cli.config import choices
+from psipo_cli.config.settings import setting
 from psipo_cli.errors import InputError
 from psipo_cli.metrics import (
-    METRIC_NAMES,
     MetricRow,
     context_summary,
     gauge_components,
@@ -25,6 +26,16 @@ from psipo_cli.metrics import (
     total_variation,
 )
 from psipo_cli.problem import Problem, get_problem
+from psipo_cli.schema import (
+    CURVE_COLUMNS,
+    LOGIT_GAP_COLUMNS,
+    METRIC_COLUMNS,
+    POLICY_COLUMNS,
+    REWARD_COLUMNS,
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    TAU_GRID_COLUMNS,
+)
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.inputs import POPULATION, resolve_objective
 from psipo_cli.solvers.runs import EXACT, GRADIENT, MethodSpec, RunResult, group_runs, method_spec
@@ -34,16 +45,7 @@ if TYPE_CHECKING:
 
     from psipo_cli.solvers.gradient import GradientSettings
 
-SOLVERS = ("exact", "gradient", "both")
-POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
-METRIC_COLUMNS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
-CURVE_COLUMNS = ["step", "method", "tau", "context", "action", "mean", "lo", "hi"]
-SUMMARY_COLUMNS = ["method", "tau", "solver", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
-REWARD_COLUMNS = ["method", "tau", "solver", "context", "action", "reward"]
-RUN_COLUMNS = [
-    "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
-]
-LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
+SOLVERS = choices.SOLVERS
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -88,12 +90,10 @@ class Frames:
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
-    """Validated tau values: finite and positive."""
-    out = []
-    for tau in taus:
-        if not isinstance(tau, int | float) or isinstance(tau, bool) or not np.isfinite(tau) or tau <= 0:
-            raise InputError("tau", tau, "must be a positive finite number")
-        out.append(float(tau))
+    """Validated tau values: finite and positive (`psipo_cli.config.validate.real`)."""
+    from psipo_cli.config.validate import real
+
+    out = [real("tau", tau) for tau in taus]
     if not out:
         raise InputError("tau", list(taus), "give at least one value")
     return out
@@ -193,8 +193,7 @@ def solve(
     psipo_cli.errors.InputError: stepz = 10: unknown keyword of solve (did you mean steps?)
     """
     problem = get_problem(problem)
-    if solver not in SOLVERS:
-        raise InputError("solver", solver, f"must be one of {', '.join(SOLVERS)}")
+    setting("solver").check(solver, "solver")
     taus = check_taus([tau] if isinstance(tau, int | float) else list(tau))
     setting_keywords, method_options = split_options(options)
     specs = _specs(method, method_options)
@@ -484,7 +483,6 @@ def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | N
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
 
 
-TAU_GRID_COLUMNS = ["method", "tau", "context", "action", "prob", "kl", "win_rate_ref", "status"]
 
 
 def tau_grid(

@@ -22,20 +22,14 @@ from psipo_cli.objectives import get_method
 from psipo_cli.objectives.kl import kl_divergence
 from psipo_cli.objectives.pairwise import comparison_graph
 from psipo_cli.problem import Problem, realise
+from psipo_cli.schema import GAUGE_NOTE, METRIC_NAMES, MIXED
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.inputs import DATASET, POPULATION, method_inputs
 from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, group_runs
 
-METRIC_NAMES = (
-    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
-    "tv_to_exact",
-)
 #: Metrics aggregated over contexts by their maximum rather than their weighted mean: `grad_norm` is an
 #: inf-norm, and the inf-norm of the gradient over every context's parameters is the largest per context.
 MAX_OVER_CONTEXTS = ("grad_norm",)
-#: The start of the note on an exact answer that is one point of a set of optimal policies (the report
-#: recognises it by this text: `psipo_cli.outputs.report.GAUGE_NOTE` repeats it).
-GAUGE_NOTE = "the comparisons leave"
 
 
 def entropy(pi: np.ndarray) -> float:
@@ -208,13 +202,13 @@ def summarise(
             for name in METRIC_NAMES
         }
         statuses = sorted({r.status for r in members})
-        status = statuses[0] if len(statuses) == 1 else "mixed"
-        if status == "mixed":
+        status = statuses[0] if len(statuses) == 1 else MIXED
+        if status == MIXED:
             counts = ", ".join(f"{s}: {sum(r.status == s for r in members)}" for s in statuses)
             detail = f"statuses over seeds: {counts}"
         else:
             detail = members[0].detail
-        if solver == EXACT and status in ("optimal", "mixed"):
+        if solver == EXACT and status in ("optimal", MIXED):
             counts = [components[(label, r.seed, context)] for r in members if (label, r.seed, context) in components]
             detail = "; ".join(part for part in (detail, _gauge_note(counts)) if part)
         values, notes = _representable(values)
@@ -300,7 +294,7 @@ def context_summary(problem: Problem, rows: list[MetricRow]) -> list[SummaryRow]
         if len(statuses) == 1:
             status = statuses[0]
         else:
-            status = "mixed"
+            status = MIXED
             counts = ", ".join(
                 f"{s}: {sum(m.status == s for m in members)} "
                 f"({', '.join(names[m.context] for m in members if m.status == s)})"

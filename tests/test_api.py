@@ -217,4 +217,4 @@ def test_public_names_are_exported_lazily() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     first, second = out.splitlines()
     assert first == ""
-    assert second == "psipo_cli.api psipo_cli.solvers.gradient bt-finite"
+    assert second == "psipo_cli.api psipo_cli.config.settings bt-finite"

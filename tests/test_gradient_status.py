@@ -403,10 +403,12 @@ def test_a_sweep_chunk_is_refused_by_the_same_guard(monkeypatch):
     # The sweep's per-chunk engine call goes through run_gradient as well: the guard sees the chunk's
     # lanes (2 specs x 2 tau x 10^8 seeds x 1 context) before its step loop starts.
     from psipo_cli.sweep.compute import ChunkTask, run_chunk
+    from psipo_cli.sweep.grid import SweptMethod
 
     monkeypatch.setattr(resources, "available_memory", lambda: 1e9)
-    task = ChunkTask("c0", "paper-d1", None, preset("paper-d1"), (method_spec("dpo"), method_spec("ipo")),
-                     (0.5, 1.0), "gradient", "dataset", {"steps": 10}, 10**8)
+    lanes = (SweptMethod(method_spec("dpo"), "dpo"), SweptMethod(method_spec("ipo"), "ipo"))
+    task = ChunkTask("c0", "paper-d1", None, preset("paper-d1"), lanes, (0.5, 1.0), "gradient", "dataset",
+                     GradientSettings(steps=10, seeds=10**8))
     with pytest.raises(InputError) as info:
         run_chunk(task)
     assert info.value.key == "gradient run" and "400000000 lanes" in str(info.value.value)

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psipo_cli.cli.config import RunConfig, gradient_settings, specs_of
+from psipo_cli.cli.options import Output
+from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
 
 
@@ -22,6 +23,23 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
         if exc.key == "problem" and not exc.where:
             raise InputError("--problem", exc.value, exc.reason) from None
         raise
+
+
+def execute_command(
+    command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[float] | None,
+    beta: list[float] | None, output: Output,
+) -> None:
+    """`run` and `compare` once parsed: resolve the configuration (defaults < `experiment` < `flags`, the
+    flags given as setting names), then `execute`. `--beta` is an alias of `--tau`: both lists count."""
+    from psipo_cli.config.experiment import resolve
+    from psipo_cli.config.taus import tau_values
+
+    taus = (tau or []) + (beta or [])
+    if taus:
+        flags = {**flags, "tau": tau_values(taus)}
+    config = resolve(command, experiment, flags)
+    execute(config, out=output.out, save=output.save, plots=output.plots, quiet=output.quiet, fmt=output.fmt,
+            header=output.header, table=output.table, log_prob=output.log_prob)
 
 
 def execute(
@@ -38,7 +56,7 @@ def execute(
         raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
     problem = load_problem_spec(config.problem, config.base_dir)
     specs = specs_of(config)
-    settings = gradient_settings(config)
+    settings = config.settings
     objective = resolve_objective(problem, config.objective)
     api.check_taus(config.tau)
     _check_table(api.Frames, table, fmt)
@@ -93,9 +111,8 @@ def _save(
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)
-        figure_paths = figures.render_frames(rd.path, frames.policy, frames.metrics, frames.curves,
-                                             extra.get("tau_grid"), recorded,
-                                             log_prob=log_prob) if plots else []
+        # Drawn from the CSVs just written, by the function `psipo plot` runs: one path, the same figures.
+        figure_paths = figures.render_figures(rd.path, log_prob=log_prob) if plots else []
         rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths,
                                                         tables=tables))
     return rd.final_path
@@ -109,15 +126,7 @@ def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: A
             raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
         print(run_dir)
     elif fmt == "json":
-        import json
-
-        doc = {
-            "run_dir": None if run_dir is None else str(run_dir),
-            "policy": tables.policy_records(frames),
-            "metrics": tables.metric_records(frames),
-            "summary": tables.summary_records(frames),
-        }
-        print(json.dumps(doc, allow_nan=False))
+        sys.stdout.write(tables.json_document(frames, run_dir))
     elif fmt == "csv":
         sys.stdout.write(tables.table_csv(frames, table, header=header))
     else:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OPTIMAL = "optimal"  # the objective attains its optimum; `policy` is it (first-order conditions hold)
-DIVERGED = "diverged"  # no minimiser on the data: `policy` is the limit of every minimising sequence chosen
-LIMIT = "limit"  # the population objective is infinite (Psi(0) or Psi(1) infinite): `policy` is the eps -> 0 limit
+from psipo_cli.schema import DIVERGED as DIVERGED  # the exact statuses are named in `psipo_cli.schema`
+from psipo_cli.schema import LIMIT as LIMIT
+from psipo_cli.schema import OPTIMAL as OPTIMAL
 
 NAMES_SHOWN = 8  # names (and components) listed in a detail before "... (+k more)"
 

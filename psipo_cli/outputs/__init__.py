@@ -1,4 +1,4 @@
-"""Outputs layer (DESIGN §7, §8): run directories, terminal tables, JSON/CSV records, figures, report.
+"""Outputs layer: run directories, terminal tables, JSON/CSV records, figures, report.
 
 It formats and writes what the solvers and metrics computed; it does no maths and never imports the CLI.
 pandas, matplotlib and rich are imported inside the functions that use them, so importing this package
@@ -8,7 +8,7 @@ Typical use by a command::
 
     with RunDirectory(out, "compare", name, config, argv=argv, seeds=seeds) as rd:
         rd.write_frames(frames.policy, frames.metrics, frames.curves, tau_grid=grid)
-        figures = render_frames(rd.path, frames.policy, frames.metrics, frames.curves, grid, config)
+        figures = render_figures(rd.path)  # from the CSVs just written, as `psipo plot` does
         rd.write_text("report.md", build_report(frames.policy, frames.metrics, config, figures,
                                                 base_dir=rd.path))
     print(rd.path)  # now the final directory

@@ -44,6 +44,7 @@ from psipo_cli.outputs.formatting import (
     unique,
 )
 from psipo_cli.outputs.rundir import slug
+from psipo_cli.schema import EXACT, GRADIENT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -56,8 +57,6 @@ PANEL = (3.2, 2.5)  # inches per panel
 METHOD_STYLES = ("-", "--", "-.", ":")
 METHOD_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 TIE_MARKERS = ("o", "s", "^", "D", "v")
-EXACT = "exact"
-GRADIENT = "gradient"
 #: Beyond this many actions the colours come from a perceptual colormap and the legend names only the
 #: `TOP_ACTIONS` actions with the largest probability (plus one entry for the others).
 MANY_ACTIONS = 10

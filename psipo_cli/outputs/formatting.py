@@ -3,8 +3,7 @@
 Nothing here does maths: it only decides how numbers and frames are spelled, so that every output (CSV,
 JSON, terminal, markdown) spells them the same way.
 
-The column lists repeat those of `psipo_cli.api` on purpose: the outputs layer must not import the API (it
-would pull in the solvers at CLI start-up); `tests/test_outputs.py` checks that the two agree.
+The column lists come from `psipo_cli.schema` (which imports nothing), as `psipo_cli.api`'s do.
 """
 
 from __future__ import annotations
@@ -15,44 +14,27 @@ from dataclasses import asdict, is_dataclass
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
+from psipo_cli.schema import (
+    CURVE_COLUMNS,
+    FRAME_COLUMNS,
+    LOGIT_GAP_COLUMNS,
+    METRIC_COLUMNS,
+    METRIC_NAMES,
+    POLICY_COLUMNS,
+    REWARD_COLUMNS,
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    TAU_GRID_COLUMNS,
+    TEXT_COLUMNS,
+)
+
 if TYPE_CHECKING:
     import pandas as pd
 
-POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
-METRIC_NAMES = [
-    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
-    "tv_to_exact",
+__all__ = [
+    "CURVE_COLUMNS", "FRAME_COLUMNS", "LOGIT_GAP_COLUMNS", "METRIC_COLUMNS", "METRIC_NAMES", "POLICY_COLUMNS",
+    "REWARD_COLUMNS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "TAU_GRID_COLUMNS", "TEXT_COLUMNS",
 ]
-METRIC_COLUMNS = [
-    "method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"
-]
-CURVE_COLUMNS = ["step", "method", "tau", "context", "action", "mean", "lo", "hi"]
-TAU_GRID_COLUMNS = ["method", "tau", "context", "action", "prob", "kl", "win_rate_ref", "status"]
-SUMMARY_COLUMNS = ["method", "tau", "solver", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
-REWARD_COLUMNS = ["method", "tau", "solver", "context", "action", "reward"]
-RUN_COLUMNS = [
-    "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
-]
-LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
-
-#: The layout of every CSV file a run directory may hold, by file stem (`runs.csv` holds `Frames.per_seed`).
-FRAME_COLUMNS: dict[str, list[str]] = {
-    "policy": POLICY_COLUMNS,
-    "metrics": METRIC_COLUMNS,
-    "curves": CURVE_COLUMNS,
-    "tau_grid": TAU_GRID_COLUMNS,
-    "summary": SUMMARY_COLUMNS,
-    "rewards": REWARD_COLUMNS,
-    "runs": RUN_COLUMNS,
-    "logit_gap": LOGIT_GAP_COLUMNS,
-}
-
-#: Columns that hold names (methods, solvers, contexts, actions, statuses). They are read back as strings
-#: whatever they look like: an action called "1" or "NA" must stay that string.
-TEXT_COLUMNS = (
-    "method", "solver", "context", "action", "status", "objective", "detail", "model", "dpo_status",
-    "psipo_logit_status",
-)
 
 #: Display names of the built-in methods in prose (labels with options stay as the user wrote them).
 METHOD_PROSE = {"dpo": "DPO", "ipo": "IPO", "rlhf": "RLHF", "psipo": "PsiPO"}

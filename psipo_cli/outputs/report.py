@@ -10,7 +10,7 @@ problem (see `figures.problem_info`); ``description`` (of the experiment); ``met
 with ``method``/``label`` and their options as further keys or under ``options``); ``tau``; ``solver``;
 ``objective`` (``auto`` is replaced by the objective the frames record); the gradient settings as a
 table under ``gradient`` or ``settings``, or as the flat keys ``steps, lr, batch_size, optimizer, seeds,
-seed, rm_steps, eps`` that `psipo_cli.cli.config.RunConfig` records.
+seed, rm_steps, eps`` that `psipo_cli.config.experiment.RunConfig` records.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from psipo_cli.outputs.formatting import (
     unique,
 )
 from psipo_cli.outputs.tables import Comparison, ComparisonRow, SolverCell, comparison_rows, describe_policy
+from psipo_cli.schema import GAUGE_NOTE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,9 +47,6 @@ DISAGREEMENT_TV = 0.01
 #: A probability at or below this is reported as zero in the findings (the exact solver's zeros are 0.0).
 ZERO = 1e-12
 
-#: How the exact solver's detail starts the note on an answer that is one of a set of optimal policies
-#: (`psipo_cli.metrics.GAUGE_NOTE`; repeated here because the outputs layer does not import the solvers).
-GAUGE_NOTE = "the comparisons leave"
 
 #: The run directory's further tables the report quotes (absent in directories of older versions).
 REPORT_TABLES = ("summary", "rewards", "logit_gap")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from psipo_cli.config.choices import TABLES
 from psipo_cli.errors import InputError
 from psipo_cli.outputs.formatting import (
     FRAME_COLUMNS,
@@ -36,12 +37,12 @@ from psipo_cli.outputs.formatting import (
     records,
     unique,
 )
+from psipo_cli.schema import SOLVER_ORDER
 
 if TYPE_CHECKING:
     import pandas as pd
     from rich.table import Table
 
-SOLVER_ORDER = ("exact", "gradient")
 STATUS_STYLES = {
     "optimal": "green",
     "converged": "green",
@@ -111,8 +112,6 @@ def policy_csv(frames: Any, header: bool = True) -> str:
     return table_csv(frames, "policy", header=header)
 
 
-#: The tables ``--format csv --table NAME`` prints: attributes of `psipo_cli.api.Frames`.
-TABLES = ("policy", "metrics", "summary", "curves")
 
 
 def table_csv(frames: Any, table: str = "policy", header: bool = True) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.config.settings import setting
 from psipo_cli.errors import InputError
 from psipo_cli.objectives import Method
 from psipo_cli.objectives.psipo import empirical_preferences
@@ -20,14 +21,15 @@ POPULATION = "population"
 
 def resolve_objective(problem: Problem, objective: str | None = None) -> str:
     """Problem with data -> empirical objective; without -> population (`objective` forces one)."""
-    if objective in (None, "auto"):
+    if objective is None:
+        objective = "auto"
+    setting("objective").check(objective)  # the declared choices, keyed `--objective`
+    if objective == "auto":
         return DATASET if problem.has_data else POPULATION
     if objective == POPULATION and not problem.has_model:
         raise InputError("--objective", objective, "the population objective needs a preference model")
     if objective == DATASET and not problem.has_data:
         raise InputError("--objective", objective, "the problem has no data (pairs, pairs_csv or sample)")
-    if objective not in (DATASET, POPULATION):
-        raise InputError("--objective", objective, "must be dataset, population or auto")
     return objective
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from psipo_cli.config.settings import check_option
 from psipo_cli.errors import InputError
 from psipo_cli.objectives import get_method
+from psipo_cli.schema import EXACT, GRADIENT
 
-EXACT = "exact"
-GRADIENT = "gradient"
+__all__ = ["EXACT", "GRADIENT", "MethodSpec", "RunResult", "check_options", "group_runs", "method_spec"]
+
 
 
 @dataclass(frozen=True)
@@ -36,24 +37,12 @@ class MethodSpec:
 
 
 def check_options(spec: MethodSpec) -> None:
-    """The values of a spec's options (the exact solvers take them as given: a negative `rm_l2` would make
-    the reward model non-convex and flip its answer). Keys are named as flags, as the gradient engine's."""
+    """The values of a spec's options, validated from their declarations (`psipo_cli.config.settings`; the
+    exact solvers take them as given: a negative `rm_l2` would make the reward model non-convex and flip its
+    answer). Keys are named as flags, as the gradient engine's."""
     for key, value in spec.options:
-        _check_option(key, value)
-
-
-def _check_option(key: str, value: Any) -> None:
-    real = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-    if key == "rm_l2" and not (real and math.isfinite(value) and value >= 0):
-        raise InputError("--rm-l2", value, "must be a non-negative finite number")
-    if key == "rm_steps" and value is not None and (
-        not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1
-    ):
-        raise InputError("--rm-steps", value, "must be a positive integer")
-    if key == "eps" and value is not None and not (real and 0 < value < 0.5):
-        raise InputError("--eps", value, "must lie in (0, 0.5)")
-    if key == "psi" and value is not None and (not isinstance(value, str) or not value):
-        raise InputError("--psi", value, "must be a name (identity, logit, log) or module:function")
+        if value is not None:
+            check_option(key, value)
 
 
 def method_spec(method: str, label: str = "", **options: Any) -> MethodSpec:

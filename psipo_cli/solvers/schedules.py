@@ -21,7 +21,9 @@ import math
 
 import numpy as np
 
-SCHEDULES = ("constant", "inverse-time", "cosine", "exponential")
+from psipo_cli.config.choices import SCHEDULES
+
+__all__ = ["SCHEDULES", "elapsed", "factor"]
 
 
 def factor(name: str, t: float | np.ndarray, horizon: float | np.ndarray, final: float) -> float | np.ndarray:

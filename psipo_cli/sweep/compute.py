@@ -10,7 +10,8 @@ then the cell's metrics for that solver and context (as `metrics.csv`: `status, 
 win_rate_ref, win_rate_mu, reward, tv_to_optimum, grad_norm, seeds, objective, detail`), repeated on every
 action row so that the table is tidy for filtering, and last `context_weight`, the context's normalised
 weight rho(x) (what a mean over contexts must weight by, paper Eq. 6). `n` is empty for problems whose
-data are not sampled.
+data are not sampled. A grid that sweeps settings (`lr = [0.01, 0.1]`, `rm_l2 = [0, 0.1]`) gets one column
+per swept setting after `n` (`result_columns`), empty for a method that does not take a swept option.
 Rows are in grid order (method, tau, solver: exact then gradient, context, action — the orders of the
 grid and of the problem file), never in completion order; numbers are written in shortest round-trip form
 (`formatting.csv_cell`), so the same results always give the same bytes.
@@ -21,33 +22,46 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-RESULT_KEYS = ["problem", "n", "method", "tau", "solver", "context", "action"]
-POLICY_VALUES = ["prob", "prob_lo", "prob_hi"]
-METRIC_VALUES = [
-    "status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
-    "seeds", "objective", "detail",
-]
-RESULT_COLUMNS = [*RESULT_KEYS, *POLICY_VALUES, *METRIC_VALUES, "context_weight"]
-SOLVER_ORDER = ("exact", "gradient")
+from psipo_cli.schema import RESULT_KEYS, RESULT_METRICS, RESULT_POLICY, SOLVER_ORDER
+
+if TYPE_CHECKING:
+    from psipo_cli.config.settings import GradientSettings
+    from psipo_cli.sweep.grid import SweptMethod
+
+
+
+def result_columns(axes: tuple[str, ...] = ()) -> list[str]:
+    """The columns of `results.csv`: the swept settings `axes` (if any) after `problem, n`."""
+    return [*RESULT_KEYS[:2], *axes, *RESULT_KEYS[2:], *RESULT_POLICY, *RESULT_METRICS, "context_weight"]
+
+
+RESULT_COLUMNS = result_columns()
 BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """One chunk, ready to solve: a problem (with `n` applied), specs and tau values, the settings."""
+    """One chunk, ready to solve: a problem (with `n` applied), its methods and tau values, the settings
+    (with `seeds`), and the values of the swept settings for the `results.csv` columns (`axes`: the
+    variant's gradient settings and each method's swept options)."""
 
     chunk_id: str
     problem_key: str
     n: int | None
     problem: Any
-    specs: tuple[Any, ...]
+    lanes: tuple[SweptMethod, ...]
     taus: tuple[float, ...]
     solver: str
     objective: str
-    settings: dict[str, Any]
-    seeds: int
+    settings: GradientSettings
+    axes: tuple[str, ...] = ()
+    variant: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def specs(self) -> tuple[Any, ...]:
+        return tuple(lane.spec for lane in self.lanes)
 
 
 @dataclass(frozen=True)
@@ -61,20 +75,14 @@ class ChunkOutput:
     pid: int
 
 
-def header() -> str:
-    return ",".join(RESULT_COLUMNS) + "\n"
-
-
 def run_chunk(task: ChunkTask) -> ChunkOutput:
     """Solve one chunk (this runs in the worker)."""
     from psipo_cli import api
-    from psipo_cli.solvers.gradient import GradientSettings
 
-    settings = GradientSettings(seeds=task.seeds, **task.settings)
     started = time.perf_counter()
     frames = api.solve(
         task.problem, list(task.specs), list(task.taus), solver=task.solver, objective=task.objective,
-        settings=settings,
+        settings=task.settings,
     )
     seconds = time.perf_counter() - started
     return ChunkOutput(task.chunk_id, chunk_csv(task, frames), len(task.specs) * len(task.taus), seconds,
@@ -103,7 +111,7 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
         policy[(row.method, row.tau, row.solver, row.context, row.action)] = [row.prob, row.prob_lo, row.prob_hi]
     metrics: dict[tuple, list[Any]] = {}
     metric_frame = frames.metrics
-    columns = [metric_frame[c].tolist() for c in ["method", "tau", "solver", "context", *METRIC_VALUES]]
+    columns = [metric_frame[c].tolist() for c in ["method", "tau", "solver", "context", *RESULT_METRICS]]
     for values in zip(*columns, strict=True):
         metrics[tuple(values[:4])] = list(values[4:])
     solvers = [s for s in SOLVER_ORDER if task.solver in (s, "both")]
@@ -111,15 +119,18 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
     weights = [c.weight for c in problem.contexts]  # rho(x), normalised: for context-weighted means
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(RESULT_COLUMNS)
-    for spec in task.specs:
+    writer.writerow(result_columns(task.axes))
+    for lane in task.lanes:
+        spec = lane.spec
+        swept = {**dict(task.variant), **dict(lane.values)}
         for tau in task.taus:
             for solver in solvers:
                 for context, weight in zip(problem.context_names, weights, strict=True):
                     metric = metrics[(spec.label, tau, solver, context)]
                     for action in problem.actions:
                         prob = policy[(spec.label, tau, solver, context, action)]
-                        keys = [task.problem_key, n_value, spec.label, tau, solver, context, action]
+                        keys = [task.problem_key, n_value, *(swept.get(a) for a in task.axes), lane.label, tau,
+                                solver, context, action]
                         writer.writerow([csv_cell(v) for v in (*keys, *prob, *metric, weight)])
     return buffer.getvalue()
 

@@ -84,13 +84,26 @@ def context_mean(rows: Any, keys: list[str], metrics: list[str]) -> Any:
     return sums[[*keys, *metrics]]
 
 
+def _with_swept_labels(frame: Any) -> Any:
+    """The results with the values of the swept settings (the columns between `n` and `method`) folded into
+    the method's name (`dpo lr=0.1`), so that every figure draws each setting as its own line."""
+    columns = list(frame.columns)
+    axes = columns[columns.index("n") + 1:columns.index("method")] if "method" in columns else []
+    if not axes:
+        return frame
+    frame = frame.copy()
+    for axis in axes:  # an empty value: the method does not take this swept option
+        frame["method"] += frame[axis].astype(str).map(lambda v, a=axis: "" if v in ("", "nan") else f" {a}={v}")
+    return frame
+
+
 def render_figures(results: Path, figures_dir: Path) -> list[Path]:
     """Draw every figure of the sweep whose ``results.csv`` is `results` into `figures_dir`; returns the
     paths written (and removes the PNGs there it did not write: figures of data no longer present)."""
     from psipo_cli.outputs.figures import remove_stale, save_figure
     from psipo_cli.outputs.rundir import slug
 
-    frame = read_results(results)
+    frame = _with_swept_labels(read_results(results))
     written: list[Path] = []
     if not frame.empty:
         figures_dir.mkdir(parents=True, exist_ok=True)

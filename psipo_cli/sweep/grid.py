@@ -12,6 +12,7 @@ A grid file uses the `run` flags' names (`experiments/sweep-example.toml`)::
     steps = 2000                           # and lr, batch_size, optimizer, seed, rm_steps, eps, objective,
                                            # lr_schedule, lr_final, average, average_start, ema_decay
     rm_l2 = 0.1                            # method options (rm_l2, psi) apply to the methods that take them
+    lr = [0.01, 0.1]                       # a list sweeps a setting or method option (a results.csv column)
     chunk_cells = 64                       # cells per chunk (default: about 1024 runs per chunk)
 
 `n` overrides `sample.n` of every sampled context of every sampled problem. A problem whose data are not
@@ -24,14 +25,15 @@ Every check happens here, before any work starts or any directory exists, and fa
 
 Two grids are *the same sweep* (for `--resume` and `merge`) when their `identity()` agrees: the same
 methods and options, tau values, seeds, problems (by name and by content — editing a problem file makes a
-different sweep), dataset sizes, solver settings and chunking. Comments, formatting, `name` and
-`description` do not count.
+different sweep), dataset sizes, solver settings (a swept one as its list) and chunking. Comments,
+formatting, `name` and `description` do not count.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import os
 import tomllib
@@ -39,30 +41,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from psipo_cli.config import choices
+from psipo_cli.config.settings import GRADIENT, METHOD, RUN, GradientSettings, having, setting
 from psipo_cli.errors import InputError
 
 FORMAT_VERSION = 1
-SOLVERS = ("exact", "gradient", "both")
-OBJECTIVES = ("auto", "dataset", "population")
-#: Top-level keys passed to `GradientSettings` (with `seeds`); defaults are those of `psipo run`.
+SOLVERS = choices.SOLVERS
+OBJECTIVES = choices.OBJECTIVES
+#: Top-level keys passed to `GradientSettings` (with `seeds`), recorded in the identity with their default
+#: when the grid does not give them (the settings older than schedules and averaging).
 SETTING_DEFAULTS: dict[str, Any] = {
-    "steps": 18000,
-    "lr": 0.01,
-    "batch_size": 9,
-    "optimizer": "adam",
-    "seed": 0,
-    "rm_steps": None,
-    "eps": 1e-6,
+    s.name: s.default for s in having(GRADIENT, flag=True) if s.identity
 }
-#: Settings added later (`GradientSettings` defaults): recorded only when the grid gives them, so that the
-#: identity of a grid that does not use them is unchanged.
-OPTIONAL_SETTINGS = ("lr_schedule", "lr_final", "average", "average_start", "ema_decay")
+#: Settings added later: recorded only when the grid gives them, so that the identity of a grid that does
+#: not use them is unchanged.
+OPTIONAL_SETTINGS = tuple(s.name for s in having(GRADIENT, flag=True) if not s.identity and s.name != "seeds")
 #: Top-level keys that are method options: applied to every method that accepts them (unless its own
 #: table sets them), as `psipo_cli.solve(..., rm_l2=...)` does.
-METHOD_OPTION_KEYS = ("rm_l2", "psi")
+METHOD_OPTION_KEYS = tuple(s.name for s in having(METHOD) if GRADIENT not in s.roles)
+#: Keys whose value may be a list: an axis of the sweep (every solver setting and method option).
+AXIS_KEYS = (*SETTING_DEFAULTS, *OPTIONAL_SETTINGS, *METHOD_OPTION_KEYS)
 GRID_KEYS = {
-    "name", "description", "methods", "tau", "seeds", "problems", "n", "solver", "objective", "chunk_cells",
-    *SETTING_DEFAULTS, *OPTIONAL_SETTINGS, *METHOD_OPTION_KEYS,
+    "name", "description", "methods", "tau", "seeds", "problems", "n", "chunk_cells", *(s.name for s in having(RUN)),
+    *AXIS_KEYS,
 }
 DEFAULT_SEEDS = 10
 #: Auto chunk size: about this many runs (cells × seeds) per chunk — large enough for the vectorised
@@ -162,17 +163,54 @@ class SweepGrid:
             chunk_cells=int(data["chunk_cells"]),
         )
 
-    def specs(self) -> list[Any]:
-        """The `MethodSpec`s of the grid's methods, in grid order."""
+    def axes(self) -> tuple[str, ...]:
+        """The swept settings — the keys given a list — in declaration order (`results.csv` columns)."""
+        return tuple(k for k in AXIS_KEYS if isinstance(self.settings.get(k), list))
+
+    def variants(self) -> list[dict[str, Any]]:
+        """Every combination of the swept gradient settings, in grid order (`[{}]` when none is swept).
+        Cells of different variants go through different engine calls; cells of one variant share one."""
+        keys = [k for k in self.axes() if k not in METHOD_OPTION_KEYS]
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(self.settings[k] for k in keys))]
+
+    def gradient_settings(self, variant: dict[str, Any] | None = None) -> GradientSettings:
+        """`GradientSettings` of the grid (its `seeds` included) with one variant's swept values."""
+        fixed = {k: v for k, v in self.settings.items() if k not in METHOD_OPTION_KEYS and not isinstance(v, list)}
+        return GradientSettings(seeds=self.seeds, **fixed, **(variant or {}))
+
+    def lanes(self) -> list[SweptMethod]:
+        """The grid's methods with the swept method options expanded, in grid order: a method that takes a
+        swept option (and does not set it in its own table) becomes one method per value. They are lanes of
+        one engine call, like the methods themselves."""
+        from psipo_cli.objectives import get_method
         from psipo_cli.solvers.entries import entry_spec
 
-        return [entry_spec(m) for m in self.methods]
+        swept = [k for k in self.axes() if k in METHOD_OPTION_KEYS]
+        out = []
+        for entry in self.methods:
+            accepted = get_method(str(entry["method"])).options
+            keys = [k for k in swept if k in accepted and k not in entry]
+            for values in itertools.product(*(self.settings[k] for k in keys)):
+                chosen = dict(zip(keys, values, strict=True))
+                internal = str(entry["label"]) + "".join(f"[{k}={v!r}]" for k, v in chosen.items())
+                spec = entry_spec({**entry, **chosen, "label": internal})
+                shown = tuple((k, chosen.get(k, entry.get(k))) for k in swept)
+                out.append(SweptMethod(spec, str(entry["label"]), shown))
+        return out
 
-    def gradient_settings(self) -> Any:
-        """`GradientSettings` of the grid (its `seeds` included)."""
-        from psipo_cli.solvers.gradient import GradientSettings
+    def specs(self) -> list[Any]:
+        """The `MethodSpec`s of the grid's methods (swept options expanded), in grid order."""
+        return [lane.spec for lane in self.lanes()]
 
-        return GradientSettings(seeds=self.seeds, **self.settings)
+
+@dataclass(frozen=True)
+class SweptMethod:
+    """A method of the grid with one value of each swept method option: its `spec` (a unique label), its
+    name in `results.csv` (the grid's label) and the swept options' values (None: it does not take one)."""
+
+    spec: Any
+    label: str
+    values: tuple[tuple[str, Any], ...] = ()
 
 
 def canonical_json(obj: Any) -> str:
@@ -225,7 +263,9 @@ def resolve_grid(data: dict[str, Any], base_dir: Path, config: str = "", default
     seeds = _positive_int(data, "seeds", DEFAULT_SEEDS)
     taus = _taus(data.get("tau", [0.1, 0.5, 1.0, 2.0]))
     settings = _settings(data, seeds)
-    methods = _methods(data["methods"], {k: data[k] for k in METHOD_OPTION_KEYS if k in data})
+    shared = {k: data[k] for k in METHOD_OPTION_KEYS if k in data}
+    methods = _methods(data["methods"], {k: v for k, v in shared.items() if not isinstance(v, list)})
+    settings.update(_method_axes(methods, {k: v for k, v in shared.items() if isinstance(v, list)}))
     problems, loaded = _problems(data["problems"], base_dir)
     n = _sizes(data.get("n"))
     if n and not any(p.sampled for p in problems):
@@ -266,7 +306,7 @@ def _positive_int(data: dict[str, Any], key: str, default: int) -> int:
 
 
 def _taus(raw: Any) -> list[float]:
-    from psipo_cli.cli.config import tau_values
+    from psipo_cli.config.taus import tau_values
 
     if isinstance(raw, list) and not raw:
         raise InputError("tau", raw, "give at least one value")
@@ -292,24 +332,49 @@ def _sizes(raw: Any) -> list[int]:
     return list(values)
 
 
+def _axis(key: str, raw: Any) -> list[Any]:
+    """A swept setting's values: a non-empty list without repeats, each valid (its declaration) and
+    normalised (`lr = 1` is `lr = 1.0`)."""
+    if not raw:
+        raise InputError(key, raw, "give at least one value to sweep")
+    values = [setting(key).normalise(v) for v in raw]
+    for v in values:
+        if values.count(v) > 1:
+            raise InputError(key, raw, f"{key} = {v!r} is listed twice")
+    return values
+
+
 def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
-    """The gradient settings, validated by `GradientSettings` itself (its flag names mapped back)."""
+    """The gradient settings (a list sweeps one), validated by `GradientSettings` itself for every
+    combination (its flag names mapped back to the grid's keys)."""
     settings = {k: data.get(k, default) for k, default in SETTING_DEFAULTS.items()}
     settings.update({k: data[k] for k in OPTIONAL_SETTINGS if k in data})
-    for key in ("lr", "eps", "lr_final", "average_start", "ema_decay"):
-        # `lr = 1` and `lr = 1.0` are the same setting: store floats so that the identity agrees.
-        if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
-            settings[key] = float(settings[key])
-    from psipo_cli.solvers.gradient import GradientSettings
-
-    try:
-        GradientSettings(seeds=seeds, **settings)
-    except InputError as exc:
-        key = exc.key.lstrip("-").replace("-", "_")
-        raise InputError(key, exc.value, exc.reason) from None
-    except TypeError as exc:  # a wrong type that the dataclass could not even compare
-        raise InputError("settings", settings, str(exc)) from None
+    settings = {k: _axis(k, v) if isinstance(v, list) else setting(k).normalise(v) for k, v in settings.items()}
+    swept = [k for k, v in settings.items() if isinstance(v, list)]
+    fixed = {k: v for k, v in settings.items() if k not in swept}
+    for values in itertools.product(*(settings[k] for k in swept)):
+        try:
+            GradientSettings(seeds=seeds, **fixed, **dict(zip(swept, values, strict=True)))
+        except InputError as exc:
+            key = exc.key.lstrip("-").replace("-", "_")
+            raise InputError(key, exc.value, exc.reason) from None
+        except TypeError as exc:  # a wrong type that the dataclass could not even compare
+            raise InputError("settings", settings, str(exc)) from None
     return settings
+
+
+def _method_axes(methods: list[dict[str, Any]], swept: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Swept method options (`rm_l2 = [0, 0.1]`): each value valid, and some method takes the option."""
+    from psipo_cli.objectives import get_method
+
+    out = {}
+    for key, raw in swept.items():
+        if not any(key in get_method(str(m["method"])).options for m in methods):
+            raise InputError(key, raw, "no method in methods takes this option")
+        out[key] = _axis(key, raw)
+        for value in out[key]:
+            setting(key).check(value, key)
+    return out
 
 
 def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
@@ -332,9 +397,8 @@ def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
             if key in accepted:
                 used.add(key)
                 entry.setdefault(key, value)
-        for key in ("rm_l2", "eps"):
-            if isinstance(entry.get(key), int) and not isinstance(entry.get(key), bool):
-                entry[key] = float(entry[key])
+        for key in set(entry) - {"method", "label"}:
+            entry[key] = setting(key).normalise(entry[key])
         entry["label"] = str(entry.get("label") or entry["method"])
         entries.append(entry)
     unused = sorted(set(shared) - used)

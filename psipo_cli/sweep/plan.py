@@ -2,8 +2,9 @@
 
 - A **cell** is (problem, n, method, tau); its seeds are runs *inside* the cell (the policy is their mean
   and 95% interval, as in `psipo run`).
-- A **group** is the cells that share a problem and a dataset size (and so every solver setting): they can
-  go through one `api.solve` call, i.e. one pass of the vectorised engine.
+- A **group** is the cells that share a problem, a dataset size and every solver setting (one *variant* of
+  the swept gradient settings, `SweepGrid.variants`): they can go through one `api.solve` call, i.e. one
+  pass of the vectorised engine. Swept method options are lanes of that call (`SweptMethod`).
 - A **chunk** is a rectangular block of a group — some methods × some tau values, at most `chunk_cells`
   cells — and the unit that is scheduled, persisted (`chunks/<id>.csv`) and resumed. The plan depends on
   the grid alone (never on `--jobs`, the executor or the shard), so chunk ids are stable across
@@ -12,8 +13,8 @@
 - A **shard** `i/N` (1-based) takes chunks `i-1, i-1+N, i-1+2N, ...`: round robin, so that expensive
   groups (large `n`, many contexts) spread over the shards.
 
-Chunks are numbered in grid order (problems, then n, then methods, then tau), and cells inside a chunk are
-in grid order too: concatenating chunk files by id gives rows in grid order.
+Chunks are numbered in grid order (problems, then n, then variants, then methods, then tau), and cells inside
+a chunk are in grid order too: concatenating chunk files by id gives rows in grid order.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class Chunk:
     n : int or None
         The dataset size of the group (None: the problem's data are not sampled, or `n` is not swept).
     methods : tuple of int
-        Indices into `grid.methods`.
+        Indices into `grid.lanes()` (the methods, swept method options expanded).
     taus : tuple of int
         Indices into `grid.tau`.
+    variant : int
+        Index into `grid.variants()` (0 when no gradient setting is swept).
     """
 
     id: str
@@ -51,6 +54,7 @@ class Chunk:
     n: int | None
     methods: tuple[int, ...]
     taus: tuple[int, ...]
+    variant: int = 0
 
     @property
     def cells(self) -> int:
@@ -58,13 +62,16 @@ class Chunk:
 
     def describe(self, grid: SweepGrid) -> dict[str, Any]:
         """A JSON summary (recorded in `grid.json`, so that `merge` needs no config file)."""
-        return {
+        lanes = grid.lanes()
+        out = {
             "id": self.id,
             "problem": grid.problems[self.problem].key,
             "n": self.n,
-            "methods": [grid.methods[m]["label"] for m in self.methods],
+            "methods": [lanes[m].spec.label for m in self.methods],
             "tau": [grid.tau[t] for t in self.taus],
         }
+        variant = grid.variants()[self.variant]
+        return {**out, "settings": variant} if variant else out
 
 
 def _blocks(count: int, size: int) -> list[range]:
@@ -81,7 +88,7 @@ def _blocks(count: int, size: int) -> list[range]:
 
 def plan_chunks(grid: SweepGrid) -> list[Chunk]:
     """Every chunk of the grid, in grid order."""
-    M, T, C = len(grid.methods), len(grid.tau), grid.chunk_cells
+    M, T, C = len(grid.lanes()), len(grid.tau), grid.chunk_cells
     if M * T <= C:
         rects = [(range(M), range(T))]
     elif T <= C:
@@ -92,9 +99,10 @@ def plan_chunks(grid: SweepGrid) -> list[Chunk]:
     for p, entry in enumerate(grid.problems):
         sizes: list[int | None] = list(grid.n) if (entry.sampled and grid.n) else [None]
         for n in sizes:
-            for methods, taus in rects:
-                index = len(chunks)
-                chunks.append(Chunk(f"{index:05d}", index, p, n, tuple(methods), tuple(taus)))
+            for variant in range(len(grid.variants())):
+                for methods, taus in rects:
+                    index = len(chunks)
+                    chunks.append(Chunk(f"{index:05d}", index, p, n, tuple(methods), tuple(taus), variant))
     return chunks
 
 

@@ -39,7 +39,9 @@ def make_tasks(grid: SweepGrid, chunks: list[Chunk]) -> list[ChunkTask]:
     """The `ChunkTask` of each chunk (problems with `n` applied; the objective resolved per problem)."""
     from psipo_cli.solvers.inputs import resolve_objective
 
-    specs = grid.specs()
+    lanes = grid.lanes()
+    variants = grid.variants()
+    settings = [grid.gradient_settings(v) for v in variants]
     concrete: dict[tuple[int, int | None], Any] = {}
     tasks = []
     for chunk in chunks:
@@ -53,12 +55,13 @@ def make_tasks(grid: SweepGrid, chunks: list[Chunk]) -> list[ChunkTask]:
                 problem_key=grid.problems[chunk.problem].key,
                 n=chunk.n,
                 problem=problem,
-                specs=tuple(specs[m] for m in chunk.methods),
+                lanes=tuple(lanes[m] for m in chunk.methods),
                 taus=tuple(grid.tau[t] for t in chunk.taus),
                 solver=grid.solver,
                 objective=resolve_objective(problem, grid.objective),
-                settings=dict(grid.settings),
-                seeds=grid.seeds,
+                settings=settings[chunk.variant],
+                axes=grid.axes(),
+                variant=tuple(variants[chunk.variant].items()),
             )
         )
     return tasks

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.errors import InputError, OutputError
-from psipo_cli.sweep.compute import RESULT_COLUMNS, ChunkOutput, header
+from psipo_cli.sweep.compute import ChunkOutput, result_columns
 from psipo_cli.sweep.grid import SweepGrid
 from psipo_cli.sweep.plan import Chunk, Shard
 
@@ -125,7 +125,9 @@ class SweepDirectory:
                 raise KeyError(missing[0])
         except (OSError, ValueError, KeyError) as exc:
             raise InputError(key, str(path), f"unreadable {GRID_FILE} ({exc})") from None
-        if meta.get("columns") != RESULT_COLUMNS:
+        from psipo_cli.sweep.grid import SweepGrid
+
+        if meta.get("columns") != result_columns(SweepGrid.from_json(meta["grid"]).axes()):
             raise InputError(key, str(path), "written by a psipo version with other result columns")
         return cls(path, meta)  # read only: `merge` must leave its inputs untouched (they may be read-only)
 
@@ -144,6 +146,11 @@ class SweepDirectory:
         """The ids of this directory's chunks (its shard's, or all), in order."""
         return [c["id"] for c in self.meta["chunks"] if c.get("mine", True)]
 
+    @property
+    def header(self) -> str:
+        """The header line of its chunk files and ``results.csv`` (the grid's columns)."""
+        return ",".join(self.meta["columns"]) + "\n"
+
     def chunk_path(self, chunk_id: str) -> Path:
         return self.path / CHUNK_DIR / f"{chunk_id}.csv"
 
@@ -161,7 +168,7 @@ class SweepDirectory:
 
     def chunk_text(self, chunk_id: str) -> str:
         text = self.chunk_path(chunk_id).read_text(encoding="utf-8")
-        if not text.startswith(header()):
+        if not text.startswith(self.header):
             raise InputError("RUN_DIR", str(self.chunk_path(chunk_id)), "chunk file with unexpected columns")
         return text
 
@@ -172,9 +179,9 @@ class SweepDirectory:
 
     def write_results(self, texts: list[str]) -> Path:
         """``results.csv``: one header, then the rows of each chunk text (given in chunk order)."""
-        body = "".join(text[len(header()):] for text in texts)
+        body = "".join(text[len(self.header):] for text in texts)
         path = self.path / RESULTS_FILE
-        write_atomic(path, header() + body)
+        write_atomic(path, self.header + body)
         return path
 
     def begin(self, argv: list[str], executor: str, jobs: int) -> None:
@@ -227,6 +234,6 @@ def grid_record(grid: SweepGrid, chunks: list[Chunk], shard: Shard | None) -> di
         "grid": grid.to_json(),
         "shard": None if shard is None else shard.to_json(),
         "cells": sum(c.cells for c in chunks if shard is None or shard.selects(c)),
-        "columns": list(RESULT_COLUMNS),
+        "columns": result_columns(grid.axes()),
         "chunks": [{**c.describe(grid), "mine": shard is None or shard.selects(c)} for c in chunks],
     }

@@ -1,37 +1,39 @@
 """Run configuration: defaults, then an experiment file, then command-line flags (later wins).
 
-An experiment file (`experiments/*.toml`) uses the flags' names (`tau`, `solver`, `steps`, `lr`,
-`batch_size`, `optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `lr_schedule`, `lr_final`, `average`,
-`average_start`, `ema_decay`, `objective`, `name`), plus `problem` (a
-preset name, a path relative to the experiment file, or an inline table) and `methods` (names, or tables
-`{method, label, rm_l2, rm_steps, psi}`). The resolved configuration is what `config.json` records.
+An experiment file (`experiments/*.toml`) uses the flags' names: every setting of
+`psipo_cli.config.settings.SETTINGS` that has a flag (`solver`, `objective`, `steps`, `lr`, `batch_size`,
+`optimizer`, `seeds`, `seed`, `rm_steps`, `eps`, `lr_schedule`, ...; `docs/options.md`) but the
+method-only options, plus `tau`, `name`, `description`, `problem` (a preset name, a path relative to the
+experiment file, or an inline table) and `methods` (names, or tables `{method, label, rm_l2, rm_steps,
+psi}`). The resolved configuration, `RunConfig`, is what `config.json` records.
 
 Experiment files are data: a method table's `psi` may name a built-in Psi only. The one way to make psipo
-run user code is an explicit `--psi module:function` on the command line (DESIGN §2.1, README).
+run user code is an explicit `--psi module:function` on the command line (README).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from psipo_cli.config.settings import GRADIENT, METHOD, RUN, GradientSettings, having
+from psipo_cli.config.taus import DEFAULT_TAUS, tau_values
 from psipo_cli.errors import InputError
 from psipo_cli.solvers.entries import entry_spec, method_entry
-from psipo_cli.solvers.gradient import GradientSettings
 
-DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
-SOLVER_KEYS = (
-    "steps", "lr", "batch_size", "optimizer", "seeds", "seed", "rm_steps", "eps",
-    "lr_schedule", "lr_final", "average", "average_start", "ema_decay",
-)
-EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", "solver", "objective", *SOLVER_KEYS}
+#: The gradient settings a run directory records (the flag-bearing fields of `GradientSettings`).
+SOLVER_KEYS: tuple[str, ...] = tuple(s.name for s in having(GRADIENT, flag=True))
+#: The per-run choices (`solver`, `objective`).
+RUN_KEYS: tuple[str, ...] = tuple(s.name for s in having(RUN))
+#: Method-only options: keys of method tables, not of the experiment file itself.
+METHOD_ONLY: frozenset[str] = frozenset(s.name for s in having(METHOD) if GRADIENT not in s.roles)
+EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", *RUN_KEYS, *SOLVER_KEYS}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    """Everything a `run` or `compare` needs, resolved (JSON-safe: recorded in `config.json`)."""
+    """Everything a `run` or `compare` needs, resolved and validated; `to_json` is `config.json`."""
 
     command: str
     name: str
@@ -40,26 +42,26 @@ class RunConfig:
     tau: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
     solver: str = "both"
     objective: str = "auto"
-    # Gradient settings: the engine's own defaults (the paper's §5.4 values).
-    steps: int = GradientSettings.steps
-    lr: float = GradientSettings.lr
-    batch_size: int = GradientSettings.batch_size
-    optimizer: str = GradientSettings.optimizer
-    seeds: int = GradientSettings.seeds
-    seed: int = GradientSettings.seed
-    rm_steps: int | None = GradientSettings.rm_steps
-    eps: float = GradientSettings.eps
-    lr_schedule: str = GradientSettings.lr_schedule
-    lr_final: float = GradientSettings.lr_final
-    average: str = GradientSettings.average
-    average_start: float = GradientSettings.average_start
-    ema_decay: float = GradientSettings.ema_decay
+    settings: GradientSettings = field(default_factory=GradientSettings)
     description: str = ""
     base_dir: str = "."
     config_file: dict[str, str] | None = None  # the experiment file read: {path, sha256}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The resolved configuration, JSON-safe, the gradient settings as flat keys (`SOLVER_KEYS`)."""
+        return {
+            "command": self.command,
+            "name": self.name,
+            "problem": self.problem,
+            "methods": [dict(m) for m in self.methods],
+            "tau": list(self.tau),
+            "solver": self.solver,
+            "objective": self.objective,
+            **{k: getattr(self.settings, k) for k in SOLVER_KEYS},
+            "description": self.description,
+            "base_dir": self.base_dir,
+            "config_file": None if self.config_file is None else dict(self.config_file),
+        }
 
 
 def load_experiment(path: str | Path) -> dict[str, Any]:
@@ -109,48 +111,23 @@ def _is_preset(name: str) -> bool:
     return name in PRESETS
 
 
-def tau_values(raw: Any, key: str = "--tau") -> list[float]:
-    """A tau list: numbers, or `{min, max, num, log = true}` for a grid."""
-    if isinstance(raw, dict):
-        try:
-            lo, hi, num = float(raw["min"]), float(raw["max"]), int(raw["num"])
-        except (KeyError, TypeError, ValueError):
-            raise InputError(key, raw, "a grid is {min, max, num, log = true}") from None
-        if num < 1 or lo <= 0 or hi < lo:
-            raise InputError(key, raw, "needs 0 < min <= max and num >= 1")
-        if num == 1:
-            return [lo]
-        if raw.get("log", True):
-            return [lo * (hi / lo) ** (i / (num - 1)) for i in range(num)]
-        return [lo + (hi - lo) * i / (num - 1) for i in range(num)]
-    values = raw if isinstance(raw, list) else [raw]
-    if not values:
-        raise InputError(key, raw, "give at least one value")
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise InputError(key, v, "tau must be a positive finite number")
-        out.append(float(v))
-    return out
-
-
 def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> RunConfig:
-    """Defaults < experiment file < flags (flags left at None do not override)."""
-    merged: dict[str, Any] = {k: v for k, v in experiment.items() if k in {f.name for f in fields(RunConfig)}}
+    """Defaults < experiment file < flags (flags left at None do not override), validated: the run
+    choices and `GradientSettings` from their declarations."""
+    keys = {"name", "description", "problem", "methods", "tau", "base_dir", "config_file", *RUN_KEYS, *SOLVER_KEYS}
+    merged: dict[str, Any] = {k: v for k, v in experiment.items() if k in keys}
     merged.update({k: v for k, v in flags.items() if v is not None})
     merged.setdefault("problem", "paper-d1")
     if "methods" not in merged:
         raise InputError("methods", None, "no method given")
     problem = merged["problem"]
     merged.setdefault("name", problem if isinstance(problem, str) and _is_preset(problem) else Path(str(problem)).stem)
-    return RunConfig(command=command, **merged)
+    for s in having(RUN):
+        merged[s.name] = s.check(merged.get(s.name, s.default), s.name)
+    settings = GradientSettings(**{k: merged.pop(k) for k in SOLVER_KEYS if k in merged})
+    return RunConfig(command=command, settings=settings, **merged)
 
 
 def specs_of(config: RunConfig) -> list:
     """`MethodSpec`s of the configured methods."""
     return [entry_spec(entry) for entry in config.methods]
-
-
-def gradient_settings(config: RunConfig) -> GradientSettings:
-    """`GradientSettings` of the configuration (validated there, flag names in the errors)."""
-    return GradientSettings(**{k: getattr(config, k) for k in SOLVER_KEYS})

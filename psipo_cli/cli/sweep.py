@@ -1,4 +1,4 @@
-"""`psipo sweep` and `psipo merge` (issue 5): thin wrappers over `psipo_cli.sweep`.
+"""`psipo sweep` and `psipo merge`: thin wrappers over `psipo_cli.sweep`.
 
 stdout gets the sweep directory (one line, for `dir=$(psipo sweep grid.toml)`); progress and messages go
 to stderr. Exit codes as everywhere: 2 for a bad grid or bad flags (nothing written), 130 on Ctrl-C (the
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from psipo_cli.cli import app
+app = typer.Typer()
 
 
 @app.command()

@@ -1,0 +1,128 @@
+"""The `psipo` command: thin — parse, call, print. The root app composes each command group's own app.
+
+stdout carries data only; progress and "wrote ..." go to stderr. Exit codes: 0 ok, 1 runtime failure,
+2 bad usage or bad input (one line naming the key and the value), 130 interrupted (Ctrl-C, SIGINT), 143
+terminated (SIGTERM: `kill`, a job scheduler, a CI timeout) — 128 + the signal number, as a shell reports
+it. Every failure is one line on stderr, and an interrupted run leaves no run directory behind (the
+SIGTERM handler turns the signal into an exception, so the same clean-up runs as for Ctrl-C). Heavy
+libraries (numpy, scipy, pandas, matplotlib) are imported inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+import typer
+
+from psipo_cli.cli import compare, plot, problem, run, sweep
+from psipo_cli.errors import InputError
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives. Not an `Exception`, so that no `except Exception`
+    swallows it; `finally` blocks and context managers (the run directory's clean-up) still run."""
+
+# Recent typer releases ship their own copy of click: take the exception classes from the one typer uses.
+_click_errors = sys.modules[typer.BadParameter.__module__]
+
+
+class PsipoApp(typer.Typer):
+    """A Typer app whose every failure is one line on stderr with the documented exit code."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _terminate_on_sigterm()
+        try:
+            result = super().__call__(*args, standalone_mode=False, **kwargs)
+        except Terminated:
+            fail("terminated", EXIT_TERMINATED)
+        except InputError as exc:
+            fail(exc.line(), 2)
+        except _click_errors.NoArgsIsHelpError as exc:
+            print(exc.ctx.get_help() if exc.ctx else str(exc), file=sys.stderr)
+            sys.exit(2)
+        except _click_errors.UsageError as exc:
+            fail(_usage_line(exc), 2)
+        except typer.Abort:
+            fail("interrupted", 130)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # `psipo ... | head`: the reader left; not an error of ours.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except Exception as exc:
+            if os.environ.get("PSIPO_DEBUG"):
+                raise
+            from psipo_cli.errors import OutputError
+
+            kind = "error" if isinstance(exc, OutputError) else f"internal error ({type(exc).__name__})"
+            fail(f"{kind}: {exc}  (set PSIPO_DEBUG=1 for a traceback)", 1)
+        # Without standalone mode, typer turns Ctrl-C into `Exit(130)` and *returns* the code: say so and
+        # exit with it (returning it would make `python -m psipo_cli` exit 0 on Ctrl-C).
+        if result == EXIT_INTERRUPTED:
+            fail("interrupted", EXIT_INTERRUPTED)
+        if isinstance(result, int) and not isinstance(result, bool) and result != 0:
+            sys.exit(result)
+        return result
+
+
+def _usage_line(exc: Any) -> str:
+    message = exc.format_message().replace("\n", " ")
+    command = exc.ctx.command_path if exc.ctx else "psipo"
+    return f"{command}: {message}"
+
+
+def fail(line: str, code: int) -> None:
+    """Print `line` as ONE line on stderr (control characters from user input escaped) and exit `code`."""
+    line = "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in line)
+    print(f"psipo: {line}" if not line.startswith("psipo") else line, file=sys.stderr)
+    sys.exit(code)
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM raises `Terminated` in this process, so that run directories are cleaned up as on Ctrl-C.
+
+    Processes forked from this one (pool workers) inherit the handler; there it restores the default
+    action and re-sends the signal, so that a worker told to stop simply stops.
+    """
+    main = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != main:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        pass
+
+
+app = PsipoApp(
+    name="psipo",
+    help="What RLHF, DPO, IPO and PsiPO converge to on tabular preference problems — exactly and by "
+    "gradient descent (Azar et al., arXiv 2310.12036).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Each command group owns its Typer app; the root composes them (Typer's "one file per command" layout).
+app.add_typer(run.app)
+app.add_typer(compare.app)
+app.add_typer(problem.app, name="problem")
+app.add_typer(plot.app)
+app.add_typer(sweep.app)

@@ -1,0 +1,70 @@
+"""`psipo compare [CONFIG]`: several methods on one problem over a tau grid; flags override CONFIG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from psipo_cli.cli.options import (
+    Beta,
+    Format,
+    LogProb,
+    Name,
+    NoHeader,
+    NoPlots,
+    NoSave,
+    Out,
+    ProblemOpt,
+    Quiet,
+    TableOpt,
+    Tau,
+    output,
+    with_settings,
+)
+from psipo_cli.config.settings import GRADIENT, RUN, having
+from psipo_cli.errors import InputError
+
+#: `compare` takes every gradient setting with a flag (`rm_steps`, `eps` as settings: the defaults of the
+#: methods that take them); method-only options go in the methods' tables of an experiment file.
+SETTINGS = (*having(RUN), *having(GRADIENT, flag=True))
+DEFAULT_METHODS = ("rlhf", "dpo", "ipo")
+
+app = typer.Typer()
+
+
+@app.command()
+@with_settings(SETTINGS)
+def compare(
+    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].")] = None,
+    tau: Tau = None,
+    beta: Beta = None,
+    problem: ProblemOpt = None,
+    out: Out = Path("outputs"),
+    name: Name = None,
+    no_save: NoSave = False,
+    no_plots: NoPlots = False,
+    quiet: Quiet = False,
+    fmt: Format = "table",
+    no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
+    given: dict[str, Any] | None = None,
+) -> None:
+    """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
+    from psipo_cli.cli.pipeline import execute_command
+    from psipo_cli.config.experiment import load_experiment
+    from psipo_cli.solvers.entries import method_entry
+
+    experiment = load_experiment(config) if config is not None else {}
+    flags: dict[str, Any] = {"problem": problem, "name": name, **(given or {})}
+    if methods is not None:
+        flags["methods"] = [method_entry(m.strip(), "--methods") for m in methods.split(",") if m.strip()]
+        if not flags["methods"]:
+            raise InputError("--methods", methods, "give at least one method")
+    elif "methods" not in experiment:
+        flags["methods"] = [{"method": m} for m in DEFAULT_METHODS]
+    execute_command("compare", experiment, flags, tau, beta,
+                    output(out, no_save, no_plots, quiet, fmt, no_header, table, log_prob))

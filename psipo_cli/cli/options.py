@@ -1,0 +1,98 @@
+"""The options `run` and `compare` share: the settings' flags, generated from their declarations
+(`psipo_cli.config.settings.SETTINGS`), and the output options, written here once.
+
+Typer reads a command's parameters from its signature; `with_settings` gives a command one keyword
+parameter per declared setting (type, flag and help with its default from the declaration) and hands the
+command the flags the user gave, validated, as one `dict` keyed by setting name.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from psipo_cli.config.choices import FORMATS, TABLES
+from psipo_cli.config.settings import Setting
+from psipo_cli.config.validate import choice
+
+Tau = Annotated[
+    list[float] | None,
+    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False),
+]
+Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).")]
+ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].")]
+Out = Annotated[Path, typer.Option(help="Root of the run directories.")]
+Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].")]
+NoSave = Annotated[bool, typer.Option("--no-save", help="Write no run directory.")]
+NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
+Format = Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)}.")]
+NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
+TableOpt = Annotated[str, typer.Option("--table", help=f"csv: which table to print: {' | '.join(TABLES)}.")]
+LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where and how `run` and `compare` write and print (everything that is not a setting)."""
+
+    out: Path
+    save: bool
+    plots: bool
+    quiet: bool
+    fmt: str
+    header: bool
+    table: str
+    log_prob: bool
+
+    def __post_init__(self) -> None:
+        choice("--format", self.fmt, FORMATS)
+
+
+def output(out: Path, no_save: bool, no_plots: bool, quiet: bool, fmt: str, no_header: bool, table: str,
+           log_prob: bool) -> Output:
+    """The `Output` of the shared output flags."""
+    return Output(out, not no_save, not no_plots, quiet, fmt, not no_header, table, log_prob)
+
+
+def parameter(s: Setting) -> inspect.Parameter:
+    """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default."""
+    option = typer.Option(s.option, help=s.help_text(), show_default=False)
+    annotation = Annotated[s.python_type | None, option]  # type: ignore[name-defined]
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def with_settings(settings: Sequence[Setting]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorate a command taking `given: dict[str, Any]` with one option per setting in `settings`.
+
+    The command's own parameters stay as written (evaluated from its annotations) and come first; the
+    settings' follow, keyword-only; `given` is not a flag. The command
+    receives the settings the user gave (not None), each validated by its declaration (key: the flag).
+    """
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True)
+        kept = [p for name, p in own.parameters.items() if name != "given"]
+        names = [s.name for s in settings]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            given = {s.name: s.check(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
+            for name in names:
+                kwargs.pop(name, None)
+            command(**kwargs, given=given)
+
+        positional = [p for p in kept if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept if p not in positional]
+        wrapper.__signature__ = own.replace(  # type: ignore[attr-defined]
+            parameters=[*positional, *[parameter(s) for s in settings], *keyword]
+        )
+        return wrapper
+
+    return decorate

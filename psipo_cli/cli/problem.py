@@ -1,0 +1,38 @@
+"""`psipo problem list | show | validate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="List, show and validate problems.", no_args_is_help=True)
+
+
+@app.command("list")
+def problem_list() -> None:
+    """The built-in problems."""
+    from psipo_cli.problem import PRESETS
+
+    for name, table in PRESETS.items():
+        print(f"{name}\t{table['description']}")
+
+
+@app.command("show")
+def problem_show(spec: Annotated[str, typer.Argument(help="Preset name or TOML file.")]) -> None:
+    """Print a problem: actions, policies, preference model and win counts per context."""
+    from psipo_cli.cli.pipeline import describe_problem
+    from psipo_cli.problem import get_problem, realise
+
+    print(describe_problem(realise(get_problem(spec), 0)))
+
+
+@app.command("validate")
+def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file.")]) -> None:
+    """Check a problem file: exit 0 and one line if valid, exit 2 and the first error otherwise."""
+    from psipo_cli.problem import load_problem
+
+    problem = load_problem(path)
+    print(f"{path}: valid ({problem.n_actions} actions, {len(problem.contexts)} context(s))", file=sys.stderr)

@@ -1,0 +1,68 @@
+"""`psipo run METHOD`: one method on one problem, exactly and/or by gradient descent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from psipo_cli.cli.options import (
+    Beta,
+    Format,
+    LogProb,
+    Name,
+    NoHeader,
+    NoPlots,
+    NoSave,
+    Out,
+    ProblemOpt,
+    Quiet,
+    TableOpt,
+    Tau,
+    output,
+    with_settings,
+)
+from psipo_cli.config.settings import GRADIENT, METHOD, RUN, having
+from psipo_cli.errors import InputError
+
+#: `run` takes every method option (applied to its one method) and every gradient setting with a flag.
+SETTINGS = (*having(RUN), *having(METHOD), *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
+
+app = typer.Typer()
+
+
+@app.command()
+@with_settings(SETTINGS)
+def run(
+    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo.")],
+    tau: Tau = None,
+    beta: Beta = None,
+    problem: ProblemOpt = None,
+    out: Out = Path("outputs"),
+    name: Name = None,
+    no_save: NoSave = False,
+    no_plots: NoPlots = False,
+    quiet: Quiet = False,
+    fmt: Format = "table",
+    no_header: NoHeader = False,
+    table: TableOpt = "policy",
+    log_prob: LogProb = False,
+    given: dict[str, Any] | None = None,
+) -> None:
+    """Solve one method on one problem: exact and/or by gradient descent."""
+    from psipo_cli.cli.pipeline import execute_command
+    from psipo_cli.objectives import get_method
+    from psipo_cli.solvers.entries import method_entry
+
+    given = dict(given or {})
+    entry = method_entry(method, "method")
+    accepted = get_method(method).options
+    for s in having(METHOD):
+        if s.name in given:
+            if s.name not in accepted:
+                raise InputError(s.option, given[s.name], f"not an option of {method}")
+            entry[s.name] = given.pop(s.name)
+    flags = {"methods": [entry], "problem": problem, "name": name, **given}
+    execute_command("run", {}, flags, tau, beta,
+                    output(out, no_save, no_plots, quiet, fmt, no_header, table, log_prob))

@@ -1,0 +1,18 @@
+"""The closed sets of names psipo accepts, each listed once (flags, experiment files, grids, the API)."""
+
+from __future__ import annotations
+
+#: `--solver`: the exact solver, the gradient engine, or both.
+SOLVERS = ("exact", "gradient", "both")
+#: `--objective`: the dataset objective, the population one, or the first the problem supports.
+OBJECTIVES = ("auto", "dataset", "population")
+#: `--optimizer`.
+OPTIMIZERS = ("adam", "sgd")
+#: `--lr-schedule` (`psipo_cli.solvers.schedules`).
+SCHEDULES = ("constant", "inverse-time", "cosine", "exponential")
+#: `--average`: report the last iterate, or a (Polyak or exponential) average of the iterates.
+AVERAGES = ("none", "polyak", "ema")
+#: `--format`.
+FORMATS = ("table", "csv", "json", "path")
+#: `--table` (with `--format csv`): attributes of `psipo_cli.api.Frames`.
+TABLES = ("policy", "metrics", "summary", "curves")

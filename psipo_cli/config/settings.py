@@ -1,0 +1,247 @@
+"""Every setting of psipo, declared once: name, type, default, range or choices, help, and where it applies.
+
+`SETTINGS` is the one table. Everything else is derived from it:
+
+- `GradientSettings` (the gradient engine's frozen settings) has one field per `GRADIENT` setting, with its
+  default, validated by the declarations at construction;
+- the method options (`rm_l2`, `rm_steps`, `psi`, `eps`) are validated by `check_option` from the same
+  declarations; which methods take one is the registry's `Method.options`, not repeated here;
+- the flags of `psipo run` and `psipo compare` and their help texts (`psipo_cli.cli.options`), the keys of
+  experiment files (`psipo_cli.config.experiment`), the keys and axes of sweep grids (`psipo_cli.sweep.grid`), the
+  keywords of `psipo_cli.solve` (`psipo_cli.api`), and the option table `docs/options.md`
+  (`options_markdown`).
+
+Adding a setting is one line in `SETTINGS` (plus its use in the solver).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any
+
+from psipo_cli.config import choices, validate
+from psipo_cli.config.validate import FRACTION, MAX_STEPS, NON_NEGATIVE, POSITIVE, PROBABILITY_FRACTION, Interval
+from psipo_cli.errors import InputError
+
+#: Where a setting applies. `GRADIENT`: a field of `GradientSettings`. `METHOD`: a method option (a key of a
+#: method table, `Method.options`). `RUN`: chosen per run (`solver`, `objective`). A setting can be both a
+#: gradient setting and a method option (`rm_steps`, `eps`: the setting is the default of the option).
+GRADIENT = "gradient"
+METHOD = "method"
+RUN = "run"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one setting.
+
+    Attributes
+    ----------
+    name : str
+        Its name in Python, experiment files and sweep grids (`batch_size`); the flag is `--batch-size`.
+    type : {"int", "real", "choice", "text"}
+    default : Any
+        The default (`None`: "not set"; see `shown`).
+    help : str
+        One sentence for `--help` and `docs/options.md`, without the default.
+    roles : tuple of str
+        `GRADIENT`, `METHOD` and/or `RUN`.
+    choices : tuple of str
+        The allowed values of a `choice`.
+    minimum, maximum : int
+        Bounds of an `int` (`minimum` 1: positive; 0: non-negative).
+    interval : Interval
+        Range of a `real`.
+    shown : str
+        How `--help` shows the default when it is not the value itself (`= --steps`).
+    flag : bool
+        Whether `run`/`compare` have a flag (and experiment files a key) for it; the status rule's
+        tolerances and Adam's constants are Python-only.
+    identity : bool
+        Sweep grids record it in their identity even when the grid does not give it (the settings older
+        than schedules and averaging, so that the digest of an existing grid does not change).
+    """
+
+    name: str
+    type: str
+    default: Any
+    help: str
+    roles: tuple[str, ...] = (GRADIENT,)
+    choices: tuple[str, ...] = ()
+    minimum: int = 1
+    maximum: int | None = None
+    interval: Interval = POSITIVE
+    shown: str = ""
+    flag: bool = True
+    identity: bool = False
+
+    @property
+    def option(self) -> str:
+        """The command-line flag, `--batch-size`; also the key of this setting's errors from the solvers."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def python_type(self) -> type:
+        return {"int": int, "real": float}.get(self.type, str)
+
+    def default_text(self) -> str:
+        return self.shown or ("none" if self.default is None else f"{self.default:g}" if isinstance(
+            self.default, float) else str(self.default))
+
+    def help_text(self) -> str:
+        """The `--help` line: choices, help, default."""
+        head = " | ".join(self.choices) + (": " if self.help else "") if self.choices else ""
+        return f"{head}{self.help} [{self.default_text()}]."
+
+    def check(self, value: Any, key: str | None = None) -> Any:
+        """`value` validated (None passes where the default is None); `InputError` keyed `key` (default: the
+        flag) with the reason of `psipo_cli.config.validate`."""
+        key = key or self.option
+        if value is None and self.default is None:
+            return None
+        if self.type == "int":
+            return validate.integer(key, value, self.minimum, self.maximum)
+        if self.type == "real":
+            return validate.real(key, value, self.interval)
+        if self.type == "choice":
+            return validate.choice(key, value, self.choices)
+        if not isinstance(value, str) or not value:
+            raise InputError(key, value, f"must be {self.help.rstrip('.').lower()}")
+        return value
+
+    def normalise(self, value: Any) -> Any:
+        """A valid value as stored in a sweep grid: reals as floats (`lr = 1` and `lr = 1.0` are one
+        setting, so that a grid's identity does not depend on how a number is spelled)."""
+        return float(value) if self.type == "real" and validate.is_integer(value) else value
+
+
+def _steps(name: str, default: int | None, help: str, **kw: Any) -> Setting:
+    return Setting(name, "int", default, help, maximum=MAX_STEPS, **kw)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    _steps("steps", 18000, "Optimiser steps (of the policy stage, for RLHF)", identity=True),
+    Setting("lr", "real", 0.01, "Learning rate (Adam and SGD)", identity=True),
+    Setting("batch_size", "int", 9, "Comparisons per minibatch, drawn with replacement with probability "
+            "W[w, l] / sum W; 0 = full batch (the exact expected gradient)", minimum=0, identity=True),
+    Setting("optimizer", "choice", "adam", "", choices=choices.OPTIMIZERS, identity=True),
+    Setting("seeds", "int", 10, "Gradient runs per method and tau (and datasets, when the problem samples "
+            "them)"),
+    Setting("seed", "int", 0, "Root seed of the minibatch streams SeedSequence([seed, k, c])", minimum=0,
+            identity=True),
+    Setting("b1", "real", 0.9, "Adam's first-moment decay rate", interval=FRACTION, flag=False),
+    Setting("b2", "real", 0.999, "Adam's second-moment decay rate", interval=FRACTION, flag=False),
+    Setting("adam_eps", "real", 1e-8, "Adam's eps, added to sqrt(v_hat)", flag=False),
+    _steps("rm_steps", None, "rlhf: reward-model steps (early stopping)", roles=(GRADIENT, METHOD),
+           shown="= --steps", identity=True),
+    Setting("eps", "real", 1e-6, "psipo gradient: clip P to [eps, 1-eps] where Psi(P) is infinite",
+            roles=(GRADIENT, METHOD), interval=Interval(0.0, 0.5), identity=True),
+    Setting("records", "int", 60, "Points of the log-spaced step grid of the curves", flag=False),
+    Setting("ztol", "real", 9.0, "Status rule 1: a window mean that moved by more than ztol jitters is "
+            "still moving", flag=False),
+    Setting("xtol", "real", 1e-4, "Status rule 1: moves below xtol in reward units never count",
+            flag=False),
+    Setting("gtol", "real", 1e-6, "Status rule 2: largest inf-norm of the exact gradient of a "
+            "deterministic stage", flag=False),
+    Setting("lr_schedule", "choice", "constant", "", choices=choices.SCHEDULES),
+    Setting("lr_final", "real", 0.01, "Decaying schedules: final lr / --lr", interval=PROBABILITY_FRACTION),
+    Setting("average", "choice", "none", "report the averaged iterate", choices=choices.AVERAGES),
+    Setting("average_start", "real", 0.5, "Average the steps after this fraction of the run",
+            interval=FRACTION),
+    Setting("ema_decay", "real", 0.999, "ema: weight decay per step", interval=FRACTION),
+    Setting("rm_l2", "real", 0.0, "rlhf: ridge on the reward model", roles=(METHOD,), interval=NON_NEGATIVE),
+    Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,)),
+    Setting("solver", "choice", "both", "", roles=(RUN,), choices=choices.SOLVERS),
+    Setting("objective", "choice", "auto", "", roles=(RUN,), choices=choices.OBJECTIVES,
+            shown="auto: data if the problem has any"),
+)
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def setting(name: str) -> Setting:
+    """The declaration of `name` (KeyError for an undeclared name: a programming error)."""
+    return BY_NAME[name]
+
+
+def having(role: str, flag: bool | None = None) -> tuple[Setting, ...]:
+    """The settings with `role`, in declaration order (with `flag`: only those with or without a flag)."""
+    return tuple(s for s in SETTINGS if role in s.roles and (flag is None or s.flag == flag))
+
+
+def check_option(key: str, value: Any) -> Any:
+    """A method option's value, validated from its declaration (errors keyed by its flag, `--rm-l2`)."""
+    return setting(key).check(value)
+
+
+def _post_init(self: Any) -> None:
+    for s in having(GRADIENT):
+        s.check(getattr(self, s.name))
+
+
+def _docstring() -> str:
+    lines = [
+        "Settings of the gradient engine; the defaults are the paper's §5.4 values (arXiv 2310.12036).",
+        "",
+        "Declared in `psipo_cli.config.settings.SETTINGS` (one line each) and validated at construction:",
+        "an invalid value is an `InputError` keyed by the setting's flag (`--lr`).",
+        "",
+        "Attributes",
+        "----------",
+    ]
+    for s in having(GRADIENT):
+        kind = {"int": "int", "real": "float", "choice": "str", "text": "str"}[s.type]
+        lines.append(f"{s.name} : {kind}{' or None' if s.default is None else ''}")
+        lines.append(f"    {s.help_text()}")
+    return "\n".join(lines) + "\n"
+
+
+def _annotation(s: Setting) -> str:
+    name = s.python_type.__name__
+    return f"{name} | None" if s.default is None else name
+
+
+GradientSettings = make_dataclass(
+    "GradientSettings",
+    [(s.name, _annotation(s), field(default=s.default)) for s in having(GRADIENT)],
+    namespace={"__post_init__": _post_init, "__doc__": _docstring(), "__module__": __name__},
+    frozen=True,
+)
+
+
+def options_markdown() -> str:
+    """`docs/options.md`: the table of every flag `run` and `compare` share that a declaration gives."""
+    rows = ["| flag | key | default | values | applies to | meaning |", "|---|---|---|---|---|---|"]
+    for s in SETTINGS:
+        if not s.flag:
+            continue
+        values = " \\| ".join(s.choices) if s.choices else _range_text(s)
+        where = "method option" if s.roles == (METHOD,) else "run" if s.roles == (RUN,) else (
+            "gradient setting" + (" / method option" if METHOD in s.roles else ""))
+        meaning = s.help.replace("|", "\\|") or "—"
+        rows.append(f"| `{s.option}` | `{s.name}` | `{s.default_text()}` | {values} | {where} | {meaning} |")
+    head = (
+        "# Options of `psipo run` and `psipo compare`\n\n"
+        "Generated from `psipo_cli/config/settings.py` by `python -m psipo_cli.config.settings` "
+        "(a test checks that it is up to date). Every key works as a flag, an experiment-file key, a sweep-grid "
+        "key (a list sweeps it) and a keyword of `psipo_cli.solve`. Method options apply to the methods that "
+        "take them.\n\n"
+    )
+    return head + "\n".join(rows) + "\n"
+
+
+def _range_text(s: Setting) -> str:
+    if s.type == "int":
+        low = "integer >= " + str(s.minimum)
+        return low + (", <= 2**53" if s.maximum == MAX_STEPS else "")
+    if s.type == "real":
+        return s.interval.reason().removeprefix("must be a ").removeprefix("must lie in ")
+    return "text"
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(options_markdown())
+
+__all__ = ["GRADIENT", "METHOD", "RUN", "SETTINGS", "GradientSettings", "Setting", "check_option", "having",
+           "setting"]
