@@ -21,8 +21,15 @@ def problem_list() -> None:
 
 
 @app.command("show")
-def problem_show(spec: Annotated[str, typer.Argument(help="Preset name or TOML file.")]) -> None:
-    """Print a problem: actions, policies, preference model and win counts per context."""
+def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.")]) -> None:
+    """Print a problem (actions, policies, preference model and win counts per context), or a dataset's counts."""
+    from psipo_cli.problem import is_dataset
+
+    if is_dataset(spec):
+        from psipo_cli.problem.datasets import describe, read_dataset
+
+        print(describe(read_dataset(spec)))
+        return
     from psipo_cli.cli.pipeline import describe_problem
     from psipo_cli.problem import get_problem, realise
 
@@ -30,9 +37,16 @@ def problem_show(spec: Annotated[str, typer.Argument(help="Preset name or TOML f
 
 
 @app.command("validate")
-def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file.")]) -> None:
-    """Check a problem file: exit 0 and one line if valid, exit 2 and the first error otherwise."""
-    from psipo_cli.problem import load_problem
+def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.")]) -> None:
+    """Check a problem file or dataset: exit 0 and one line if valid, exit 2 and the first error otherwise."""
+    from psipo_cli.problem import is_dataset, load_problem
 
+    if is_dataset(path):
+        from psipo_cli.problem.datasets import read_dataset, summary
+
+        counts = summary(read_dataset(path))
+        print(f"{path}: valid ({counts['prompts']} prompt(s), {counts['completions']} completions, "
+              f"{counts['comparisons']:g} comparisons, {counts['ties']:g} ties)", file=sys.stderr)
+        return
     problem = load_problem(path)
     print(f"{path}: valid ({problem.n_actions} actions, {len(problem.contexts)} context(s))", file=sys.stderr)

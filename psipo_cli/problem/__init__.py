@@ -18,6 +18,9 @@ from psipo_cli.problem.model import (
 )
 from psipo_cli.problem.presets import PRESETS, preset
 
+# File endings read as preference datasets (`psipo_cli.problem.datasets`); a directory is a `save_to_disk` one.
+DATASET_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
+
 __all__ = [
     "DEFAULT_CONTEXT",
     "PRESETS",
@@ -28,6 +31,7 @@ __all__ = [
     "build_problem",
     "expected_wins",
     "get_problem",
+    "is_dataset",
     "load_problem",
     "order_matrix",
     "preset",
@@ -36,11 +40,23 @@ __all__ = [
 ]
 
 
+def is_dataset(spec: str | Path) -> bool:
+    """Whether `spec` names a preference dataset (JSON Lines, JSON, CSV, Parquet, or a `save_to_disk`
+    directory) rather than a TOML problem file or a preset."""
+    if str(spec) in PRESETS:
+        return False
+    path = Path(spec)
+    return path.is_dir() or path.suffix.lower() in DATASET_SUFFIXES
+
+
 def get_problem(spec: str | Path | Problem | dict, base_dir: str | Path | None = None) -> Problem:
-    """A problem from a preset name, a TOML file, an inline table, or a `Problem` (returned as is).
+    """A problem from a preset name, a TOML file, a preference dataset, an inline table, or a `Problem`
+    (returned as is).
 
     `base_dir` is where an inline table's `pairs_csv` is looked for (the experiment file's directory);
-    a problem file's own `pairs_csv` is always relative to that file.
+    a problem file's own `pairs_csv` is always relative to that file. A dataset becomes a problem when every
+    prompt has the same completions (battles, one prompt: `datasets.to_problem`); otherwise the error says
+    why.
     """
     if isinstance(spec, Problem):
         return spec
@@ -49,4 +65,8 @@ def get_problem(spec: str | Path | Problem | dict, base_dir: str | Path | None =
     text = str(spec)
     if text in PRESETS:
         return preset(text)
+    if is_dataset(text):
+        from psipo_cli.problem.datasets import read_dataset, to_problem
+
+        return to_problem(read_dataset(text))
     return load_problem(text)

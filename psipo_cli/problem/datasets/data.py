@@ -266,8 +266,9 @@ def to_problem(data: PreferenceData) -> Any:
         raise InputError(
             "dataset",
             where,
-            f"contexts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: a "
-            "Problem needs one action list shared by every context",
+            f"prompts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: psipo "
+            "solves only datasets whose prompts share one completion list (battles, one prompt) so far; "
+            "`psipo problem show` counts this one",
         )
     position = codes.astype(np.int64)  # each action's place in the shared list (the first context's order)
     compared = np.bincount(data.context, minlength=m) > 0
