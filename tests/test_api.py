@@ -16,10 +16,10 @@ import pytest
 from scipy.optimize import minimize
 
 import psipo_cli
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import METHODS
+from psipo_cli.methods import METHODS
 from psipo_cli.solvers import gradient
-from psipo_cli.solvers.gradient import GradientSettings
 from psipo_cli.solvers.runs import method_spec
 
 METHOD_OPTIONS = {o for m in METHODS.values() for o in m.options}
@@ -217,4 +217,4 @@ def test_public_names_are_exported_lazily() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     first, second = out.splitlines()
     assert first == ""
-    assert second == "psipo_cli.api psipo_cli.solvers.gradient bt-finite"
+    assert second == "psipo_cli.api psipo_cli.config.settings bt-finite"

@@ -23,11 +23,12 @@ from scipy.optimize import minimize
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, logit
+from support import exact_solution
 
 import psipo_cli
 from psipo_cli.errors import InputError
+from psipo_cli.methods.pairwise import ipo
 from psipo_cli.metrics import t_interval
-from psipo_cli.objectives import dpo, ipo, rlhf
 from psipo_cli.problem import PRESETS, build_problem, get_problem, realise
 
 TAUS = [0.1, 0.5, 1.0, 3.0]
@@ -301,7 +302,7 @@ def test_ipo_large_sparse_problem() -> None:
             W[i, j] += 1
     pi_ref = random_simplex(rng, n)
     tau = 0.7
-    sol = ipo.solve(W, pi_ref, tau)
+    sol = exact_solution("ipo", W, pi_ref, tau)
     assert sol.status == "optimal"
     delta = np.log(sol.policy / pi_ref)
     delta -= delta[-1]  # absent action: delta = 0 fixes the softmax constant
@@ -357,7 +358,7 @@ def test_dpo_optimal_matches_bfgs_on_the_raw_loss() -> None:
         W = random_W(rng, n, 0.6, both_ways=True)
         pi_ref = random_simplex(rng, n)
         tau = float(rng.choice([0.2, 1.0, 4.0]))
-        sol = dpo.solve(W, pi_ref, tau)
+        sol = exact_solution("dpo", W, pi_ref, tau)
         assert sol.status == "optimal"
         loss = partial(dpo_loss, W=W, tau=tau)
         grad = partial(dpo_grad, W=W, tau=tau)
@@ -375,7 +376,7 @@ def test_dpo_status_follows_strong_connectivity() -> None:
     seen = set()
     for _ in range(60):
         W = random_W(rng, int(rng.integers(2, 7)), 0.5)
-        status = dpo.solve(W, np.full(W.shape[0], 1 / W.shape[0]), 1.0).status
+        status = exact_solution("dpo", W, np.full(W.shape[0], 1 / W.shape[0]), 1.0).status
         assert status == ("optimal" if strongly_connected(W) else "diverged")
         seen.add(status)
     assert seen == {"optimal", "diverged"}
@@ -412,7 +413,7 @@ def test_rlhf_without_ridge_equals_dpo_on_random_data() -> None:
         W = random_W(rng, n, 0.6, both_ways=bool(rng.random() < 0.4))
         pi_ref = random_simplex(rng, n)
         for tau in (0.01, 1.0, 50.0):
-            a, b = rlhf.solve(W, pi_ref, tau, rm_l2=0.0), dpo.solve(W, pi_ref, tau)
+            a, b = exact_solution("rlhf", W, pi_ref, tau, rm_l2=0.0), exact_solution("dpo", W, pi_ref, tau)
             assert a.status == b.status
             seen.add(a.status)
             np.testing.assert_allclose(a.policy, b.policy, atol=1e-9, rtol=1e-7)
@@ -429,7 +430,7 @@ def test_rlhf_ridge_matches_a_generic_solve() -> None:
         l2 = float(rng.choice([1e-3, 0.1, 2.0]))
         tau = float(rng.choice([0.3, 1.0, 5.0]))
         r = bfgs(partial(reward_loss, W=W, l2=l2), partial(reward_grad, W=W, l2=l2), n)
-        sol = rlhf.solve(W, pi_ref, tau, rm_l2=l2)
+        sol = exact_solution("rlhf", W, pi_ref, tau, rm_l2=l2)
         assert sol.status == "optimal"
         np.testing.assert_allclose(sol.policy, tilt(pi_ref, r / tau), atol=1e-7)
 
@@ -452,7 +453,7 @@ def test_rlhf_ridge_stays_inside_and_shrinks_to_pi_ref(name: str) -> None:
             assert frames.metrics.iloc[0].status == "optimal"
             kls.append(frames.metrics.iloc[0].kl)
             ctx = realise(get_problem(name)).contexts[0]
-            r = rlhf.solve(np.asarray(ctx.wins), ctx.pi_ref, tau, rm_l2=l2).offsets * tau
+            r = exact_solution("rlhf", np.asarray(ctx.wins), ctx.pi_ref, tau, rm_l2=l2).offsets * tau
             norms.append(np.linalg.norm(r))
         assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(norms)), norms
         assert kls[-1] <= 1e-5 * max(kls) or max(kls) == 0.0
@@ -490,7 +491,7 @@ def test_rlhf_large_ridge_asymptotics() -> None:
         pi_ref = random_simplex(rng, n)
         b, N = W.sum(1) - W.sum(0), W.sum()
         l2, tau = 1e4, 0.5
-        pi = rlhf.solve(W, pi_ref, tau, rm_l2=l2).policy
+        pi = exact_solution("rlhf", W, pi_ref, tau, rm_l2=l2).policy
         approx = tilt(pi_ref, b / (2 * N * l2 * tau))
         assert np.max(np.abs(pi - approx)) < 1e-7  # the error is O(l2^-2)
         assert np.max(np.abs(approx - pi_ref)) > 1e-6  # ... and the first-order term is visible
@@ -508,9 +509,9 @@ def test_diverged_limit_is_the_end_of_the_ridge_path(tau: float) -> None:
         if strongly_connected(W):
             continue
         pi_ref = random_simplex(rng, n)
-        limit = dpo.solve(W, pi_ref, tau)
+        limit = exact_solution("dpo", W, pi_ref, tau)
         assert limit.status == "diverged"
-        ridge_path = [rlhf.solve(W, pi_ref, tau, rm_l2=l2).policy for l2 in (1e-3, 1e-6, 1e-9, 1e-12)]
+        ridge_path = [exact_solution("rlhf", W, pi_ref, tau, rm_l2=l2).policy for l2 in (1e-3, 1e-6, 1e-9, 1e-12)]
         gaps = [tv(p, limit.policy) for p in ridge_path]
         if "tie" in limit.detail:  # several top components: see the dedicated tests below
             continue
@@ -649,7 +650,7 @@ def test_symmetric_tie_between_components() -> None:
     """a > b and c > d, once each: two identical source components, the ridge path keeps them equal."""
     W = tie_W(4, {(0, 1): 1, (2, 3): 1})
     for tau in (0.1, 1.0, 10.0):
-        np.testing.assert_allclose(dpo.solve(W, np.full(4, 0.25), tau).policy, [0.5, 0, 0.5, 0], atol=1e-9)
+        np.testing.assert_allclose(exact_solution("dpo", W, np.full(4, 0.25), tau).policy, [0.5, 0, 0.5, 0], atol=1e-9)
 
 
 @pytest.mark.parametrize("tau", [0.5, 1.0])
@@ -661,7 +662,7 @@ def test_asymmetric_tie_between_components(tau: float) -> None:
     same: dx_k/dt ∝ c_k e^{-2 x_k}, x_k = log(4 c_k t / N) / 2."""
     W = tie_W(4, {(0, 1): 1, (2, 3): 2})
     pa = 1.0 / (1.0 + 2 ** (1 / (2 * tau)))
-    pi = dpo.solve(W, np.full(4, 0.25), tau).policy
+    pi = exact_solution("dpo", W, np.full(4, 0.25), tau).policy
     np.testing.assert_allclose(pi, [pa, 0, 1 - pa, 0], atol=1e-10)
     assert pi[1] == pi[3] == 0.0
 
@@ -672,13 +673,13 @@ def test_asymmetric_tie_against_the_ridge_path_and_gradient_flow() -> None:
     rm_l2 = 1e-12 the ridge solution is still ~1e-2 off in r_c - r_a."""
     W = tie_W(4, {(0, 1): 1, (2, 3): 2})
     exact = math.log(2) / 2
-    pi = dpo.solve(W, np.full(4, 0.25), 1.0).policy
+    pi = exact_solution("dpo", W, np.full(4, 0.25), 1.0).policy
     code = math.log(pi[2] / pi[0])
     path = reference_ridge_path(W, TIE_PATH)
     gap = path[:, 2] - path[:, 0]
     assert abs(extrapolate(TIE_PATH, gap, 3) - exact) < 1e-9
     assert abs(code - exact) < 1e-12
-    assert "gradient descent" not in dpo.solve(W, np.full(4, 0.25), 1.0).detail
+    assert "gradient descent" not in exact_solution("dpo", W, np.full(4, 0.25), 1.0).detail
     assert abs(gap[-1] - exact) > 1e-4  # at l2 = e^-690 the raw path is still 5e-4 away
     ridge_at_1e12 = reference_ridge_path(W, np.array([12 * math.log(10)]))[0]
     assert abs(ridge_at_1e12[2] - ridge_at_1e12[0] - exact) > 5e-3
@@ -694,7 +695,7 @@ def test_tie_of_two_sources_sharing_a_loser(tau: float) -> None:
     pi(a) / pi(b) -> (pi_ref(a) / pi_ref(b)) 3^(1/tau). Gradient flow: the same ratio of the two flows."""
     W = tie_W(3, {(0, 2): 3, (1, 2): 1})
     pi_ref = np.array([0.2, 0.5, 0.3])
-    pi = dpo.solve(W, pi_ref, tau).policy
+    pi = exact_solution("dpo", W, pi_ref, tau).policy
     ratio = 0.2 / 0.5 * 3 ** (1 / tau)
     np.testing.assert_allclose(pi, [ratio / (1 + ratio), 1 / (1 + ratio), 0], atol=1e-10)
     if tau == 1.0:
@@ -720,7 +721,7 @@ def test_tie_of_a_cycle_with_a_pair(tau: float) -> None:
     weights = pi_ref[[a, b, c]] * np.array([2.0, 1.0, 6**0.5]) ** (1 / tau)
     expected = np.zeros(7)
     expected[[a, b, c]] = weights / weights.sum()
-    np.testing.assert_allclose(dpo.solve(W, pi_ref, tau).policy, expected, atol=1e-10)
+    np.testing.assert_allclose(exact_solution("dpo", W, pi_ref, tau).policy, expected, atol=1e-10)
     if tau == 1.0:
         path = reference_ridge_path(W, TIE_PATH)
         assert abs(extrapolate(TIE_PATH, path[:, c] - path[:, a], 3) - math.log(1.5) / 2) < 1e-8
@@ -737,7 +738,8 @@ def test_tie_of_a_cycle_and_a_singleton_beating_the_same_loser(tau: float) -> No
     W = tie_W(4, {(a, b): 3, (b, a): 1, (a, d): 1, (b, d): 2, (c, d): 1})
     pi_ref = np.array([0.3, 0.2, 0.4, 0.1])
     weights = pi_ref[:3] * np.array([3.5, 7 / 6, 1.0]) ** (1 / tau)
-    np.testing.assert_allclose(dpo.solve(W, pi_ref, tau).policy, [*(weights / weights.sum()), 0], atol=1e-10)
+    policy = exact_solution("dpo", W, pi_ref, tau).policy
+    np.testing.assert_allclose(policy, [*(weights / weights.sum()), 0], atol=1e-10)
     if tau == 2.0:
         path = reference_ridge_path(W, TIE_PATH)
         assert abs(extrapolate(TIE_PATH, path[:, a] - path[:, c], 3) - math.log(3.5)) < 1e-8
@@ -754,7 +756,7 @@ def test_tie_broken_at_order_log_log() -> None:
     s e^s = p to 1e-9."""
     W = tie_W(4, {(0, 1): 1, (2, 3): 1, (0, 3): 1})
     for tau in (0.5, 1.0, 5.0):
-        sol = dpo.solve(W, np.full(4, 0.25), tau)
+        sol = exact_solution("dpo", W, np.full(4, 0.25), tau)
         np.testing.assert_array_equal(sol.policy, [1.0, 0, 0, 0])
         assert "log log(1/l2)" in sol.detail
     path = reference_ridge_path(W, np.array([12 * math.log(10), 100.0, 300.0, 690.0]))
@@ -783,7 +785,7 @@ def test_tie_decided_one_level_down() -> None:
 
     exact = offset(2, 1, 2) - offset(1, 1, 1)
     for tau in (0.5, 1.0):
-        pi = dpo.solve(W, np.full(8, 1 / 8), tau).policy
+        pi = exact_solution("dpo", W, np.full(8, 1 / 8), tau).policy
         assert math.log(pi[0] / pi[4]) == pytest.approx(exact / tau, abs=1e-10)
         assert pi[[1, 2, 3, 5, 6, 7]].max() == 0.0
     mp = pytest.importorskip("mpmath")
@@ -810,7 +812,7 @@ def test_tie_across_a_comparison_with_spare_margin() -> None:
     r_c - r_a settles near 0.0116, not 0.462: the note says gradient descent need not approach this split."""
     a, b, x, c, y, z = range(6)
     W = tie_W(6, {(a, b): 1, (b, x): 1, (c, y): 2, (y, z): 1, (a, z): 1})
-    sol = dpo.solve(W, np.full(6, 1 / 6), 1.0)
+    sol = exact_solution("dpo", W, np.full(6, 1 / 6), 1.0)
     assert math.log(sol.policy[c] / sol.policy[a]) == pytest.approx(2 * math.log(2) / 3, abs=1e-10)
     assert "gradient descent" in sol.detail
     path = reference_ridge_path(W, TIE_PATH)
@@ -821,7 +823,7 @@ def test_tie_across_a_comparison_with_spare_margin() -> None:
     assert abs(settled - 2 * math.log(2) / 3) > 0.4
     # Without a > z both routes agree, and the note has no caveat.
     W[a, z] = 0
-    sol = dpo.solve(W, np.full(6, 1 / 6), 1.0)
+    sol = exact_solution("dpo", W, np.full(6, 1 / 6), 1.0)
     assert "gradient descent" not in sol.detail
     flow = gradient_flow(W, 30.0)
     assert abs(flow(30.0)[c] - flow(30.0)[a] - 2 * math.log(2) / 3) < 1e-6
@@ -903,7 +905,7 @@ def test_random_ties_against_the_ridge_path() -> None:
             W[int(rng.integers(k)), k + int(rng.integers(k))] += 1
         pi_ref = random_simplex(rng, n)
         tau = float(rng.choice([0.3, 1.0, 3.0]))
-        pi = dpo.solve(W, pi_ref, tau).policy
+        pi = exact_solution("dpo", W, pi_ref, tau).policy
         path = reference_ridge_path(W, TIE_PATH)
         lead = int(np.argmax(path[-1]))
         top = path[-1] - path[-1, lead] > -20.0  # the rest trail by >= gap(u) * 690 (gaps are >= 1/12 here)
@@ -1141,10 +1143,10 @@ def test_gauge_and_absent_actions() -> None:
     W[3, 4], W[4, 3] = 5, 1
     pi_ref = np.array([0.1, 0.2, 0.05, 0.15, 0.2, 0.1, 0.2])
     for sol in (
-        ipo.solve(W, pi_ref, 0.7),
-        dpo.solve(W, pi_ref, 0.7),
-        rlhf.solve(W, pi_ref, 0.7),
-        rlhf.solve(W, pi_ref, 0.7, rm_l2=0.3),
+        exact_solution("ipo", W, pi_ref, 0.7),
+        exact_solution("dpo", W, pi_ref, 0.7),
+        exact_solution("rlhf", W, pi_ref, 0.7),
+        exact_solution("rlhf", W, pi_ref, 0.7, rm_l2=0.3),
     ):
         assert sol.status == "optimal"
         delta = np.log(sol.policy / pi_ref)
@@ -1164,7 +1166,7 @@ def test_gauge_with_a_diverged_component_elsewhere() -> None:
     W[0, 1] = W[1, 2] = W[3, 4] = 1  # two chains
     pi_ref = np.full(5, 0.2)
     tau = 0.5
-    sol = ipo.solve(W, pi_ref, tau)
+    sol = exact_solution("ipo", W, pi_ref, tau)
     # By hand: chain a > b > c has b = (1, 0, -1), Lap = [[1,-1,0],[-1,2,-1],[0,-1,1]]; delta = x/(2 tau)
     # with Lap x = b, sum x = 0: x = (1, 0, -1). Chain d > e: x = (1/2, -1/2).
     expected = np.array([1, 0, -1, 0.5, -0.5]) / (2 * tau)
@@ -1356,7 +1358,7 @@ def test_bad_tau(tau: float) -> None:
 def test_dense_and_sparse_comparison_graphs_give_the_same_components(monkeypatch: pytest.MonkeyPatch) -> None:
     # Small graphs use a boolean transitive closure, large ones scipy's csgraph: on random graphs both
     # must induce the same partitions (labels themselves may differ) and the same separating comparisons.
-    import psipo_cli.objectives.pairwise as pairwise
+    import psipo_cli.methods.linalg as pairwise
 
     rng = np.random.default_rng(7)
     for _ in range(200):

@@ -98,7 +98,7 @@ def run(
 
     options = {"rm_l2": rm_l2, "rm_steps": rm_steps, "psi": psi, "eps": eps}
     entry = method_entry(method, "method")
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
 
     accepted = get_method(method).options
     for key, value in options.items():

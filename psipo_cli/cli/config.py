@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
 from psipo_cli.solvers.entries import entry_spec, method_entry
-from psipo_cli.solvers.gradient import GradientSettings
 
 DEFAULT_TAUS = [0.1, 0.5, 1.0, 2.0]
 SOLVER_KEYS = (
@@ -94,7 +94,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
 def _builtin_psi(key: str, psi: Any, path: Path) -> None:
     """A config file names built-in Psi functions only: importing `module:function` runs code, and only an
     explicit `--psi` on the command line may do that (a config file is data, maybe someone else's)."""
-    from psipo_cli.objectives import PSI_BUILTIN
+    from psipo_cli.methods import PSI_BUILTIN
 
     if psi is not None and (not isinstance(psi, str) or psi not in PSI_BUILTIN):
         raise InputError(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import get_method
+from psipo_cli.methods import get_method
 
 EXACT = "exact"
 GRADIENT = "gradient"

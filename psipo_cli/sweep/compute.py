@@ -68,7 +68,7 @@ def header() -> str:
 def run_chunk(task: ChunkTask) -> ChunkOutput:
     """Solve one chunk (this runs in the worker)."""
     from psipo_cli import api
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
 
     settings = GradientSettings(seeds=task.seeds, **task.settings)
     started = time.perf_counter()

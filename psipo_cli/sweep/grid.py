@@ -170,7 +170,7 @@ class SweepGrid:
 
     def gradient_settings(self) -> Any:
         """`GradientSettings` of the grid (its `seeds` included)."""
-        from psipo_cli.solvers.gradient import GradientSettings
+        from psipo_cli.config.settings import GradientSettings
 
         return GradientSettings(seeds=self.seeds, **self.settings)
 
@@ -300,7 +300,7 @@ def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
         # `lr = 1` and `lr = 1.0` are the same setting: store floats so that the identity agrees.
         if isinstance(settings.get(key), int) and not isinstance(settings[key], bool):
             settings[key] = float(settings[key])
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
 
     try:
         GradientSettings(seeds=seeds, **settings)
@@ -313,7 +313,7 @@ def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
 
 
 def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
     from psipo_cli.solvers.entries import entry_spec, method_entry
 
     if not isinstance(raw, list) or not raw:
@@ -480,7 +480,7 @@ def check_solvable(grid: SweepGrid) -> None:
     from dataclasses import replace
 
     from psipo_cli import api
-    from psipo_cli.objectives import METHODS, get_method
+    from psipo_cli.methods import METHODS, get_method
     from psipo_cli.problem import realise
     from psipo_cli.solvers.inputs import DATASET, method_inputs, resolve_objective
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from psipo_cli.objectives.pairwise import log_of, softmax_policy
+from psipo_cli.methods.linalg import log_of, softmax_policy
 
 
 def kl_divergence(pi: np.ndarray, pi_ref: np.ndarray) -> float:
