@@ -37,11 +37,13 @@ from support import exact_solution
 from psipo_cli import api
 from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
+from psipo_cli.methods import METHODS as REGISTRY
 from psipo_cli.methods import get_method
 from psipo_cli.methods.population import psipo
 from psipo_cli.problem import build_problem
 
-METHODS = ["rlhf", "dpo", "ipo", "psipo"]
+METHODS = list(REGISTRY)
+ON_COMPARISONS = [name for name, m in REGISTRY.items() if m.family.on_comparisons]
 # PSIPO_FUZZ_SCALE=20 pytest tests/test_numerics.py: twenty times the examples (a longer hunt than CI's).
 SCALE = float(os.environ.get("PSIPO_FUZZ_SCALE", "1"))
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
@@ -394,7 +396,7 @@ def test_population_without_comparisons_is_an_input_error() -> None:
     # mu on one action: the population DPO/IPO/RLHF objectives compare nothing (exact and gradient alike).
     table = {"actions": ["a", "b", "c"], "mu": [1.0, 0.0, 0.0], "order": ["a", "b", "c"]}
     for solver in ("exact", "gradient"):
-        for method in ("dpo", "ipo", "rlhf"):
+        for method in ON_COMPARISONS:
             with pytest.raises(InputError, match="no comparisons"):
                 api.solve(build_problem(table), method, [1.0], solver=solver,
                           settings=GradientSettings(steps=5, seeds=1))

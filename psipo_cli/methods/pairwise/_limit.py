@@ -28,7 +28,7 @@ from psipo_cli.methods.linalg import (
     pairs_of,
     softmax_policy,
 )
-from psipo_cli.methods.pairwise._solver import implied_reward
+from psipo_cli.methods.pairwise.solver import implied_reward
 from psipo_cli.methods.solution import DIVERGED, Solution
 
 if TYPE_CHECKING:

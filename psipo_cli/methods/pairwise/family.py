@@ -13,7 +13,7 @@ import numpy as np
 
 from psipo_cli.methods.linalg import comparison_graph, log_of, mean_pair_grad, mean_pair_loss, unseen_actions
 from psipo_cli.methods.pairwise._limit import separated_limit
-from psipo_cli.methods.pairwise._solver import implied_reward, mean_loss_at, tempered
+from psipo_cli.methods.pairwise.solver import implied_reward, mean_loss_at, tempered
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method, PairLoss
 

@@ -10,8 +10,8 @@ import numpy as np
 
 from psipo_cli.methods.kl import kl_gradient
 from psipo_cli.methods.linalg import comparison_graph, log_of, unseen_actions
-from psipo_cli.methods.pairwise._solver import implied_reward, margin_gradient, margin_objective, tempered
 from psipo_cli.methods.pairwise.family import solve_pair_loss
+from psipo_cli.methods.pairwise.solver import implied_reward, margin_gradient, margin_objective, tempered
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from psipo_cli.methods.pairwise import dpo
-from psipo_cli.methods.pairwise._solver import margin_gradient, margin_objective
+from psipo_cli.methods.pairwise.solver import margin_gradient, margin_objective
 from psipo_cli.methods.reward_model.family import REWARD_MODEL
 from psipo_cli.methods.spec import Method
 

@@ -33,35 +33,38 @@ class Optimiser:
         self.constant = self.schedule == "constant" or self.final == 1.0
 
     def step(self, G: np.ndarray, t: int) -> np.ndarray:
-        """The step `X_t = X_{t-1} - step` for the gradient `G` at step `t` (a buffer, reused)."""
-        step = self.step_buffer
-        direction = self._adam(G, t) if self.adam else G
+        """The step `X_t = X_{t-1} - step` for the gradient `G` at step `t` (a buffer, reused).
+
+        In place, one numpy call per operation: this runs once per step for every lane at once.
+        """
+        step, scratch = self.step_buffer, self.scratch
+        if self.adam:
+            # optax: m = (1-b1) g + b1 m; v = (1-b2) g^2 + b2 v; update = m_hat / (sqrt(v_hat) + eps)
+            m, v = self.m, self.v
+            m *= self.b1
+            np.multiply(G, self.c1, out=scratch)
+            m += scratch
+            v *= self.b2
+            np.multiply(G, G, out=scratch)
+            scratch *= self.c2
+            v += scratch
+            np.divide(v, 1.0 - self.b2**t, out=scratch)
+            np.sqrt(scratch, out=scratch)
+            scratch += self.eps
+            np.divide(m, 1.0 - self.b1**t, out=step)
+            step /= scratch
+            direction = step
+        else:
+            direction = G
         if self.frozen is None:
-            np.multiply(direction, self.lr if self.constant else self.lr * factor(self.schedule, t, self.T, self.final),
-                        out=step)
+            rate = self.lr if self.constant else self.lr * factor(self.schedule, t, self.T, self.final)
+            np.multiply(direction, rate, out=step)
         elif self.constant:
             np.multiply(direction, self.lr, out=step)
             step *= (t <= self.frozen)[:, None]  # lanes past their own limit stay put
         else:
             rates = self.lr * factor(self.schedule, t, self.frozen, self.final) * (t <= self.frozen)
             np.multiply(direction, rates[:, None], out=step)
-        return step
-
-    def _adam(self, G: np.ndarray, t: int) -> np.ndarray:
-        """Adam's direction `m_hat / (sqrt(v_hat) + eps)`, in place in the step buffer."""
-        m, v, scratch, step = self.m, self.v, self.scratch, self.step_buffer
-        m *= self.b1
-        np.multiply(G, self.c1, out=scratch)
-        m += scratch
-        v *= self.b2
-        np.multiply(G, G, out=scratch)
-        scratch *= self.c2
-        v += scratch
-        np.divide(v, 1.0 - self.b2**t, out=scratch)
-        np.sqrt(scratch, out=scratch)
-        scratch += self.eps
-        np.divide(m, 1.0 - self.b1**t, out=step)
-        step /= scratch
         return step
 
 
