@@ -201,3 +201,23 @@ def test_method_inputs_follow_the_family() -> None:
         assert isinstance(inputs, MethodInputs)
         assert (inputs.W is not None) == method.family.on_comparisons
         assert (inputs.P is not None) != method.family.on_comparisons
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if METHODS[n].loss is not None])
+def test_on_a_forest_each_pair_is_minimised_on_its_own(name: str) -> None:
+    # The compared pairs form a forest (a path a - b - c plus d - c), both directions recorded: the mean
+    # loss splits into one term per pair, so each implied-reward difference minimises its own 1-D term
+    # W[x,y] f(h) + W[y,x] f(-h) (scipy, on the method's margin). The solution names its closed form.
+    from scipy.optimize import minimize_scalar
+
+    loss = METHODS[name].loss
+    W = np.zeros((4, 4))
+    W[0, 1], W[1, 0], W[1, 2], W[2, 1], W[3, 2], W[2, 3] = 3, 1, 2, 5, 1, 1
+    z = implied_reward(W, loss)
+    for x, y in ((0, 1), (1, 2), (3, 2)):
+        best = minimize_scalar(lambda h, x=x, y=y: W[x, y] * loss.margin(h) + W[y, x] * loss.margin(-h),
+                               bracket=(-1.0, 1.0), tol=1e-12).x
+        assert z[x] - z[y] == pytest.approx(best, abs=1e-6)
+    if loss.closed_form is not None:
+        (run,) = exact_runs(name, W=W, taus=[1.0])
+        assert "forest" in run.detail

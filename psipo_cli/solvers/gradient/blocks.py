@@ -144,7 +144,8 @@ class PairBlock:
     def prepare(self, count: int) -> None:
         """Draw the minibatch indices of the next `count` (<= STREAM_CHUNK) steps, all lanes at once."""
         if not self.constant:
-            idx = self.streams.draw(count) + self.base
+            idx = self.streams.draw(count)
+            idx += self.base
             self.idx = idx.reshape(count, 2 * len(self.lanes) * self.batch_size)
 
     def gradient(self, X: np.ndarray, i: int) -> np.ndarray:

@@ -236,6 +236,7 @@ def _steps(
     single = blocks[0] if len(blocks) == 1 else None
     for block in blocks:
         block.reset_streams()
+    step = optimiser.stepper()
     t, upcoming = 0, 1  # the first step is an event: `events` finds the next one
     while t < T:
         count = min(STREAM_CHUNK, T - t)
@@ -251,7 +252,7 @@ def _steps(
                         G[block.start : block.stop] = block.gradient(X, i)
                 if dead_rows:
                     G[dead_rows] = 0.0
-                X -= optimiser.step(G, t)
+                X -= step(G, t)
                 if t >= upcoming:
                     upcoming = events(X, t)
         if not np.all(np.isfinite(X)):

@@ -12,6 +12,8 @@ probabilities, are averaged: the loss is convex in them for DPO and IPO), over t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from psipo_cli.config.settings import GradientSettings
@@ -32,40 +34,45 @@ class Optimiser:
         self.schedule, self.final = settings.lr_schedule, settings.lr_final
         self.constant = self.schedule == "constant" or self.final == 1.0
 
-    def step(self, G: np.ndarray, t: int) -> np.ndarray:
-        """The step `X_t = X_{t-1} - step` for the gradient `G` at step `t` (a buffer, reused).
+    def stepper(self) -> Callable[[np.ndarray, int], np.ndarray]:
+        """`step(G, t)`: the step `X_t = X_{t-1} - step` for the gradient `G` at step `t` (a buffer, reused).
 
-        In place, one numpy call per operation: this runs once per step for every lane at once.
+        A closure over local names, in place, one numpy call per operation: it runs once per step for
+        every lane at once, so attribute look-ups would be a measurable share of a small problem's time.
         """
-        step, scratch = self.step_buffer, self.scratch
-        if self.adam:
-            # optax: m = (1-b1) g + b1 m; v = (1-b2) g^2 + b2 v; update = m_hat / (sqrt(v_hat) + eps)
-            m, v = self.m, self.v
-            m *= self.b1
-            np.multiply(G, self.c1, out=scratch)
-            m += scratch
-            v *= self.b2
-            np.multiply(G, G, out=scratch)
-            scratch *= self.c2
-            v += scratch
-            np.divide(v, 1.0 - self.b2**t, out=scratch)
-            np.sqrt(scratch, out=scratch)
-            scratch += self.eps
-            np.divide(m, 1.0 - self.b1**t, out=step)
-            step /= scratch
-            direction = step
-        else:
-            direction = G
-        if self.frozen is None:
-            rate = self.lr if self.constant else self.lr * factor(self.schedule, t, self.T, self.final)
-            np.multiply(direction, rate, out=step)
-        elif self.constant:
-            np.multiply(direction, self.lr, out=step)
-            step *= (t <= self.frozen)[:, None]  # lanes past their own limit stay put
-        else:
-            rates = self.lr * factor(self.schedule, t, self.frozen, self.final) * (t <= self.frozen)
-            np.multiply(direction, rates[:, None], out=step)
-        return step
+        step, scratch, m, v = self.step_buffer, self.scratch, self.m, self.v
+        adam, lr, b1, b2, c1, c2, eps = self.adam, self.lr, self.b1, self.b2, self.c1, self.c2, self.eps
+        frozen, constant, schedule, final, T = self.frozen, self.constant, self.schedule, self.final, self.T
+
+        def update(G: np.ndarray, t: int) -> np.ndarray:
+            if adam:
+                # optax: m = (1-b1) g + b1 m; v = (1-b2) g^2 + b2 v; update = m_hat / (sqrt(v_hat) + eps)
+                np.multiply(m, b1, out=m)
+                np.multiply(G, c1, out=scratch)
+                np.add(m, scratch, out=m)
+                np.multiply(v, b2, out=v)
+                np.multiply(G, G, out=scratch)
+                np.multiply(scratch, c2, out=scratch)
+                np.add(v, scratch, out=v)
+                np.divide(v, 1.0 - b2**t, out=scratch)
+                np.sqrt(scratch, out=scratch)
+                np.add(scratch, eps, out=scratch)
+                np.divide(m, 1.0 - b1**t, out=step)
+                np.divide(step, scratch, out=step)
+                direction = step
+            else:
+                direction = G
+            if frozen is None:
+                np.multiply(direction, lr if constant else lr * factor(schedule, t, T, final), out=step)
+            elif constant:
+                np.multiply(direction, lr, out=step)
+                np.multiply(step, (t <= frozen)[:, None], out=step)  # lanes past their own limit stay put
+            else:
+                rates = lr * factor(schedule, t, frozen, final) * (t <= frozen)
+                np.multiply(direction, rates[:, None], out=step)
+            return step
+
+        return update
 
 
 class Averager:

@@ -108,6 +108,7 @@ class WindowStats:
         self.origin = elapsed(self.schedule, self.starts, limit[None, :], self.final) if self.detrend else None
         self.average = np.zeros((L, n))
         self.uniform = bool(np.all(limit == self.T))
+        self.first = int(self.starts[0, 0]), int(self.starts[1, 0])  # the windows' first steps (uniform lanes)
         self.accumulate = self._uniform if self.uniform else self._per_lane
 
     def _centred(self, X: np.ndarray) -> np.ndarray:
@@ -116,10 +117,10 @@ class WindowStats:
 
     def _uniform(self, X: np.ndarray, t: int) -> None:
         """Every lane has the same windows: per step, at most one window to update, no masks."""
-        b0 = int(self.starts[1, 0])
+        a0, b0 = self.first
         k = 1 if t >= b0 else 0
         c = self._centred(X)
-        if t == (b0 if k else int(self.starts[0, 0])):
+        if t == (b0 if k else a0):
             self.ref[k] = c
         c -= self.ref[k]
         self.s1[k] += c
