@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.methods.spec import PairFn
 from psipo_cli.numerics import softmax
-
-PairFn = Callable[[np.ndarray, float], np.ndarray]
 
 
 def pairs_of(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,7 +69,7 @@ def forest_pairs(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 @dataclass(frozen=True)
 class ComparisonGraph:
-    """Components of the directed graph winner -> loser (NOTES, 'The limit when DPO has no minimiser').
+    """Components of the directed graph winner -> loser.
 
     Attributes
     ----------

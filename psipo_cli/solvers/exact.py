@@ -1,4 +1,4 @@
-"""Exact solver dispatch (DESIGN §2): every method, tau, dataset and context, solved independently."""
+"""Exact solver dispatch: every method, tau, dataset and context, solved independently."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What each method sees of a context: which objective runs, and its counts or preferences (DESIGN §2.5-2.6).
+"""What each method sees of a context: which objective runs, and its counts or preferences.
 
 Shared by the exact and the gradient solver, so that both optimise exactly the same objective.
 """

@@ -59,7 +59,7 @@ def scc_quotient(
     strength : float (E,)
         `a_KJ = sum_{w in K, l in J} W[w, l] exp(-(m_w - m_l)) / sum W`: once every offset inside a component
         is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
-        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss (NOTES step 3).
+        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss.
     """
     _, node = np.unique(graph.strong, return_inverse=True)
     size = np.bincount(node).astype(float)
@@ -165,7 +165,7 @@ def _exp_potential_minimiser(
 ) -> np.ndarray:
     """`argmin_phi G(phi) = sum_e a_e exp(-(phi_K - phi_J)) + b . phi`, with `sum size phi = 0` per component.
 
-    The finite part of the offsets (NOTES step 4): at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
+    The finite part of the offsets: at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
     are the max-margin multipliers (`A^T flows = b = size u`). It exists when every edge carries a positive
     multiplier in some solution (`_dual_support`); then `G` is strictly convex across the edges and damped
     Newton converges quadratically. The component constants are the ones the ridge term picks
@@ -206,7 +206,7 @@ def _exp_potential_minimiser(
 def limit_expansion(
     size: np.ndarray, edges: np.ndarray, strength: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Asymptotic expansion of the ridge path on the condensation, level by level (NOTES step 4).
+    """Asymptotic expansion of the ridge path on the condensation, level by level.
 
     With `x = log(1/l2)` and shifts `s_K` of the component offsets (`r_i = s_K + m_i`), the stationarity
     condition of the ridge problem, summed over each component, is (internal comparisons cancel)
@@ -312,9 +312,9 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
     minimiser.
 
     Every minimising sequence followed here (ridge path `l2 -> 0+`, gradient descent) sends the rewards to
-    `log(1/l2) u + lower-order terms` (NOTES step 3). The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
+    `log(1/l2) u + lower-order terms`. The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
     all its mass on `S = argmax u`, whatever `tau`; inside one component of `S` the finite part is the MLE of
-    the comparisons within it, and between tied components it is `limit_expansion`'s (NOTES step 4).
+    the comparisons within it, and between tied components it is `limit_expansion`'s.
 
     Parameters
     ----------
@@ -368,7 +368,7 @@ def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], .
 def _tie_split(
     W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components (NOTES step 4).
+    """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components.
 
     `limit_expansion` gives the offsets `r = x u1 + log(x) (u2 - u1) + ... + phi + m + o(1)`, `x = log(1/l2)`.
     Inside `top` the `u1` terms are equal, so the mass goes to the components that are lexicographically
