@@ -12,7 +12,7 @@ import pytest
 
 from psipo_cli.api import solve
 from psipo_cli.errors import InputError
-from psipo_cli.methods import get_method
+from psipo_cli.methods import METHODS, get_method
 from psipo_cli.methods.kl import regularised_value
 from psipo_cli.methods.linalg import log_of, mean_pair_loss, pairs_of
 from psipo_cli.methods.population.psipo import clipped_target
@@ -80,7 +80,7 @@ def pair_kernel(method: str, W: np.ndarray, X: np.ndarray, taus, l2: float = 0.0
     return block.gradient(X, 0)
 
 
-@pytest.mark.parametrize("method", ["dpo", "ipo"])
+@pytest.mark.parametrize("method", [n for n, m in METHODS.items() if m.family.name == "pairwise"])
 def test_pairwise_kernel_matches_finite_differences(method, random_W):
     # The mean pair loss `sum W f(delta_w - delta_l; tau) / sum W` (methods.linalg) is the function
     # the engine minimises; its gradient by central differences must equal the kernel's, lane by lane.
