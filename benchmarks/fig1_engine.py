@@ -22,10 +22,11 @@ import time
 
 import numpy as np
 
-from psipo_cli.objectives import get_method
-from psipo_cli.objectives.pairwise import pairs_of
+from psipo_cli.config.settings import GradientSettings
+from psipo_cli.methods import get_method
+from psipo_cli.methods.linalg import pairs_of
 from psipo_cli.problem import preset
-from psipo_cli.solvers.gradient import STREAM_CHUNK, GradientSettings, record_grid, run_gradient
+from psipo_cli.solvers.gradient import STREAM_CHUNK, record_grid, run_gradient
 from psipo_cli.solvers.runs import method_spec
 
 METHODS = ("dpo", "ipo")

@@ -1,4 +1,4 @@
-"""Measure the two constants of the engine's time model (`psipo_cli.solvers.resources`).
+"""Measure the two constants of the engine's time model (`psipo_cli.solvers.gradient.resources`).
 
     seconds ~ steps x (SECONDS_PER_STEP + SECONDS_PER_ELEMENT x lanes x (n + 2 K))
 
@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.problem import preset
-from psipo_cli.solvers import resources
-from psipo_cli.solvers.gradient import GradientSettings, estimate_resources, run_gradient
+from psipo_cli.solvers.gradient import estimate_resources, resources, run_gradient
 from psipo_cli.solvers.runs import method_spec
 
 

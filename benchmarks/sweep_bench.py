@@ -89,7 +89,7 @@ def main() -> int:
         args.taus, args.seeds, args.sizes, args.steps, args.run_sample, args.cell_sample = 5, 4, 3, 300, 10, 3
 
     from psipo_cli import solve
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
     from psipo_cli.solvers.runs import method_spec
 
     sizes = SIZES[: args.sizes]

@@ -21,7 +21,7 @@ from psipo_cli.errors import InputError, OutputError
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from `__getattr__`
     from psipo_cli.api import Frames, solve, tau_grid
     from psipo_cli.config.settings import GradientSettings
-    from psipo_cli.objectives import METHODS
+    from psipo_cli.methods import METHODS
     from psipo_cli.problem import PRESETS, Problem, get_problem, load_problem
     from psipo_cli.solvers.runs import MethodSpec, method_spec
 
@@ -35,7 +35,7 @@ _LAZY: dict[str, str] = {
     "GradientSettings": "psipo_cli.config.settings",
     "MethodSpec": "psipo_cli.solvers.runs",
     "method_spec": "psipo_cli.solvers.runs",
-    "METHODS": "psipo_cli.objectives",
+    "METHODS": "psipo_cli.methods",
     "Problem": "psipo_cli.problem",
     "PRESETS": "psipo_cli.problem",
     "get_problem": "psipo_cli.problem",

@@ -43,7 +43,7 @@ from psipo_cli.solvers.runs import EXACT, GRADIENT, MethodSpec, RunResult, group
 if TYPE_CHECKING:
     import pandas as pd
 
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
 
 SOLVERS = choices.SOLVERS
 
@@ -231,8 +231,8 @@ def setting_names() -> tuple[str, ...]:
     method options (``rm_steps``, ``eps``), which are per method."""
     from dataclasses import fields
 
+    from psipo_cli.config.settings import GradientSettings
     from psipo_cli.solvers.entries import METHOD_OPTIONS
-    from psipo_cli.solvers.gradient import GradientSettings
 
     return tuple(f.name for f in fields(GradientSettings) if f.name not in METHOD_OPTIONS)
 
@@ -258,7 +258,7 @@ def gradient_settings(
     settings are given, none are overridden and `default` is false (an exact-only solve)."""
     from dataclasses import replace
 
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
 
     if settings is None and not overrides and not default:
         return None
@@ -277,7 +277,7 @@ def _specs(method: MethodArg | Sequence[MethodArg], options: dict[str, Any]) -> 
     Dicts are validated as experiment-file method tables (`method_entry`); an option that no given method
     accepts is an `InputError`.
     """
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
     from psipo_cli.solvers.entries import entry_spec, method_entry
 
     single = isinstance(method, str | dict | MethodSpec)
@@ -491,7 +491,7 @@ def tau_grid(
 ) -> pd.DataFrame:
     """Exact policies, KL and win rate on a dense log grid around `taus` (for `policy_vs_tau.png` and
     `frontier.png`): `points` values from `min(taus) / 4` to `max(taus) * 4`, plus the `taus` themselves."""
-    from psipo_cli.solvers.gradient import GradientSettings
+    from psipo_cli.config.settings import GradientSettings
 
     lo, hi = min(taus) / 4.0, max(taus) * 4.0
     grid = sorted(set(np.geomspace(lo, hi, points).tolist()) | set(taus))

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from psipo_cli.objectives import get_method
-from psipo_cli.objectives.kl import kl_divergence
-from psipo_cli.objectives.pairwise import comparison_graph
+from psipo_cli.methods import get_method
+from psipo_cli.methods.kl import kl_divergence
+from psipo_cli.methods.linalg import comparison_graph
 from psipo_cli.problem import Problem, realise
 from psipo_cli.schema import GAUGE_NOTE, METRIC_NAMES, MIXED
 from psipo_cli.solvers.exact import solve_exact
@@ -111,7 +111,7 @@ def gauge_components(
     """
     pairwise = [
         s for s in specs
-        if get_method(s.method).needs == "wins" and not (s.method == "rlhf" and (s.option("rm_l2") or 0) > 0)
+        if get_method(s.method).family.on_comparisons and not (s.method == "rlhf" and (s.option("rm_l2") or 0) > 0)
     ]
     if not pairwise:
         return {}

@@ -16,10 +16,10 @@ import pytest
 from scipy.optimize import minimize
 
 import psipo_cli
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import METHODS
+from psipo_cli.methods import METHODS
 from psipo_cli.solvers import gradient
-from psipo_cli.solvers.gradient import GradientSettings
 from psipo_cli.solvers.runs import method_spec
 
 METHOD_OPTIONS = {o for m in METHODS.values() for o in m.options}

@@ -13,9 +13,10 @@ from fractions import Fraction
 import mpmath as mp
 import numpy as np
 import pytest
+from support import exact_solution
 
 import psipo_cli
-from psipo_cli.objectives import dpo, ipo, rlhf
+from psipo_cli.methods.pairwise import ipo
 from psipo_cli.problem import build_problem
 
 A, B, C = 0, 1, 2
@@ -42,13 +43,13 @@ def test_dpo_tree_with_counts_over_nine_decades() -> None:
     """
     W = counts(3, (A, B, 1e9), (B, A, 1.0), (B, C, 1.0), (C, B, 2.0))
     pi_ref = np.full(3, 1 / 3)
-    for sol in (dpo.solve(W, pi_ref, 1.0), rlhf.solve(W, pi_ref, 1.0)):
+    for sol in (exact_solution("dpo", W, pi_ref, 1.0), exact_solution("rlhf", W, pi_ref, 1.0)):
         assert sol.status == "optimal"
         log_pi = np.log(sol.policy)
         assert log_pi[A] - log_pi[B] == pytest.approx(math.log(1e9), rel=1e-13)
         assert log_pi[B] - log_pi[C] == pytest.approx(math.log(0.5), rel=1e-13)
     # tau scales the differences as 1/tau.
-    log_pi = np.log(dpo.solve(W, pi_ref, 0.25).policy)
+    log_pi = np.log(exact_solution("dpo", W, pi_ref, 0.25).policy)
     assert log_pi[A] - log_pi[B] == pytest.approx(4 * math.log(1e9), rel=1e-13)
 
 
@@ -113,7 +114,7 @@ def test_bradley_terry_fit_is_at_the_mle_to_rounding_on_heavy_tailed_counts() ->
     for _ in range(12):
         n = int(rng.integers(3, 8))
         W = heavy_tailed_counts(rng, n, float(rng.choice([6.0, 9.0, 12.0])))
-        sol = dpo.solve(W, np.full(n, 1 / n), 1.0)
+        sol = exact_solution("dpo", W, np.full(n, 1 / n), 1.0)
         assert sol.status == "optimal"
         r = sol.offsets  # tau = 1: the MLE itself
         assert mp_newton_step(r, W) < 1e-12 * (1 + np.abs(r).max()), W
@@ -145,7 +146,7 @@ def test_ipo_cycle_with_counts_over_eight_decades(tau: float, rel: float) -> Non
     gap = float(x_a - x_b) / (2 * tau)  # exact rational, rounded once: ~-1.4e-5 / (tau / 1e-4)
     p_a = 1 / (1 + math.exp(-gap))
     W = counts(3, (A, C, 7e8), (B, A, 6.0), (C, B, 3.0))
-    pi = ipo.solve(W, np.full(3, 1 / 3), tau).policy
+    pi = exact_solution("ipo", W, np.full(3, 1 / 3), tau).policy
     assert pi[A] == pytest.approx(p_a, rel=rel)
     assert pi[B] == pytest.approx(1 - p_a, rel=rel)
     assert pi[C] == 0.0
@@ -209,7 +210,7 @@ def test_dpo_large_problem_takes_the_sparse_newton_path() -> None:
         i, j = rng.integers(0, m, size=2)
         if i != j:
             W[i, j] += 1
-    r = dpo.solve(W, np.full(n, 1 / n), 1.0).offsets
+    r = exact_solution("dpo", W, np.full(n, 1 / n), 1.0).offsets
     w, l_ = np.nonzero(W)
     flow = W[w, l_] / (1 + np.exp(r[w] - r[l_]))  # W sigma(-(r_w - r_l)): each comparison's gradient term
     g = np.bincount(w, weights=flow, minlength=n) - np.bincount(l_, weights=flow, minlength=n)

@@ -12,9 +12,11 @@ import math
 import numpy as np
 import pytest
 from scipy.optimize import minimize
+from support import exact_solution
 
 import psipo_cli
-from psipo_cli.objectives import dpo, ipo, psipo, rlhf
+from psipo_cli.methods import METHODS
+from psipo_cli.methods.population import psipo
 from psipo_cli.problem import build_problem, get_problem
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.runs import method_spec
@@ -99,7 +101,7 @@ def test_ridge_determines_the_unseen_reward() -> None:
 def test_actions_in_no_comparison_are_named_on_data() -> None:
     """d and e are never compared (pi_ref > 0): named, with no population twin."""
     problem = named_problem("abcde", [("a", "b", 2), ("b", "a", 1), ("b", "c", 1), ("c", "b", 1), ("a", "c", 1)])
-    for method in ("dpo", "ipo", "rlhf"):
+    for method in [name for name, m in METHODS.items() if m.family.on_comparisons]:
         (run,) = exact_runs(problem, method, [1.0])
         assert "d, e in no comparison: the objective does not see them" in run.detail, method
         assert "differs there" not in run.detail
@@ -201,9 +203,10 @@ def test_objective_level_rewards() -> None:
     """The same fields on the objectives' own Solution (tau = 2: DPO reward r_hat = tau delta)."""
     W = np.array([[0, 3, 0], [1, 0, 1], [0, 1, 0]], dtype=float)
     pi_ref = np.full(3, 1 / 3)
-    sol = dpo.solve(W, pi_ref, 2.0)
+    sol = exact_solution("dpo", W, pi_ref, 2.0)
     np.testing.assert_allclose(sol.reward, 2.0 * sol.offsets, rtol=1e-15)
-    assert ipo.solve(W, pi_ref, 2.0).reward is not None and rlhf.solve(W, pi_ref, 2.0).reward is not None
+    assert exact_solution("ipo", W, pi_ref, 2.0).reward is not None
+    assert exact_solution("rlhf", W, pi_ref, 2.0).reward is not None
     assert psipo.solve(pi_ref, pi_ref, np.full((3, 3), 0.5), 1.0, "identity").reward is not None
 
 

@@ -32,14 +32,18 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from scipy.special import expit, logsumexp
+from support import exact_solution
 
 from psipo_cli import api
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import dpo, get_method, ipo, psipo, rlhf
+from psipo_cli.methods import METHODS as REGISTRY
+from psipo_cli.methods import get_method
+from psipo_cli.methods.population import psipo
 from psipo_cli.problem import build_problem
-from psipo_cli.solvers.gradient import GradientSettings
 
-METHODS = ["rlhf", "dpo", "ipo", "psipo"]
+METHODS = list(REGISTRY)
+ON_COMPARISONS = [name for name, m in REGISTRY.items() if m.family.on_comparisons]
 # PSIPO_FUZZ_SCALE=20 pytest tests/test_numerics.py: twenty times the examples (a longer hunt than CI's).
 SCALE = float(os.environ.get("PSIPO_FUZZ_SCALE", "1"))
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
@@ -279,7 +283,7 @@ def test_exact_pairwise_first_order_conditions(data: tuple[np.ndarray, np.ndarra
     W, pi_ref = data
     TRIED[f"first-order {method}"] += 1
     with no_numpy_warnings():
-        sol = {"dpo": dpo.solve, "ipo": ipo.solve, "rlhf": rlhf.solve}[method](W, pi_ref, tau)
+        sol = exact_solution(method, W, pi_ref, tau)
     assert_normalised(sol.policy, pi_ref)
     assert math.isfinite(sol.loss)
     if sol.status == "optimal":
@@ -366,7 +370,7 @@ def test_rlhf_with_ridge_first_order_conditions(data: tuple[np.ndarray, np.ndarr
     W, pi_ref = data
     TRIED["first-order rlhf ridge"] += 1
     with no_numpy_warnings():
-        sol = rlhf.solve(W, pi_ref, tau, rm_l2=rm_l2)
+        sol = exact_solution("rlhf", W, pi_ref, tau, rm_l2=rm_l2)
     assert sol.status == "optimal"
     assert_normalised(sol.policy, pi_ref)
     r = tau * sol.offsets
@@ -392,7 +396,7 @@ def test_population_without_comparisons_is_an_input_error() -> None:
     # mu on one action: the population DPO/IPO/RLHF objectives compare nothing (exact and gradient alike).
     table = {"actions": ["a", "b", "c"], "mu": [1.0, 0.0, 0.0], "order": ["a", "b", "c"]}
     for solver in ("exact", "gradient"):
-        for method in ("dpo", "ipo", "rlhf"):
+        for method in ON_COMPARISONS:
             with pytest.raises(InputError, match="no comparisons"):
                 api.solve(build_problem(table), method, [1.0], solver=solver,
                           settings=GradientSettings(steps=5, seeds=1))

@@ -22,7 +22,7 @@ from psipo_cli import solve
 from psipo_cli.cli import app
 from psipo_cli.config.settings import GRADIENT, METHOD, RUN, SETTINGS, GradientSettings, Setting
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import METHODS
+from psipo_cli.methods import METHODS
 
 SURFACED = [s for s in SETTINGS if s.flag]
 METHOD_ONLY = [s for s in SURFACED if s.roles == (METHOD,)]

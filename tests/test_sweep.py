@@ -20,10 +20,10 @@ import pytest
 
 from psipo_cli import solve
 from psipo_cli.cli import app
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
 from psipo_cli.problem import get_problem
 from psipo_cli.problem.presets import preset_table
-from psipo_cli.solvers.gradient import GradientSettings
 from psipo_cli.solvers.runs import method_spec
 from psipo_cli.sweep.compute import RESULT_COLUMNS
 from psipo_cli.sweep.grid import load_grid

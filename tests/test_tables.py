@@ -163,10 +163,10 @@ def test_t_interval_of_one_sample_is_unknown_and_of_two_is_cauchy() -> None:
 
 
 def test_one_seed_leaves_gradient_bounds_empty_and_exact_bounds_at_the_point(tmp_path: Path) -> None:
+    from psipo_cli.config.settings import GradientSettings
     from psipo_cli.outputs.figures import render_figures
     from psipo_cli.outputs.rundir import RunDirectory
     from psipo_cli.outputs.tables import json_document
-    from psipo_cli.solvers.gradient import GradientSettings
 
     frames = psipo_cli.solve("paper-d1", ["ipo"], [1.0], solver="both",
                              settings=GradientSettings(seeds=1, steps=20))

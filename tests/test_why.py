@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 
 import psipo_cli
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.outputs import build_report, csv_text, read_frame
 from psipo_cli.outputs.formatting import RUN_COLUMNS, fmt_num
 from psipo_cli.outputs.report import gap_cause, gradient_notes, rewrite_report
 from psipo_cli.outputs.tables import SolverCell, comparison_rows, summary_records
-from psipo_cli.solvers.gradient import GradientSettings
 from psipo_cli.solvers.runs import RunResult
 
 

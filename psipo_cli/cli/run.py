@@ -52,7 +52,7 @@ def run(
 ) -> None:
     """Solve one method on one problem: exact and/or by gradient descent."""
     from psipo_cli.cli.pipeline import execute_command
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
     from psipo_cli.solvers.entries import method_entry
 
     given = dict(given or {})

@@ -96,7 +96,7 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
 def _builtin_psi(key: str, psi: Any, path: Path) -> None:
     """A config file names built-in Psi functions only: importing `module:function` runs code, and only an
     explicit `--psi` on the command line may do that (a config file is data, maybe someone else's)."""
-    from psipo_cli.objectives import PSI_BUILTIN
+    from psipo_cli.methods import PSI_BUILTIN
 
     if psi is not None and (not isinstance(psi, str) or psi not in PSI_BUILTIN):
         raise InputError(

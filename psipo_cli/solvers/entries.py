@@ -10,7 +10,7 @@ import difflib
 from typing import Any
 
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import METHODS, get_method
+from psipo_cli.methods import METHODS, get_method
 from psipo_cli.solvers.runs import MethodSpec, method_spec
 
 #: Every option some registered method accepts (`Method.options`), in registry order.

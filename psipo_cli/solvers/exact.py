@@ -1,15 +1,12 @@
-"""Exact solver dispatch (DESIGN §2): every method, tau, dataset and context, solved independently."""
+"""Exact solver dispatch: every method, tau, dataset and context, solved independently."""
 
 from __future__ import annotations
 
-from psipo_cli.objectives import get_method
-from psipo_cli.objectives.solution import describe
+from psipo_cli.methods import get_method
+from psipo_cli.methods.solution import describe
 from psipo_cli.problem import Problem, realise
 from psipo_cli.solvers.inputs import POPULATION, method_inputs
 from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, check_options
-
-# Options that change the exact answer (rm_steps is early stopping and eps a clip: gradient only).
-EXACT_OPTIONS = {"rm_l2", "psi"}
 
 
 def solve_exact(
@@ -29,14 +26,10 @@ def solve_exact(
         realised = realise(problem, k)
         for spec in specs:
             method = get_method(spec.method)
-            options = {key: value for key, value in spec.options if key in EXACT_OPTIONS}
+            options = dict(spec.options)  # each family reads the options that change its exact answer
             for c, ctx in enumerate(realised.contexts):
                 inputs = method_inputs(ctx, method, objective, problem.actions)
-                args = (inputs.W, inputs.pi_ref) if method.needs == "wins" else (inputs.pi_ref, inputs.mu, inputs.P)
-                if method.solve_taus is not None:
-                    solutions = method.solve_taus(*args, taus, **options)
-                else:
-                    solutions = [method.solve(*args, tau, **options) for tau in taus]
+                solutions = method.family.solve_exact(method, inputs, taus, options)
                 twin = method.twin if objective == POPULATION else ""
                 for tau, sol in zip(taus, solutions, strict=True):
                     detail = describe(sol, problem.actions, twin)

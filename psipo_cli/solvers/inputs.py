@@ -1,4 +1,4 @@
-"""What each method sees of a context: which objective runs, and its counts or preferences (DESIGN §2.5-2.6).
+"""What each method sees of a context: which objective runs, and its counts or preferences.
 
 Shared by the exact and the gradient solver, so that both optimise exactly the same objective.
 """
@@ -11,8 +11,8 @@ import numpy as np
 
 from psipo_cli.config.settings import setting
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import Method
-from psipo_cli.objectives.psipo import empirical_preferences
+from psipo_cli.methods import Method
+from psipo_cli.methods.population.psipo import empirical_preferences
 from psipo_cli.problem import Context, Problem, expected_wins
 
 DATASET = "dataset"
@@ -35,7 +35,7 @@ def resolve_objective(problem: Problem, objective: str | None = None) -> str:
 
 @dataclass(frozen=True, eq=False)
 class MethodInputs:
-    """One context as a method sees it: `W` for `needs = "wins"`, `(P, mu)` for `needs = "preferences"`."""
+    """One context as a method sees it: `W` when its family is `on_comparisons`, else `(P, mu)`."""
 
     pi_ref: np.ndarray
     mu: np.ndarray
@@ -45,7 +45,7 @@ class MethodInputs:
 
 def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[str, ...]) -> MethodInputs:
     """The counts or preferences of `ctx` for `method` under `objective` (data already realised)."""
-    if method.needs == "wins":
+    if method.family.on_comparisons:
         if objective == DATASET:
             if ctx.wins is None:
                 raise InputError("problem", ctx.name, "context has no realised dataset")

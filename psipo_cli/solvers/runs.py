@@ -9,7 +9,7 @@ import numpy as np
 
 from psipo_cli.config.settings import check_option
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import get_method
+from psipo_cli.methods import get_method
 from psipo_cli.schema import EXACT, GRADIENT
 
 __all__ = ["EXACT", "GRADIENT", "MethodSpec", "RunResult", "check_options", "group_runs", "method_spec"]

@@ -182,7 +182,7 @@ class SweepGrid:
         """The grid's methods with the swept method options expanded, in grid order: a method that takes a
         swept option (and does not set it in its own table) becomes one method per value. They are lanes of
         one engine call, like the methods themselves."""
-        from psipo_cli.objectives import get_method
+        from psipo_cli.methods import get_method
         from psipo_cli.solvers.entries import entry_spec
 
         swept = [k for k in self.axes() if k in METHOD_OPTION_KEYS]
@@ -365,7 +365,7 @@ def _settings(data: dict[str, Any], seeds: int) -> dict[str, Any]:
 
 def _method_axes(methods: list[dict[str, Any]], swept: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Swept method options (`rm_l2 = [0, 0.1]`): each value valid, and some method takes the option."""
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
 
     out = {}
     for key, raw in swept.items():
@@ -378,7 +378,7 @@ def _method_axes(methods: list[dict[str, Any]], swept: dict[str, list[Any]]) -> 
 
 
 def _methods(raw: Any, shared: dict[str, Any]) -> list[dict[str, Any]]:
-    from psipo_cli.objectives import get_method
+    from psipo_cli.methods import get_method
     from psipo_cli.solvers.entries import entry_spec, method_entry
 
     if not isinstance(raw, list) or not raw:
@@ -544,7 +544,7 @@ def check_solvable(grid: SweepGrid) -> None:
     from dataclasses import replace
 
     from psipo_cli import api
-    from psipo_cli.objectives import METHODS, get_method
+    from psipo_cli.methods import METHODS, get_method
     from psipo_cli.problem import realise
     from psipo_cli.solvers.inputs import DATASET, method_inputs, resolve_objective
 

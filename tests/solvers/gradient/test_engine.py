@@ -1,6 +1,6 @@
-"""The vectorised gradient engine (`psipo_cli.solvers.gradient`; DESIGN §3, NOTES, issue 3).
+"""The vectorised gradient engine (`psipo_cli.solvers.gradient`).
 
-Expected values come from elsewhere than the engine: central finite differences of the objectives' own
+Expected values come from elsewhere than the engine: central finite differences of the methods' own
 loss functions, the exact solvers (`solvers.exact`), closed forms, or a plain per-run re-implementation
 of the minibatch algorithm written here.
 """
@@ -12,22 +12,22 @@ import pytest
 
 from psipo_cli.api import solve
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import get_method
-from psipo_cli.objectives.bradley_terry import logistic_gradient, logistic_objective
-from psipo_cli.objectives.kl import regularised_value
-from psipo_cli.objectives.pairwise import log_of, mean_pair_loss, pairs_of
+from psipo_cli.methods import METHODS, get_method
+from psipo_cli.methods.kl import regularised_value
+from psipo_cli.methods.linalg import log_of, mean_pair_loss, pairs_of
+from psipo_cli.methods.population.psipo import clipped_target
+from psipo_cli.methods.reward_model.rlhf import reward_gradient, reward_objective
 from psipo_cli.problem import build_problem, preset, realise
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.gradient import (
     STREAM_CHUNK,
     GradientSettings,
-    _KLBlock,
-    _KLLane,
-    _PairBlock,
-    _PairLane,
-    _pairs,
+    KLBlock,
+    KLLane,
+    PairBlock,
+    PairLane,
+    comparisons,
     lane_softmax,
-    psipo_target,
     record_grid,
     run_gradient,
 )
@@ -66,23 +66,23 @@ def random_W() -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Analytic gradients of the step kernels vs central finite differences of the objectives' own losses
+# Analytic gradients of the step kernels vs central finite differences of the methods' own losses
 # ----------------------------------------------------------------------------------------------------
 
 
 def pair_kernel(method: str, W: np.ndarray, X: np.ndarray, taus, l2: float = 0.0) -> np.ndarray:
     """The engine's full-batch pairwise step kernel on lanes `X` (one lane per tau)."""
     m = get_method(method)
-    data = _pairs(W, "ctx")
+    data = comparisons(W, "ctx")
     lpr = np.zeros(W.shape[0])
-    lanes = [_PairLane(m, tau, l2, data, None, 1, lpr) for tau in taus]
-    block = _PairBlock(lanes, 0, W.shape[0], batch_size=0, seed=0)
+    lanes = [PairLane(m.pair_grad, tau, l2, data, None, 1, lpr) for tau in taus]
+    block = PairBlock(lanes, 0, W.shape[0], batch_size=0, seed=0)
     return block.gradient(X, 0)
 
 
-@pytest.mark.parametrize("method", ["dpo", "ipo"])
+@pytest.mark.parametrize("method", [n for n, m in METHODS.items() if m.family.name == "pairwise"])
 def test_pairwise_kernel_matches_finite_differences(method, random_W):
-    # The mean pair loss `sum W f(delta_w - delta_l; tau) / sum W` (objectives.pairwise) is the function
+    # The mean pair loss `sum W f(delta_w - delta_l; tau) / sum W` (methods.linalg) is the function
     # the engine minimises; its gradient by central differences must equal the kernel's, lane by lane.
     rng = np.random.default_rng(0)
     taus = [0.3, 1.0, 2.5]
@@ -96,24 +96,24 @@ def test_pairwise_kernel_matches_finite_differences(method, random_W):
 
 def test_reward_model_kernel_matches_finite_differences(random_W):
     # RLHF stage 1: mean Bradley-Terry loss + (rm_l2 / 2) ||r||^2, i.e.
-    # objectives.bradley_terry.logistic_objective.
+    # methods.reward_model.rlhf.reward_objective.
     rng = np.random.default_rng(1)
     X = rng.normal(size=(1, 4))
     for l2 in (0.0, 0.3):
         G = pair_kernel("rlhf", random_W, X, [1.0], l2=l2)
-        fd = central_difference(lambda r, l2=l2: logistic_objective(r, random_W, l2=l2), X[0])
+        fd = central_difference(lambda r, l2=l2: reward_objective(r, random_W, l2=l2), X[0])
         np.testing.assert_allclose(G[0], fd, rtol=1e-6, atol=1e-8)
 
 
 def kl_kernel(X: np.ndarray, reward: np.ndarray, pi_ref: np.ndarray, taus) -> np.ndarray:
     lpr = log_of(pi_ref)
-    block = _KLBlock([_KLLane(tau, reward, lpr) for tau in taus], 0)
+    block = KLBlock([KLLane(tau, reward, lpr) for tau in taus], 0)
     block.set_rewards(np.tile(reward, (len(taus), 1)))
     return block.gradient(X, 0)
 
 
 def test_kl_stage_kernel_matches_finite_differences():
-    # -J(pi) with J = sum pi r - tau KL(pi || pi_ref) (objectives.kl.regularised_value), pi = softmax of
+    # -J(pi) with J = sum pi r - tau KL(pi || pi_ref) (methods.kl.regularised_value), pi = softmax of
     # log pi_ref + delta; an action with pi_ref = 0 has zero gradient and stays at probability 0.
     rng = np.random.default_rng(2)
     pi_ref = np.array([0.4, 0.3, 0.0, 0.3])
@@ -136,14 +136,14 @@ def test_kl_stage_kernel_matches_finite_differences():
 def test_psipo_objective_gradient_matches_finite_differences(psi):
     # The ΨPO population objective (paper Eq. 6) written out independently of the engine:
     # J(delta) = sum_y pi_y sum_y' mu_y' Psi(P[y, y']) - tau KL(pi || pi_ref), with a Bradley-Terry P
-    # (finite Psi everywhere); the engine's KL kernel with r = psipo_target(...) must be its gradient.
+    # (finite Psi everywhere); the engine's KL kernel with r = clipped_target(...) must be its gradient.
     r_true = np.array([0.7, 0.0, -0.4])
     P = 1.0 / (1.0 + np.exp(-(r_true[:, None] - r_true[None, :])))
     mu = np.array([0.5, 0.2, 0.3])
     pi_ref = np.array([0.2, 0.5, 0.3])
     psi_fn = {"identity": lambda q: q, "logit": lambda q: np.log(q / (1 - q)), "log": np.log}[psi]
     g_direct = (psi_fn(P) * mu[None, :]).sum(axis=1)
-    g, note = psipo_target(P, mu, pi_ref, psi, 1e-6)
+    g, note = clipped_target(P, mu, pi_ref, psi, 1e-6)
     np.testing.assert_allclose(g, g_direct, rtol=1e-12)
     assert note == ""
     tau = 0.7
@@ -156,7 +156,7 @@ def test_psipo_objective_gradient_matches_finite_differences(psi):
     np.testing.assert_allclose(kl_kernel(X, g, pi_ref, [tau])[0], central_difference(minus_j, X[0]), rtol=1e-6)
 
 
-def test_psipo_target_clips_only_infinite_entries():
+def test_clipped_target_clips_only_infinite_entries():
     # paper-two-actions: P = [[1/2, 1], [0, 1/2]], mu uniform. logit(1) = +inf, so P is clipped to
     # 1 - eps there (and to eps at P = 0): g = mu * (logit(1/2), logit(1 - eps)) = (0 + L) / 2, with
     # L = log((1 - eps) / eps); identity is finite and nothing is clipped.
@@ -164,10 +164,10 @@ def test_psipo_target_clips_only_infinite_entries():
     mu = pi_ref = np.array([0.5, 0.5])
     eps = 1e-6
     L = np.log((1 - eps) / eps)
-    g, note = psipo_target(P, mu, pi_ref, "logit", eps)
+    g, note = clipped_target(P, mu, pi_ref, "logit", eps)
     np.testing.assert_allclose(g, [L / 2, -L / 2], rtol=1e-10)  # 1 - eps itself is rounded
     assert note == "P clipped to [1e-06, 1 - 1e-06] where Psi(P) is infinite"
-    g, note = psipo_target(P, mu, pi_ref, "identity", eps)
+    g, note = clipped_target(P, mu, pi_ref, "identity", eps)
     np.testing.assert_allclose(g, [0.75, 0.25])
     assert note == ""
 
@@ -315,7 +315,7 @@ def test_record_grid_small_cases():
 
 def strongly_connected_problem():
     """A random 5-action dataset whose comparison graph is strongly connected (the DPO MLE exists)."""
-    from psipo_cli.objectives.pairwise import comparison_graph
+    from psipo_cli.methods.linalg import comparison_graph
 
     rng = np.random.default_rng(7)
     actions = list("abcde")
@@ -530,9 +530,9 @@ def test_minibatch_of_identical_rows_equals_full_batch():
 def test_adam_follows_the_optax_convention(random_W):
     # NOTES: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr m_hat / (sqrt(v_hat) + eps), with the
     # bias corrections 1 - b^t, t from 1. Written out here on the full-batch DPO gradient of
-    # objectives.pairwise.mean_pair_grad. 150 steps: the gradient is still ~1e-5 (much later it reaches the
+    # methods.linalg.mean_pair_grad. 150 steps: the gradient is still ~1e-5 (much later it reaches the
     # rounding floor, where Adam amplifies 1e-17 differences and any two implementations part ways).
-    from psipo_cli.objectives.pairwise import mean_pair_grad
+    from psipo_cli.methods.linalg import mean_pair_grad
 
     problem = build_problem(
         {
@@ -625,20 +625,20 @@ def test_sampled_problem_uses_dataset_k_for_seed_k():
 
 def test_rlhf_early_stopped_reward_model():
     # rm_steps = 40 full-batch SGD steps on the reward objective (written here with
-    # objectives.bradley_terry.logistic_gradient), then the policy stage converges to pi ∝ pi_ref exp(r/tau):
+    # methods.reward_model.rlhf.reward_gradient), then the policy stage converges to pi ∝ pi_ref exp(r/tau):
     # early stopping keeps the policy away from DPO's degenerate limit on paper-d1.
     problem = preset("paper-d1")
     W = problem.contexts[0].wins
     r = np.zeros(3)
     for _ in range(40):
-        r = r - 0.5 * logistic_gradient(r, W)
+        r = r - 0.5 * reward_gradient(r, W)
     settings = GradientSettings(optimizer="sgd", batch_size=0, lr=0.5, steps=4000, seeds=1)
     _, runs = run_gradient(problem, [method_spec("rlhf", rm_steps=40)], [1.0, 2.0], settings, "dataset")
     for run in runs:
         expected = np.exp(r / run.tau) / np.exp(r / run.tau).sum()
         np.testing.assert_allclose(run.policy, expected, atol=1e-9)
-        assert run.loss == pytest.approx(logistic_objective(r, W), rel=1e-12)
-        assert run.grad_norm == pytest.approx(np.max(np.abs(logistic_gradient(r, W))), rel=1e-9)
+        assert run.loss == pytest.approx(reward_objective(r, W), rel=1e-12)
+        assert run.grad_norm == pytest.approx(np.max(np.abs(reward_gradient(r, W))), rel=1e-9)
         # The reward model was stopped early: its own gradient is not small, and the status says so.
         assert run.status == "running" and "reward model: gradient norm" in run.detail
     # settings.rm_steps is the default the option overrides.
@@ -659,7 +659,7 @@ def test_psipo_clipped_detail_and_loss():
     problem = preset("paper-two-actions")
     settings = GradientSettings(steps=500, seeds=2, eps=1e-3)
     _, runs = run_gradient(problem, [method_spec("psipo")], [1.0], settings, "population")
-    g, _ = psipo_target(
+    g, _ = clipped_target(
         problem.contexts[0].preferences, problem.contexts[0].mu, problem.contexts[0].pi_ref, "logit", 1e-3
     )
     assert len(runs) == 2

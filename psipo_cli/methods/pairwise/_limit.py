@@ -1,8 +1,9 @@
-"""Bradley–Terry fits on a win-count matrix, and their limit when the data separate the actions.
+"""The limit of a logistic-tailed pairwise loss when the data separate the actions (`Exact.SEPARATED_LIMIT`).
 
-Shared by DPO (paper Eq. 4, Prop. 4: its minimiser is the Bradley–Terry MLE divided by tau) and RLHF's
-reward model (paper Eq. 2 with a ridge term). NOTES, 'The limit when DPO has no minimiser', is the recipe;
-`limit_expansion` is the exact form of its step 4 (the split between tied components).
+DPO (paper Eq. 4; Prop. 4: its minimiser is the Bradley–Terry MLE divided by tau) and RLHF's reward model
+without a ridge (paper Eq. 2) have no minimiser when a comparison separates two strongly connected
+components of the comparison graph. The policy is then the limit of the ridge path `l2 -> 0+` (the
+README's "Exact solutions" section); `limit_expansion` is the split between tied components.
 
 References: Rosset, Zhu & Hastie 2004, "Margin maximizing loss functions" (ridge path -> max margin);
 Soudry, Hoffer, Nacson, Gunasekar & Srebro 2018, "The implicit bias of gradient descent on separable data",
@@ -13,112 +14,27 @@ COLT (the non-separable part, here the comparisons inside a component, converges
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from psipo_cli.numerics import sigmoid
-from psipo_cli.objectives.pairwise import ComparisonGraph, LaplacianSystem, edge_components, pairs_of, softmax_policy
-from psipo_cli.objectives.solution import DIVERGED, Solution
+from psipo_cli.methods.linalg import (
+    ComparisonGraph,
+    LaplacianSystem,
+    capped,
+    damped_newton,
+    edge_components,
+    pairs_of,
+    softmax_policy,
+)
+from psipo_cli.methods.pairwise.solver import implied_reward
+from psipo_cli.methods.solution import DIVERGED, Solution
+
+if TYPE_CHECKING:
+    from psipo_cli.methods.spec import PairLoss
 
 TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP is solved to ~1e-12)
-STEP_TOL = 1e-12  # Newton stops once its step is this small relative to the variables (`damped_newton`)
-MAX_NEWTON = 500
-MAX_CHANGE = 10.0  # largest change of a compared difference in one Newton step (`capped`)
-F_ROUNDING = 1e-12  # relative changes of an objective below this are taken as its rounding
-
-
-def logistic_objective(r: np.ndarray, W: np.ndarray, l2: float = 0.0) -> float:
-    """`F(r) = sum W[w,l] softplus(-(r_w - r_l)) / sum W + (l2 / 2) ||r||^2` (paper Eq. 2, plus a ridge)."""
-    w, l_, c = pairs_of(W)
-    return float(np.sum(c * np.logaddexp(0.0, -(r[w] - r[l_]))) / c.sum() + 0.5 * l2 * r @ r)
-
-
-def logistic_gradient(r: np.ndarray, W: np.ndarray, l2: float = 0.0) -> np.ndarray:
-    """Gradient of `logistic_objective`: `-sigma(-(r_w - r_l)) (e_w - e_l)` per comparison, plus `l2 r`."""
-    w, l_, c = pairs_of(W)
-    g = -c * sigmoid(-(r[w] - r[l_])) / c.sum()
-    n = len(r)
-    return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n) + l2 * r
-
-
-def fit_logistic(W: np.ndarray, l2: float = 0.0) -> np.ndarray:
-    """Minimise `logistic_objective` by damped Newton steps (`damped_newton`).
-
-    With `l2 = 0` the caller guarantees the minimiser exists (no separating comparison). The Hessian is the
-    Laplacian of the comparison graph weighted by the curvatures `W[w,l] s (1 - s) / sum W`,
-    `s = sigma(-(r_w - r_l))` (plus `l2 I`); without a ridge each step is solved grounded and centred on
-    each component (`LaplacianSystem`), so from zero the iterates keep the canonical gauge: zero sum on each
-    connected component, zero on actions absent from `W`.
-    """
-    n = W.shape[0]
-    w, l_, c = pairs_of(W)
-
-    def newton_step(r: np.ndarray, g: np.ndarray) -> np.ndarray:
-        s = sigmoid(-(r[w] - r[l_]))
-        system = LaplacianSystem(w, l_, c * s * (1.0 - s) / c.sum(), n, shift=l2)
-        step = system.solve(-g)
-        return capped(step if l2 > 0 else system.centre(step), w, l_)
-
-    return damped_newton(
-        np.zeros(n), lambda r: logistic_objective(r, W, l2), lambda r: logistic_gradient(r, W, l2), newton_step
-    )
-
-
-def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """`step` scaled so that no difference `x_i - x_j` along an edge changes by more than `MAX_CHANGE`.
-
-    Far from the minimum, Newton on these exponential-tailed losses overshoots: where the curvature of an
-    edge is tiny, its step is huge, and an iterate sent far out finds the curvature there vanishing too (a
-    flat region the line search cannot leave). At most a factor `e^MAX_CHANGE` on any edge's odds per step.
-    """
-    largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
-    return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
-
-
-def damped_newton(
-    x: np.ndarray,
-    value: Callable[[np.ndarray], float],
-    gradient: Callable[[np.ndarray], np.ndarray],
-    newton_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    project: Callable[[np.ndarray], np.ndarray] = lambda x: x,
-) -> np.ndarray:
-    """Minimise a smooth convex `value` from `x` by Newton steps with a backtracking line search.
-
-    `newton_step(x, g)` returns `-H^-1 g` on the subspace the minimiser is unique in (the gauge), and
-    `project` maps a point back onto it. A step is accepted on Armijo's condition or, once the decrease of
-    the objective is below its own rounding, on a smaller gradient (which still shrinks quadratically) —
-    but never on a smaller gradient alone: far out on a logistic loss the gradient vanishes while the
-    objective is huge.
-
-    Stopping rule, in the variables themselves: stop once the Newton step is at most
-    `STEP_TOL (1 + max|x|)` in every coordinate, after taking it. Near the minimiser the step is
-    `x* - x + O(|x - x*|^2)`, so this bounds the error left, whatever the scale of the objective (counts
-    scale the gradient and the Hessian alike and the step not at all) and its conditioning (a small gradient
-    along a flat direction is a large step). An absolute test on the gradient has neither property: with
-    counts spanning nine decades, a gradient of 1e-12 can still mean an error of 1e-3 in the offsets.
-    Also stop when the line search cannot make progress at machine precision (the gradient is at its
-    rounding level) or after `MAX_NEWTON` steps.
-    """
-    f, g = value(x), gradient(x)
-    for _ in range(MAX_NEWTON):
-        step = newton_step(x, g)
-        if np.max(np.abs(step), initial=0.0) <= STEP_TOL * (1.0 + np.max(np.abs(x), initial=0.0)):
-            return project(x + step)
-        slope, g_norm = g @ step, np.linalg.norm(g)
-        t = 1.0
-        while True:
-            candidate = project(x + t * step)
-            f_new, g_new = value(candidate), gradient(candidate)
-            level = f_new <= f + F_ROUNDING * (abs(f) + abs(f_new))  # no increase beyond F's own rounding
-            if f_new <= f + 1e-4 * t * slope or (level and np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm):
-                break
-            t *= 0.5
-            if t < 1e-12:
-                return x
-        x, f, g = candidate, f_new, g_new
-    return x
 
 
 def scc_quotient(
@@ -143,7 +59,7 @@ def scc_quotient(
     strength : float (E,)
         `a_KJ = sum_{w in K, l in J} W[w, l] exp(-(m_w - m_l)) / sum W`: once every offset inside a component
         is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
-        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss (NOTES step 3).
+        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss.
     """
     _, node = np.unique(graph.strong, return_inverse=True)
     size = np.bincount(node).astype(float)
@@ -249,7 +165,7 @@ def _exp_potential_minimiser(
 ) -> np.ndarray:
     """`argmin_phi G(phi) = sum_e a_e exp(-(phi_K - phi_J)) + b . phi`, with `sum size phi = 0` per component.
 
-    The finite part of the offsets (NOTES step 4): at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
+    The finite part of the offsets: at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
     are the max-margin multipliers (`A^T flows = b = size u`). It exists when every edge carries a positive
     multiplier in some solution (`_dual_support`); then `G` is strictly convex across the edges and damped
     Newton converges quadratically. The component constants are the ones the ridge term picks
@@ -290,7 +206,7 @@ def _exp_potential_minimiser(
 def limit_expansion(
     size: np.ndarray, edges: np.ndarray, strength: np.ndarray
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Asymptotic expansion of the ridge path on the condensation, level by level (NOTES step 4).
+    """Asymptotic expansion of the ridge path on the condensation, level by level.
 
     With `x = log(1/l2)` and shifts `s_K` of the component offsets (`r_i = s_K + m_i`), the stationarity
     condition of the ridge problem, summed over each component, is (internal comparisons cancel)
@@ -391,20 +307,22 @@ class SeparatedLimit:
         )
 
 
-def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph) -> SeparatedLimit:
+def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph, loss: PairLoss) -> SeparatedLimit:
     """Limit policies (for every tau), infimum of the loss, and a note, when the logistic loss on `W` has no
     minimiser.
 
     Every minimising sequence followed here (ridge path `l2 -> 0+`, gradient descent) sends the rewards to
-    `log(1/l2) u + lower-order terms` (NOTES step 3). The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
+    `log(1/l2) u + lower-order terms`. The policy `pi ∝ pi_ref exp(r / tau)` therefore puts
     all its mass on `S = argmax u`, whatever `tau`; inside one component of `S` the finite part is the MLE of
-    the comparisons within it, and between tied components it is `limit_expansion`'s (NOTES step 4).
+    the comparisons within it, and between tied components it is `limit_expansion`'s.
 
     Parameters
     ----------
     W : (n, n) win counts, with at least one separating comparison.
     log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
     graph : `comparison_graph(W)`.
+    loss : the logistic-tailed loss (DPO's; RLHF's reward model), whose minimiser inside each component is
+        the finite part.
 
     Returns
     -------
@@ -415,10 +333,10 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
     """
     n = W.shape[0]
     internal = np.where(graph.separating, 0.0, W)
-    r_internal = fit_logistic(internal) if internal.any() else np.zeros(n)
+    r_internal = implied_reward(internal, loss) if internal.any() else np.zeros(n)
     _, _, c_all = pairs_of(W)
     w, l_, c = pairs_of(internal)
-    infimum = float(np.sum(c * np.logaddexp(0.0, -(r_internal[w] - r_internal[l_]))) / c_all.sum())
+    infimum = float(np.sum(c * loss.margin(r_internal[w] - r_internal[l_])) / c_all.sum())
 
     u = max_margin_direction(W, graph)
     # The mass goes to the fastest-growing offsets among the actions pi_ref supports. Absent actions stay
@@ -450,7 +368,7 @@ def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], .
 def _tie_split(
     W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components (NOTES step 4).
+    """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components.
 
     `limit_expansion` gives the offsets `r = x u1 + log(x) (u2 - u1) + ... + phi + m + o(1)`, `x = log(1/l2)`.
     Inside `top` the `u1` terms are equal, so the mass goes to the components that are lexicographically

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from psipo_cli.objectives.pairwise import log_of, softmax_policy
+from psipo_cli.methods.linalg import log_of, softmax_policy
 
 
 def kl_divergence(pi: np.ndarray, pi_ref: np.ndarray) -> float:
@@ -22,7 +22,7 @@ def regularised_value(pi: np.ndarray, reward: np.ndarray, pi_ref: np.ndarray, ta
 
 
 def kl_gradient(delta: np.ndarray, reward: np.ndarray, pi_ref: np.ndarray, tau: float) -> np.ndarray:
-    """`dJ/dtheta_z = pi_z (q_z - E_pi q)`, `q = r - tau log(pi / pi_ref)` (NOTES, KL-regularised stage).
+    """`dJ/dtheta_z = pi_z (q_z - E_pi q)`, `q = r - tau log(pi / pi_ref)` (paper Eq. 3).
 
     With `pi ∝ pi_ref exp(delta)`, `log(pi / pi_ref) = delta - log Z`; the constant cancels in
     `q - E_pi q`, so `q = r - tau delta` is used. Its zero is `delta = r / tau + const`.

@@ -1,34 +1,55 @@
-"""IPO on a dataset (paper Eq. 17): `L(delta) = mean_{(w,l)} (delta_w - delta_l - 1/(2 tau))^2`."""
+"""IPO (paper Eq. 17): `L(delta) = mean_{(w,l)} (delta_w - delta_l - 1/(2 tau))^2`.
+
+Always attained (`Exact.ATTAINED`); the implied reward `z* = tau delta = Lap^+ b / 2` has a closed form (a
+Laplacian solve, `implied_reward`) that overrides the generic solver.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from psipo_cli.objectives.pairwise import (
-    LaplacianSystem,
-    forest_pairs,
-    laplacian_rhs,
-    log_of,
-    mean_pair_loss,
-    pairs_of,
-    softmax_policy,
-    unseen_actions,
-)
-from psipo_cli.objectives.solution import OPTIMAL, Solution
+from psipo_cli.methods.linalg import LaplacianSystem, forest_pairs, laplacian_rhs, pairs_of
+from psipo_cli.methods.pairwise.family import PAIRWISE
+from psipo_cli.methods.spec import Exact, Method, PairLoss
 
 
-def pair_loss(h: np.ndarray, tau: float) -> np.ndarray:
+def pair_loss(h: np.ndarray, tau: Any) -> np.ndarray:
     """`(h - 1/(2 tau))^2`; `inf` when that overflows (tau below ~1e-154): the metrics then leave the loss
     empty and say why."""
     with np.errstate(over="ignore"):
         return (np.asarray(h) - 0.5 / tau) ** 2
 
 
-def pair_grad(h: np.ndarray, tau: float) -> np.ndarray:
-    """`2 (h - 1/(2 tau))` (NOTES, per-pair gradients)."""
+def pair_grad(h: np.ndarray, tau: Any) -> np.ndarray:
+    """`2 (h - 1/(2 tau))`."""
     return 2.0 * (np.asarray(h) - 0.5 / tau)
+
+
+def margin(z: np.ndarray) -> np.ndarray:
+    """`f(z) = (z - 1/2)^2`: `pair_loss(h, tau) = f(tau h) / tau^2`."""
+    return (z - 0.5) ** 2
+
+
+def margin_grad(z: np.ndarray) -> np.ndarray:
+    """`f'(z) = 2 (z - 1/2)`."""
+    return 2.0 * (z - 0.5)
+
+
+def margin_curv(z: np.ndarray) -> np.ndarray:
+    """`f''(z) = 2`."""
+    return np.full(np.shape(z), 2.0)
+
+
+def implied_reward(W: np.ndarray, sparse: bool | None = None) -> np.ndarray:
+    """`z* = Lap^+ b / 2`, the implied reward `tau delta` (the same for every tau; see `offsets`)."""
+    w, l_, c = pairs_of(W)
+    system = LaplacianSystem(w, l_, c, W.shape[0], sparse=sparse)
+    x = system.solve(laplacian_rhs(W))
+    x = x + system.solve(_residual(W, x))
+    return system.centre(x) / 2.0
 
 
 def offsets(W: np.ndarray, tau: float, sparse: bool | None = None) -> np.ndarray:
@@ -44,11 +65,7 @@ def offsets(W: np.ndarray, tau: float, sparse: bool | None = None) -> np.ndarray
     decades make `Lap` ill-conditioned (condition ~ largest / smallest count), and `1 / (2 tau)` then
     amplifies what the solve leaves in the offsets: this keeps them at the rounding of their own size.
     """
-    w, l_, c = pairs_of(W)
-    system = LaplacianSystem(w, l_, c, W.shape[0], sparse=sparse)
-    x = system.solve(laplacian_rhs(W))
-    x = x + system.solve(_residual(W, x))
-    return system.centre(x) / (2.0 * tau)
+    return implied_reward(W, sparse) / tau
 
 
 def _residual(W: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -91,29 +108,6 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hi, a - hi
 
 
-def solve_taus(W: np.ndarray, pi_ref: np.ndarray, taus: Sequence[float]) -> list[Solution]:
-    """Exact IPO for each tau: always attained (`status = "optimal"`). `Lap^+ b` is solved once.
-
-    The implied reward `tau * delta = Lap^+ b / 2` does not depend on tau.
-    """
-    unit = offsets(W, 0.5)  # Lap^+ b: the offsets at tau = 1/2; delta scales like 1 / (2 tau)
-    log_pi_ref = log_of(pi_ref)
-    unseen = unseen_actions(W, pi_ref)
-    closed = closed_form(W)
-    return [
-        Solution(
-            policy=softmax_policy(log_pi_ref, unit / (2.0 * tau)),
-            status=OPTIMAL,
-            loss=mean_pair_loss(unit / (2.0 * tau), W, pair_loss, tau),
-            offsets=unit / (2.0 * tau),
-            reward=unit / 2.0,
-            unseen=unseen,
-            closed_form=closed(tau),
-        )
-        for tau in taus
-    ]
-
-
 def closed_form(W: np.ndarray) -> Callable[[float], str]:
     """IPO's closed form on this `W` as a sentence for each tau, when a precondition holds (checked here).
 
@@ -145,6 +139,12 @@ def closed_form(W: np.ndarray) -> Callable[[float], str]:
     return lambda tau: ""
 
 
-def solve(W: np.ndarray, pi_ref: np.ndarray, tau: float) -> Solution:
-    """Exact IPO for one tau (see `solve_taus`)."""
-    return solve_taus(W, pi_ref, [tau])[0]
+LOSS = PairLoss(
+    pair_loss, pair_grad, margin, margin_grad, margin_curv, Exact.ATTAINED, implied_reward=implied_reward,
+    closed_form=closed_form,
+)
+
+IPO = Method(
+    "ipo", "Identity preference optimisation (paper Eq. 17)", PAIRWISE, trl="ipo",
+    twin="`psipo --psi identity` (paper Theorem 2)", loss=LOSS,
+)

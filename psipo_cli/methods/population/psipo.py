@@ -2,7 +2,7 @@
 `g(y) = sum_y' mu(y') Psi(P[y, y'])`. Optimum (paper Eq. 7): `pi* ∝ pi_ref exp(g / tau)`.
 
 Where `Psi(P)` is infinite (`logit` or `log` at `P ∈ {0, 1}`) the optimum is the `eps -> 0` limit of the
-problem with `P` clipped to `[eps, 1 - eps]` (DESIGN §2.1): `g = a L + b + o(1)` with
+problem with `P` clipped to `[eps, 1 - eps]` (the README's "Exact solutions"): `g = a L + b + o(1)` with
 `L = log((1 - eps) / eps)`, so all mass goes to `argmax a` (within `supp pi_ref`), spread there as
 `pi_ref exp(b / tau)` — a policy that does not depend on `tau` outside that set.
 """
@@ -12,10 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from psipo_cli.errors import InputError
+from psipo_cli.methods.kl import kl_gradient, regularised_value
+from psipo_cli.methods.population.family import POPULATION
+from psipo_cli.methods.population.psi import PsiFn, evaluate_psi, resolve_psi
+from psipo_cli.methods.solution import LIMIT, OPTIMAL, Solution
+from psipo_cli.methods.spec import Method
 from psipo_cli.numerics import softmax
-from psipo_cli.objectives.kl import regularised_value
-from psipo_cli.objectives.psi import PsiFn, evaluate_psi, resolve_psi
-from psipo_cli.objectives.solution import LIMIT, OPTIMAL, Solution
 
 TIE_TOL = 1e-12
 
@@ -67,7 +69,7 @@ def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: st
     )
 
 def empirical_preferences(W: np.ndarray, actions: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`(P_hat, mu_hat)` from win counts (DESIGN §2.5): `P_hat = W / (W + W^T)`, `mu_hat` = share of appearances.
+    """`(P_hat, mu_hat)` from win counts: `P_hat = W / (W + W^T)`, `mu_hat` = share of appearances.
 
     Every pair of distinct actions in `supp mu_hat` must have been compared at least once.
     """
@@ -85,3 +87,42 @@ def empirical_preferences(W: np.ndarray, actions: tuple[str, ...] | None = None)
     with np.errstate(invalid="ignore"):
         P_hat = np.where(totals > 0, W / np.where(totals > 0, totals, 1.0), 0.5)
     return P_hat, mu_hat
+
+
+def clipped_target(
+    P: np.ndarray, mu: np.ndarray, pi_ref: np.ndarray, psi_name: str, eps: float
+) -> tuple[np.ndarray, str]:
+    """`g(y) = sum_{y'} mu(y') Psi(P[y, y'])` with `P` clipped to `[eps, 1 - eps]` where `Psi(P)` is infinite:
+    the target the gradient engine ascends `J` with (paper Eq. 6).
+
+    Only the entries where `Psi` is infinite are clipped, so a finite problem is solved exactly as posed.
+    Columns outside `supp mu` do not enter (`0 * Psi` is 0 even where `Psi` is infinite, as in the exact
+    solver). Returns `g` and a note for the run's `detail` (empty when nothing relevant was clipped).
+    """
+    psi = resolve_psi(psi_name)
+    values = evaluate_psi(psi, P, psi_name)
+    infinite = np.isinf(values)
+    note = ""
+    if infinite.any():
+        P_used = np.where(infinite, np.clip(P, eps, 1.0 - eps), P)
+        values = evaluate_psi(psi, P_used, psi_name)
+        if np.isinf(values).any():
+            raise InputError("--eps", eps, f"Psi {psi_name!r} is still infinite on P clipped to [eps, 1-eps]")
+        if infinite[np.ix_(pi_ref > 0, mu > 0)].any():
+            note = f"P clipped to [{eps:g}, 1 - {eps:g}] where Psi(P) is infinite"
+    weights = np.where(mu > 0, mu, 0.0)
+    g = np.where(weights[None, :] > 0, values, 0.0) @ weights
+    return np.where(pi_ref > 0, g, 0.0), note
+
+
+def population_loss(policy: np.ndarray, g: np.ndarray, pi_ref: np.ndarray, tau: float) -> float:
+    """`-J(pi) = -(E_pi g - tau KL(pi || pi_ref))` (paper Eq. 6), the objective ΨPO minimises."""
+    return -regularised_value(policy, g, pi_ref, tau)
+
+
+def population_gradient(delta: np.ndarray, g: np.ndarray, pi_ref: np.ndarray, tau: float) -> np.ndarray:
+    """`dJ / d delta` at the offsets `delta` (`kl.kl_gradient` with `r = g`)."""
+    return kl_gradient(delta, g, pi_ref, tau)
+
+
+PSIPO = Method("psipo", "General PsiPO objective (paper Eq. 6) with --psi", POPULATION, options=("psi", "eps"))

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 
 from psipo_cli.api import solve
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
-from psipo_cli.objectives import get_method
-from psipo_cli.objectives.pairwise import mean_pair_grad
+from psipo_cli.methods import get_method
+from psipo_cli.methods.linalg import mean_pair_grad
 from psipo_cli.problem import build_problem, preset
-from psipo_cli.solvers import resources
-from psipo_cli.solvers.gradient import GradientSettings, estimate_resources, run_gradient
+from psipo_cli.solvers.gradient import estimate_resources, resources, run_gradient
+from psipo_cli.solvers.gradient.schedules import elapsed, factor
 from psipo_cli.solvers.runs import method_spec
-from psipo_cli.solvers.schedules import elapsed, factor
 
 PAPER_TAUS = [0.1, 0.5, 1.0, 2.0]
 D1_W = np.array([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # a > b, b > c, a > c, once each

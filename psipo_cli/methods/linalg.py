@@ -1,4 +1,7 @@
-"""Shared machinery of pairwise losses on a win-count matrix `W` (DESIGN §2.2–2.4, NOTES).
+"""Shared machinery of the exact solvers: comparison graphs, Laplacian systems and damped Newton.
+
+The pairwise losses on a win-count matrix `W` (paper Eqs. 4 and 17) and RLHF's reward model (paper Eq. 2)
+share it.
 
 A pairwise loss `L(delta) = mean_{(w, l) ~ W} f(delta_w - delta_l)` depends on the offsets only through
 differences, so its gradient `f'(h) (e_w - e_l)` sums to zero on every connected component of the
@@ -13,9 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.methods.spec import PairFn
 from psipo_cli.numerics import softmax
-
-PairFn = Callable[[np.ndarray, float], np.ndarray]
 
 
 def pairs_of(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -67,7 +69,7 @@ def forest_pairs(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 @dataclass(frozen=True)
 class ComparisonGraph:
-    """Components of the directed graph winner -> loser (NOTES, 'The limit when DPO has no minimiser').
+    """Components of the directed graph winner -> loser.
 
     Attributes
     ----------
@@ -225,3 +227,64 @@ def log_of(p: np.ndarray) -> np.ndarray:
     """`log p` with `log 0 = -inf` and no warning."""
     with np.errstate(divide="ignore"):
         return np.log(p)
+
+
+STEP_TOL = 1e-12  # Newton stops once its step is this small relative to the variables (`damped_newton`)
+MAX_NEWTON = 500
+MAX_CHANGE = 10.0  # largest change of a compared difference in one Newton step (`capped`)
+F_ROUNDING = 1e-12  # relative changes of an objective below this are taken as its rounding
+
+
+def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """`step` scaled so that no difference `x_i - x_j` along an edge changes by more than `MAX_CHANGE`.
+
+    Far from the minimum, Newton on these exponential-tailed losses overshoots: where the curvature of an
+    edge is tiny, its step is huge, and an iterate sent far out finds the curvature there vanishing too (a
+    flat region the line search cannot leave). At most a factor `e^MAX_CHANGE` on any edge's odds per step.
+    """
+    largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
+    return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
+
+
+def damped_newton(
+    x: np.ndarray,
+    value: Callable[[np.ndarray], float],
+    gradient: Callable[[np.ndarray], np.ndarray],
+    newton_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    project: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+) -> np.ndarray:
+    """Minimise a smooth convex `value` from `x` by Newton steps with a backtracking line search.
+
+    `newton_step(x, g)` returns `-H^-1 g` on the subspace the minimiser is unique in (the gauge), and
+    `project` maps a point back onto it. A step is accepted on Armijo's condition or, once the decrease of
+    the objective is below its own rounding, on a smaller gradient (which still shrinks quadratically) —
+    but never on a smaller gradient alone: far out on a logistic loss the gradient vanishes while the
+    objective is huge.
+
+    Stopping rule, in the variables themselves: stop once the Newton step is at most
+    `STEP_TOL (1 + max|x|)` in every coordinate, after taking it. Near the minimiser the step is
+    `x* - x + O(|x - x*|^2)`, so this bounds the error left, whatever the scale of the objective (counts
+    scale the gradient and the Hessian alike and the step not at all) and its conditioning (a small gradient
+    along a flat direction is a large step). An absolute test on the gradient has neither property: with
+    counts spanning nine decades, a gradient of 1e-12 can still mean an error of 1e-3 in the offsets.
+    Also stop when the line search cannot make progress at machine precision (the gradient is at its
+    rounding level) or after `MAX_NEWTON` steps.
+    """
+    f, g = value(x), gradient(x)
+    for _ in range(MAX_NEWTON):
+        step = newton_step(x, g)
+        if np.max(np.abs(step), initial=0.0) <= STEP_TOL * (1.0 + np.max(np.abs(x), initial=0.0)):
+            return project(x + step)
+        slope, g_norm = g @ step, np.linalg.norm(g)
+        t = 1.0
+        while True:
+            candidate = project(x + t * step)
+            f_new, g_new = value(candidate), gradient(candidate)
+            level = f_new <= f + F_ROUNDING * (abs(f) + abs(f_new))  # no increase beyond F's own rounding
+            if f_new <= f + 1e-4 * t * slope or (level and np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm):
+                break
+            t *= 0.5
+            if t < 1e-12:
+                return x
+        x, f, g = candidate, f_new, g_new
+    return x

@@ -1,0 +1,155 @@
+"""What a method is: its declaration (`Method`), the loss of `tau h` it may carry (`PairLoss`), the kinds of
+exact answer (`Exact`) and the protocol its family implements (`Family`).
+
+A method is declared once, in its own module inside its family's package (`psipo_cli.methods.pairwise.dpo`,
+...); the registry (`psipo_cli.methods.METHODS`) lists the declarations. Everything that depends on the
+method — the exact solver, what it sees of a context, the lanes of the gradient engine, the run's loss and
+status — goes through `method.family`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from psipo_cli.methods.solution import Solution
+
+PairFn = Callable[[np.ndarray, Any], np.ndarray]  # f(h, tau), tau a float or an array broadcasting with h
+MarginFn = Callable[[np.ndarray], np.ndarray]  # f(z) of the implied reward margin z = tau h
+
+
+class Exact(Enum):
+    """The kind of exact answer a method has."""
+
+    #: The objective always attains its minimum (e.g. IPO: strictly convex in the compared differences).
+    ATTAINED = "attained"
+    #: Attained iff no comparison separates two strongly connected components of the comparison graph;
+    #: otherwise the limit of the ridge path (status `diverged`; `psipo_cli.methods.pairwise._limit`).
+    #: Needs a loss with logistic tails (DPO, RLHF's reward model without a ridge).
+    SEPARATED_LIMIT = "separated-limit"
+    #: Attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem (status
+    #: `limit`; population ΨPO).
+    EPS_LIMIT = "eps-limit"
+
+
+@dataclass(frozen=True)
+class PairLoss:
+    """A loss of `tau h` on each comparison, `h = delta_w - delta_l` (paper Eqs. 4 and 17).
+
+    The gradient engine minimises `mean_{(w,l)} pair_loss(delta_w - delta_l, tau)`. Its minimiser depends on
+    tau only through the implied reward `z = tau delta`: `pair_loss(h, tau)` is a positive multiple (that
+    may depend on tau) of `margin(tau h)`, so the exact solver finds `z* = argmin_z sum W margin(z_w - z_l)`
+    once and reads `delta = z* / tau` for every tau.
+
+    Attributes
+    ----------
+    pair_loss, pair_grad : callable `(h, tau) -> array`
+        The per-comparison loss and its derivative in `h` (tau broadcasts, one value per lane).
+    margin, margin_grad, margin_curv : callable `z -> array`
+        `f(z)`, `f'(z)`, `f''(z)` of the implied margin: the generic exact solver's objective, gradient and
+        curvature (its Hessian is the comparison graph's Laplacian weighted by `W f''`).
+    exact : Exact
+        `ATTAINED` or `SEPARATED_LIMIT`.
+    implied_reward : callable `W -> z*`, optional
+        A closed form for `z*` overriding the generic damped Newton solve (checked against it in tests).
+    closed_form : callable `W -> (tau -> str)`, optional
+        The sentence a solution carries when a closed form's preconditions hold on `W` (empty otherwise).
+    """
+
+    pair_loss: PairFn
+    pair_grad: PairFn
+    margin: MarginFn
+    margin_grad: MarginFn
+    margin_curv: MarginFn
+    exact: Exact
+    implied_reward: Callable[[np.ndarray], np.ndarray] | None = None
+    closed_form: Callable[[np.ndarray], Callable[[float], str]] | None = None
+
+
+class Family(Protocol):
+    """What a family of methods does for each of its methods (one driver per family).
+
+    Attributes
+    ----------
+    name : str
+    on_comparisons : bool
+        True: the method sees win counts `W` (recorded on data; `mu(w) mu(l) P[w, l]` on the population).
+        False: it sees preferences `(P, mu)` (the model on the population; `(P_hat, mu_hat)` on data).
+    reward_stage : bool
+        The gradient engine fits a reward model first (phase 1 lanes, before every policy lane).
+    """
+
+    name: str
+    on_comparisons: bool
+    reward_stage: bool
+
+    def solve_exact(
+        self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]
+    ) -> list[Solution]:
+        """The exact `Solution` for each tau on one context's `inputs` (`solvers.inputs.MethodInputs`).
+
+        `options` holds the spec's method options (missing ones take their defaults); the family ignores
+        those that do not change the exact answer (early stopping, clipping of the gradient engine).
+        """
+        ...
+
+    def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> tuple[Any, Any]:
+        """Add the lanes one run needs to the gradient engine's `plan` (`solvers.gradient.plan.LanePlan`:
+        `pair_lane`, `kl_lane`, the run's `inputs`) and return `(policy lane, extra)`: the lane whose policy
+        the run reports, and what `gradient_report` needs (as `run.extra`)."""
+        ...
+
+    def gradient_report(self, method: Method, run: Any, report: Any) -> float:
+        """Apply the status rules to the run's stages through `report` (`solvers.gradient.report.StageReport`:
+        `stage`, `point`, `policy`, `note`) and return the method's own objective at the reported point."""
+        ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method, declared once in its own module.
+
+    Attributes
+    ----------
+    name : str
+    summary : str
+        One line for `--help` and reports.
+    family : Family
+        Its family's driver: exact solver, inputs, gradient lanes and report.
+    options : tuple of str
+        Names of the method options it accepts (their values are checked by `solvers.runs.check_options`).
+    trl : str
+        TRL's `DPOTrainer(loss_type=...)` for the same loss (`sigmoid` for DPO, `ipo` for IPO); "" if none.
+    twin : str
+        Pairwise losses only: the population ΨPO this method equals on the expected counts when
+        `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
+    loss : PairLoss or None
+        The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
+    """
+
+    name: str
+    summary: str
+    family: Family
+    options: tuple[str, ...] = ()
+    trl: str = ""
+    twin: str = ""
+    loss: PairLoss | None = None
+
+    @property
+    def pair_loss(self) -> PairFn | None:
+        """`loss.pair_loss` (None without a pairwise loss)."""
+        return None if self.loss is None else self.loss.pair_loss
+
+    @property
+    def pair_grad(self) -> PairFn | None:
+        """`loss.pair_grad` (None without a pairwise loss)."""
+        return None if self.loss is None else self.loss.pair_grad
+
+    def solve_exact(self, inputs: Any, taus: Sequence[float], **options: Any) -> list[Solution]:
+        """The exact solution for each tau (`Family.solve_exact`)."""
+        return self.family.solve_exact(self, inputs, taus, options)

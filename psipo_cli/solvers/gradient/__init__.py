@@ -1,0 +1,50 @@
+"""The vectorised gradient engine (`engine.run_gradient`), as a package:
+
+- `streams`: minibatch streams (`SeedSequence([seed, k, c])`, common random numbers);
+- `blocks`: lane blocks behind the `Block` protocol (`PairBlock`, `KLBlock`);
+- `optim`: Adam / SGD with learning-rate schedules (`schedules`), Polyak / EMA averaging;
+- `status`: the status rule (`converged`, `running`, `stalled`);
+- `trace`: curves on the log step grid, and the policy's noise over the last window;
+- `plan`, `report`: the lanes each method's family asks for, and each run's result;
+- `resources`: the memory and time guard.
+
+Public names are imported lazily (PEP 562): `psipo_cli.config.settings` imports `schedules` at start-up
+without loading the engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "run_gradient": "engine",
+    "estimate_resources": "engine",
+    "optimise": "engine",
+    "GradientSettings": "psipo_cli.config.settings",
+    "record_grid": "trace",
+    "lane_softmax": "blocks",
+    "Block": "blocks",
+    "PairBlock": "blocks",
+    "KLBlock": "blocks",
+    "PairLane": "blocks",
+    "KLLane": "blocks",
+    "comparisons": "streams",
+    "STREAM_CHUNK": "streams",
+    "CONVERGED": "status",
+    "RUNNING": "status",
+    "STALLED": "status",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first access and cache it in the package."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _LAZY[name]
+    module = importlib.import_module(where if "." in where else f"{__name__}.{where}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
