@@ -36,7 +36,7 @@ TAUS = (0.1, 0.5, 1.0, 2.0)
 def baseline_run(
     W: np.ndarray, pi_ref: np.ndarray, method: str, tau: float, k: int, settings: GradientSettings
 ) -> np.ndarray:
-    """One run of minibatch Adam on the mean pair loss (NOTES), step by step. Returns the curve (T, n)."""
+    """One run of minibatch Adam on the mean pair loss (docs/maths.md §3), step by step. Returns the curve (T, n)."""
     pair_grad = get_method(method).pair_grad
     w, l_, counts = pairs_of(W)
     cum = np.cumsum(counts / counts.sum())

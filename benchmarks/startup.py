@@ -1,4 +1,4 @@
-"""Start-up cost of the CLI, for shell loops (issue 5): `psipo --help` and one exact CSV call.
+"""Start-up cost of the CLI, for shell loops: `psipo --help` and one exact CSV call.
 
 Each command is run `--repeat` times as a fresh interpreter; the best time is reported next to two
 baselines measured in the same process: a bare interpreter (`python -c pass`) and `import numpy, pandas`

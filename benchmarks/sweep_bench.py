@@ -1,4 +1,4 @@
-"""Benchmark of `psipo sweep` (issue 5): a grid of ~30,000 gradient runs against a per-run loop.
+"""Benchmark of `psipo sweep`: a grid of ~30,000 gradient runs against a per-run loop.
 
 Grid (defaults): rlhf, dpo, ipo × 50 tau (log grid 0.05..5) × 20 seeds × 10 dataset sizes n of the
 `bt-finite` problem (Bradley-Terry, 4 actions) = 1,500 cells = 30,000 runs of 2,000 Adam steps, batch 9.

@@ -1,7 +1,7 @@
-"""The public Python API: `psipo_cli.solve(...)` returns tidy pandas frames (DESIGN §8).
+"""The public Python API: `psipo_cli.solve(...)` returns tidy pandas frames (README, How it is built).
 
 This is also what the CLI calls: it resolves the problem and the objective, runs the exact solver and the
-gradient engine, computes the metrics and lays everything out as the tables of DESIGN §5 and §7.
+gradient engine, computes the metrics and lays everything out as the tables of docs/outputs.md.
 """
 
 from __future__ import annotations

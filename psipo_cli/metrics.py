@@ -1,4 +1,4 @@
-"""Metrics of a policy (DESIGN §4), their summary over seeds, and their context-weighted aggregate.
+"""Metrics of a policy (docs/outputs.md), their summary over seeds, and their context-weighted aggregate.
 
 Per run: `kl`, `entropy`, `loss` (the method's own objective, from the solver), and when a preference
 model is known `win_rate_ref = p*(pi ≻ pi_ref) = pi^T P pi_ref`, `win_rate_mu = pi^T P mu`, `reward = pi^T r`

@@ -1,4 +1,4 @@
-"""The Python API (issue 9, item 1): `psipo_cli.solve` takes every gradient setting by name or as `settings=`,
+"""The Python API: `psipo_cli.solve` takes every gradient setting by name or as `settings=`,
 method options and experiment-file method dicts, rejects unknown keywords with a suggestion, and is the real
 function (signature, docstring) while `import psipo_cli` stays light."""
 

@@ -1,13 +1,13 @@
-"""The output contract of DESIGN §5, pinned: what scripts built on `psipo` rely on.
+"""The output contract of docs/outputs.md, pinned: what scripts built on `psipo` rely on.
 
-If a test here fails, a script somewhere breaks silently. DESIGN allows *adding* keys and columns; doing so
+If a test here fails, a script somewhere breaks silently. The contract allows *adding* keys and columns; doing so
 means updating the pinned sets below on purpose (and the README), never by accident. Everything runs the
 real command in a subprocess: exit codes, stdout and stderr are what a shell sees.
 
 Pinned:
 - `--format json`: one object `{run_dir, policy, metrics, summary}`; policy records
   `{method, tau, solver, context, action, prob, prob_lo, prob_hi}`; metric records
-  `{method, tau, solver, context, status}` + the metrics of DESIGN §4 (and `noise`, `tv_to_exact`) +
+  `{method, tau, solver, context, status}` + the metrics of docs/outputs.md (and `noise`, `tv_to_exact`) +
   `seeds, objective, detail`, with their JSON types (numbers or null for metrics, never NaN/Infinity);
   summary records (the context-weighted aggregate): the metric records' keys but `context`;
 - `--format csv`: the policy records with a fixed header, `--no-header` to concatenate calls;

@@ -1,4 +1,4 @@
-"""Errors that cross process boundaries (issue 9, item 7): psipo's exception types survive pickling with all
+"""Errors that cross process boundaries: psipo's exception types survive pickling with all
 their attributes, so a sweep cell that is bad input in a pool or Dask worker reports the same one line and
 exit code 2 as in-process; and the grid check before any work covers every seed's dataset, so such a grid
 exits 2 before the sweep directory exists, naming the cell."""

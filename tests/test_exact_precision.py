@@ -1,4 +1,4 @@
-"""Precision of the exact solvers when counts span many orders of magnitude (issue 9, item 10).
+"""Precision of the exact solvers when counts span many orders of magnitude.
 
 Expected values come from closed forms derived here, rational arithmetic (`fractions.Fraction`) or the
 first-order conditions evaluated in 50-digit arithmetic (`mpmath`), with the losses written out below from

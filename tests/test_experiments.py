@@ -1,4 +1,4 @@
-"""Each experiment file runs, and the numbers behind each claim of the paper hold (issue 4).
+"""Each experiment file runs, and the numbers behind each claim of the paper hold.
 
 The experiments run through the real command (`psipo compare FILE --format json`), with their own settings
 (the paper's: Adam, lr 0.01, batch 9, 18,000 steps, 10 seeds, unless the file says otherwise).

@@ -1,4 +1,4 @@
-"""What the exact solvers say about their answers (issue 9, items 9 and 11): the implied reward, the
+"""What the exact solvers say about their answers: the implied reward, the
 components of a diverged problem, the actions the loss does not see, and closed forms.
 
 Every expected number is derived by hand in the test (derivations in the docstrings and comments) or, for

@@ -1,4 +1,4 @@
-"""Hardening (issue 6): interrupted runs, failing disks, safe loading, provenance of input files, determinism.
+"""Hardening: interrupted runs, failing disks, safe loading, provenance of input files, determinism.
 
 - Ctrl-C (SIGINT) and SIGTERM during `run` and `compare` — while solving and while the run directory is
   being written — exit 130 / 143 with one line on stderr and leave no run directory and no `.tmp-*`.

@@ -114,7 +114,7 @@ def test_t_interval_against_scipy() -> None:
     _, lo, hi = t_interval(np.array([1.0, 3.0]))
     assert float(hi) - 2.0 == pytest.approx(12.706204736174707, rel=1e-12)
     assert float(lo) == pytest.approx(2.0 - 12.706204736174707, rel=1e-12)
-    # One sample: no interval (issue 10: not a zero-width one, which would read as a deterministic result).
+    # One sample: no interval (not a zero-width one, which would read as a deterministic result).
     mean, lo, hi = t_interval(np.array([[0.3, 0.7]]))
     np.testing.assert_array_equal(mean, [0.3, 0.7])
     assert np.isnan(lo).all() and np.isnan(hi).all()

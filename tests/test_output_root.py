@@ -1,4 +1,4 @@
-"""An unusable output root fails before any work (issue 9, item 6): `run`, `compare` and `sweep` check that
+"""An unusable output root fails before any work: `run`, `compare` and `sweep` check that
 `--out` can be created and written before they solve anything — exit 1 and one line, as when the run cannot
 be written (README, exit codes) — and the check itself leaves nothing on disk."""
 

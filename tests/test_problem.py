@@ -1,4 +1,4 @@
-"""Problem layer: presets, TOML loading of every feature, sampling, and validation errors (DESIGN §1, §6).
+"""Problem layer: presets, TOML loading of every feature, sampling, and validation errors (docs/files.md).
 
 Expected values are written out by hand from the problem definitions, never taken from the loader.
 """

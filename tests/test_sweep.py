@@ -1,4 +1,4 @@
-"""`psipo sweep` and `psipo merge` (issue 5): per-cell agreement with `psipo_cli.solve` and `psipo run`,
+"""`psipo sweep` and `psipo merge`: per-cell agreement with `psipo_cli.solve` and `psipo run`,
 byte-identical `results.csv` across --jobs, chunking, shards + merge, Dask, and interruptions + --resume;
 bad grids fail before any work with one line and exit 2."""
 

@@ -1,4 +1,4 @@
-"""Figures of a run (issue 4): learning curves, the exact policy against tau, and the KL / win-rate frontier.
+"""Figures of a run: learning curves, the exact policy against tau, and the KL / win-rate frontier.
 
 Every figure is drawn from the tidy frames alone — the ones a run directory stores as CSV — so that
 `render_figures(run_dir)` (``psipo plot RUN_DIR``) redraws them from a copied directory without the

@@ -1,4 +1,4 @@
-"""Atomic run directories (DESIGN §7).
+"""Atomic run directories (docs/outputs.md).
 
 A run directory is ``<root>/<UTC YYYYmmdd-HHMMSS>-<command>[-<name>]/`` and holds
 

@@ -1,4 +1,4 @@
-"""Problem layer: data model, presets, loading and validation (DESIGN §1, §6)."""
+"""Problem layer: data model, presets, loading and validation (docs/maths.md §1, docs/files.md)."""
 
 from __future__ import annotations
 

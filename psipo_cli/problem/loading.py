@@ -1,4 +1,4 @@
-"""Problem files: TOML (stdlib `tomllib`) to a validated `Problem` (DESIGN §6).
+"""Problem files: TOML (stdlib `tomllib`) to a validated `Problem` (docs/files.md).
 
 Every check raises `InputError` naming the key and the value. Files are data only: nothing in them is
 executed; `pairs_csv` is read relative to the TOML file. Every file read is recorded in `Problem.files`

@@ -1,4 +1,4 @@
-"""The data model of a tabular preference problem (DESIGN §1).
+"""The data model of a tabular preference problem (docs/maths.md §1).
 
 A problem has a finite action set shared by every context. Each context carries its reference policy
 `pi_ref`, its behaviour policy `mu`, optionally a preference model `P[y, y'] = p*(y ≻ y')`, and optionally a
@@ -109,7 +109,7 @@ def bradley_terry_matrix(rewards: np.ndarray) -> np.ndarray:
 
 
 def expected_wins(mu: np.ndarray, preferences: np.ndarray) -> np.ndarray:
-    """Population win counts `W[w, l] = mu(w) mu(l) P[w, l]` off the diagonal (DESIGN §2.5).
+    """Population win counts `W[w, l] = mu(w) mu(l) P[w, l]` off the diagonal (docs/maths.md §2.5).
 
     The diagonal is dropped: a comparison of an action with itself has `h = 0` and carries no signal.
     """

@@ -1,4 +1,4 @@
-"""Built-in problems (DESIGN §6), written as the same tables a problem file holds."""
+"""Built-in problems (docs/files.md), written as the same tables a problem file holds."""
 
 from __future__ import annotations
 

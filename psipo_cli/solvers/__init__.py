@@ -1,1 +1,1 @@
-"""Solvers layer: exact dispatch and the vectorised gradient engine (DESIGN §2-3)."""
+"""Solvers layer: exact dispatch and the vectorised gradient engine (docs/maths.md §2-3)."""

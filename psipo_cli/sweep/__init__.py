@@ -1,4 +1,4 @@
-"""Sweeps: `psipo sweep CONFIG` over grids of problems × dataset sizes × methods × tau (issue 5).
+"""Sweeps: `psipo sweep CONFIG` over grids of problems × dataset sizes × methods × tau.
 
 One concept per module, in the order the data flows:
 

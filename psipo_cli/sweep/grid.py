@@ -1,4 +1,4 @@
-"""The sweep grid: a TOML file read, validated and resolved into a `SweepGrid` (issue 5).
+"""The sweep grid: a TOML file read, validated and resolved into a `SweepGrid`.
 
 A grid file uses the `run` flags' names (`experiments/sweep-example.toml`)::
 

@@ -112,7 +112,7 @@ def weak_components(W: np.ndarray) -> list[np.ndarray]:
 
 
 def canonical(delta: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """The canonical gauge of DESIGN §2.2, applied to any minimiser."""
+    """The canonical gauge of docs/maths.md §2.2, applied to any minimiser."""
     out = np.zeros(len(delta))
     for members in weak_components(W):
         out[members] = delta[members] - delta[members].mean()

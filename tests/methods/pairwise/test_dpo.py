@@ -95,7 +95,7 @@ def test_dpo_optimal_matches_bfgs_on_the_raw_loss() -> None:
 
 
 def test_dpo_status_follows_strong_connectivity() -> None:
-    """A minimiser exists iff every comparison is inside a strongly connected component (DESIGN §2.2)."""
+    """A minimiser exists iff every comparison is inside a strongly connected component (docs/maths.md §2.2)."""
     rng = np.random.default_rng(6)
     seen = set()
     for _ in range(60):

@@ -33,7 +33,7 @@ from support import exact_solution
 
 @pytest.mark.parametrize("tau", [0.1, 0.25])
 def test_diverged_limit_is_the_end_of_the_ridge_path(tau: float) -> None:
-    """DESIGN §2.2: the reported limit is the rm_l2 -> 0+ limit of the ridge solution. Checked where the
+    """docs/maths.md §2.2: the reported limit is the rm_l2 -> 0+ limit of the ridge solution. Checked where the
     maximal component is unique (the split inside it is then fixed by its internal data)."""
     rng = np.random.default_rng(10)
     checked = 0
@@ -64,7 +64,7 @@ def test_diverged_limit_d1_ridge_path() -> None:
         assert gaps[-1] < 1e-5
 
 
-# ------------------------------------------------------------------ ties between components (NOTES step 4)
+# ------------------------------------------------------------------ ties between components (docs/maths.md §4)
 #
 # Reference routes, written out here from the definitions (nothing from the code under test):
 #

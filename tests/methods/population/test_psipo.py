@@ -55,7 +55,7 @@ def test_psipo_identity_random_matrix() -> None:
 def test_psipo_logit_bradley_terry_is_prop_1(tau: float) -> None:
     """Prop. 1: logit(sigmoid(r_y - r_y')) = r_y - r_y', so g(y) = sum_y' mu(y') (r_y - r_y') =
     r_y - E_mu r: a constant shift of r, hence pi* ∝ pi_ref exp(r / tau). Under Bradley–Terry, DPO and RLHF
-    on the expected counts give the same policy (DESIGN §2.5): the BT MLE of exact BT counts is r."""
+    on the expected counts give the same policy (docs/maths.md §2.5): the BT MLE of exact BT counts is r."""
     rng = np.random.default_rng(int(tau * 100))
     r = rng.normal(size=5)
     pi_ref = random_simplex(rng, 5)
@@ -96,7 +96,7 @@ def clipped_target(P: np.ndarray, mu: np.ndarray, psi: str, L: float) -> np.ndar
 
 @pytest.mark.parametrize("psi", ["logit", "log"])
 def test_psipo_infinite_psi_is_the_clipped_limit(psi: str) -> None:
-    """DESIGN §2.1: the reported policy is the eps -> 0 limit of the problem with P clipped to [eps, 1-eps].
+    """docs/maths.md §2.1: the reported policy is the eps -> 0 limit of the problem with P clipped to [eps, 1-eps].
     mu on a grid of tenths, so that distinct a(y) differ by >= 0.1: at L = 690 (eps = 1e-300) the
     clipped optimum is within exp(-69 / tau) of its limit."""
     rng = np.random.default_rng(12 if psi == "logit" else 13)
@@ -117,7 +117,7 @@ def test_psipo_infinite_psi_is_the_clipped_limit(psi: str) -> None:
 
 
 def test_psipo_from_data_uses_empirical_preferences() -> None:
-    """DESIGN §2.5: P_hat = W / (W + W^T), mu_hat = share of appearances (each comparison shows 2 actions)."""
+    """docs/maths.md §2.5: P_hat = W / (W + W^T), mu_hat = share of appearances (each comparison shows 2 actions)."""
     rng = np.random.default_rng(14)
     n = 4
     W = rng.integers(1, 6, size=(n, n)).astype(float)

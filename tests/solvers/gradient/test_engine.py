@@ -180,7 +180,7 @@ def test_clipped_target_clips_only_infinite_entries():
 def reference_minibatch_sgd(
     W: np.ndarray, pair_grad, tau: float, lr: float, steps: int, batch: int, root: int, k: int, c: int
 ) -> np.ndarray:
-    """SGD on the mean pair loss, one run, written from the spec (DESIGN §3, issue 3).
+    """SGD on the mean pair loss, one run, written from the spec (docs/maths.md §3).
 
     Stream `default_rng(SeedSequence([root, k, c]))`, read `STREAM_CHUNK` steps x `batch` uniforms at a
     time; row `(w, l)` drawn with probability `W[w,l] / sum W` by inverse CDF over `np.nonzero(W)` order;
@@ -423,7 +423,7 @@ def test_full_batch_sgd_approaches_diverged_dpo_limit():
 
 
 def test_full_batch_sgd_follows_max_margin_limit():
-    # NOTES' check: D1 on {a, b, c} plus one pair d -> e. Both a and d are unbeaten, but the max-margin
+    # A check of docs/maths.md §4: D1 on {a, b, c} plus one pair d -> e. Both a and d are unbeaten, but the max-margin
     # direction gives a margin 1 over c's component vs 1/2 for d, so the limit puts all mass on a. Early
     # on, d gains mass (it wins its only comparison); gradient descent must then hand it back to a.
     problem = build_problem(
@@ -528,7 +528,7 @@ def test_minibatch_of_identical_rows_equals_full_batch():
 
 
 def test_adam_follows_the_optax_convention(random_W):
-    # NOTES: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr m_hat / (sqrt(v_hat) + eps), with the
+    # optax's Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; theta -= lr m_hat / (sqrt(v_hat) + eps), with the
     # bias corrections 1 - b^t, t from 1. Written out here on the full-batch DPO gradient of
     # methods.linalg.mean_pair_grad. 150 steps: the gradient is still ~1e-5 (much later it reaches the
     # rounding floor, where Adam amplifies 1e-17 differences and any two implementations part ways).
