@@ -220,7 +220,7 @@ def solve(
         objective=objective,
         runs=runs,
         summary=_summary_frame(problem, rows, objective),
-        rewards=_rewards_frame(problem, runs),
+        rewards=rewards_frame(problem, runs),
         per_seed=_per_seed_frame(problem, runs),
         logit_gap=_logit_gap_frame(problem, specs, taus),
     )
@@ -363,7 +363,7 @@ def _summary_frame(problem: Problem, rows: list[MetricRow], objective: str) -> p
     return pd.DataFrame.from_records(records, columns=SUMMARY_COLUMNS)
 
 
-def _rewards_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
+def rewards_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
     """`Frames.rewards`: per exact method, tau and context, the seed mean of `RunResult.reward` (all actions
     empty when a seed has none: the mean over the others would be a different quantity)."""
     import pandas as pd

@@ -148,7 +148,7 @@ def run(label: str, solver: str, seed: int, reward: np.ndarray | None, tau: floa
 
 
 def test_rewards_frame_holds_exact_rewards_only() -> None:
-    from psipo_cli.api import _rewards_frame
+    from psipo_cli.api import rewards_frame
     from psipo_cli.problem import get_problem
 
     problem = get_problem("paper-two-actions")
@@ -158,7 +158,7 @@ def test_rewards_frame_holds_exact_rewards_only() -> None:
         run("dpo", "exact", 0, None),  # diverged: infinite, left empty
         run("ipo", "gradient", 0, np.array([9.0, 9.0])),  # gradient rows are left out (gauge not fixed)
     ]
-    frame = _rewards_frame(problem, runs)
+    frame = rewards_frame(problem, runs)
     assert list(frame.columns) == ["method", "tau", "solver", "context", "action", "reward"]
     assert set(frame["solver"]) == {"exact"}
     ipo = frame[frame["method"] == "ipo"]

@@ -21,10 +21,41 @@ from psipo_cli.methods.spec import Exact, Family, Method, PairLoss
 
 __all__ = [
     "DIVERGED", "LIMIT", "METHODS", "OPTIMAL", "PSI_BUILTIN", "Exact", "Family", "Method", "PairLoss", "Solution",
-    "get_method",
+    "get_method", "methods_markdown",
 ]
 
 METHODS: dict[str, Method] = {method.name: method for method in (RLHF, DPO, IPO, PSIPO)}
+
+
+#: How the docs name each kind of exact answer.
+EXACT_TEXT = {
+    Exact.ATTAINED: "always attained (`optimal`)",
+    Exact.SEPARATED_LIMIT: "attained iff no comparison separates two strongly connected components; otherwise "
+    "the limit of the ridge path (`diverged`)",
+    Exact.EPS_LIMIT: "attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem "
+    "(`limit`)",
+}
+
+
+def methods_markdown() -> str:
+    """`docs/methods.md`: every registered method with its family, TRL name, kind of exact answer, options and
+    summary, in registry order. Regenerate with
+    ``python -c "import psipo_cli.methods as m; print(m.methods_markdown(), end='')" > docs/methods.md``."""
+    rows = [
+        "| method | family | TRL `loss_type` | exact answer | options | summary |",
+        "|---|---|---|---|---|---|",
+    ]
+    for m in METHODS.values():
+        options = ", ".join(f"`{o}`" for o in m.options) or "—"
+        trl = f"`{m.trl}`" if m.trl else "—"
+        rows.append(f"| `{m.name}` | {m.family.name} | {trl} | {EXACT_TEXT[m.exact]} | {options} | {m.summary} |")
+    head = (
+        "# Methods\n\n"
+        "Generated from the registry (`psipo_cli.methods.METHODS`); a test checks that this file is up to date.\n"
+        "RLHF's reward model has DPO's kind of exact answer without a ridge; with `rm_l2 > 0` it is always\n"
+        "attained.\n\n"
+    )
+    return head + "\n".join(rows) + "\n"
 
 
 def get_method(name: str) -> Method:

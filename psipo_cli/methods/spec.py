@@ -82,11 +82,15 @@ class Family(Protocol):
         False: it sees preferences `(P, mu)` (the model on the population; `(P_hat, mu_hat)` on data).
     reward_stage : bool
         The gradient engine fits a reward model first (phase 1 lanes, before every policy lane).
+    exact : Exact or None
+        The kind of exact answer of the family's methods that have no pairwise loss to say it (population
+        ΨPO); None where each method's `PairLoss.exact` says it.
     """
 
     name: str
     on_comparisons: bool
     reward_stage: bool
+    exact: Exact | None
 
     def solve_exact(
         self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]
@@ -139,6 +143,13 @@ class Method:
     trl: str = ""
     twin: str = ""
     loss: PairLoss | None = None
+
+    @property
+    def exact(self) -> Exact:
+        """The kind of exact answer: its pairwise loss's, else its family's."""
+        kind = self.loss.exact if self.loss is not None else self.family.exact
+        assert kind is not None, f"{self.name}: neither its loss nor its family says its kind of exact answer"
+        return kind
 
     @property
     def pair_loss(self) -> PairFn | None:

@@ -43,6 +43,7 @@ class PairwiseFamily:
     name = "pairwise"
     on_comparisons = True
     reward_stage = False
+    exact = None
 
     def solve_exact(
         self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]

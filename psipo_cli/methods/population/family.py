@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.methods.solution import Solution
-from psipo_cli.methods.spec import Method
+from psipo_cli.methods.spec import Exact, Method
 
 DEFAULT_PSI = "logit"
 
@@ -19,6 +19,7 @@ class PopulationFamily:
     name = "population"
     on_comparisons = False
     reward_stage = False
+    exact = Exact.EPS_LIMIT
 
     def solve_exact(
         self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]

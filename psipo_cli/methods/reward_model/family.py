@@ -24,6 +24,7 @@ class RewardModelFamily:
     name = "reward-model"
     on_comparisons = True
     reward_stage = True
+    exact = None
 
     def solve_exact(
         self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]
