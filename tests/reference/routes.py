@@ -1,5 +1,15 @@
 """Independent routes for the exact-solver tests: losses and gradients written out from their definitions
 (paper Eqs. 2-7), reference optimisers, and problem builders. Nothing here calls the exact solvers.
+
+Every expected value in those tests is derived by hand (the derivation is in a comment), or computed from a
+loss written out from its definition (finite differences, scipy.optimize on the raw loss), or read off a
+theorem of the paper. Nothing is computed with the helpers of the code under test.
+
+Conventions of the code under test that the tests rely on (the README's "What the exact solver reports"):
+- offsets `delta = log(pi / pi_ref)`, policies `pi ∝ pi_ref exp(delta)`;
+- dataset losses are means over the recorded comparisons (same minimiser as the sums);
+- RLHF's reward model is `mean_{(w,l)} -log sigmoid(r_w - r_l) + (rm_l2 / 2) ||r||^2`;
+- canonical gauge: offsets sum to zero on each weakly connected component, zero on absent actions.
 """
 
 from __future__ import annotations

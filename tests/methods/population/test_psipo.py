@@ -1,14 +1,8 @@
 """Population ΨPO's exact solver (paper Eq. 6-7): softmax optimum, the eps -> 0 limit, data.
 
-Every expected value here is derived by hand (the derivation is in a comment), or computed from a loss
-written out in this file from its definition (finite differences, scipy.optimize on the raw loss), or
-read off a theorem of the paper. Nothing is computed with the helpers of the code under test.
-
-Conventions of the code under test that the tests rely on (the README's "Exact solutions"):
-- offsets `delta = log(pi / pi_ref)`, policies `pi ∝ pi_ref exp(delta)`;
-- dataset losses are means over the recorded comparisons (same minimiser as the sums);
-- RLHF's reward model is `mean_{(w,l)} -log sigmoid(r_w - r_l) + (rm_l2 / 2) ||r||^2`;
-- canonical gauge: offsets sum to zero on each weakly connected component, zero on absent actions.
+Expected values are derived by hand (in a comment), from a loss written out from its definition, or from a
+theorem of the paper — never with the code under test; the conventions relied on are listed in
+`tests/reference/routes.py`.
 """
 
 from __future__ import annotations
