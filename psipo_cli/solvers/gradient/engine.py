@@ -34,64 +34,10 @@ the other contexts.
 
 Status (`status`)
 -----------------
-The gradient norm alone cannot tell "still moving" from "converged": on separable data Adam keeps
-moving the DPO offsets by about `lr` per step when the gradient is 1e-9, and with minibatches the IPO
-iterate jitters around its optimum forever (its final-iterate gradient never gets small). A run is
-`converged` iff
-
-1. its *averaged* iterate has stopped moving. Centre the offsets on `supp pi_ref` (a constant added to
-   every offset changes no policy, and Adam does not keep their sum fixed) and average them over two
-   windows of 10% of the steps each: B, the last 10%, and A, the 10% that end 40% before the end. The
-   run is still moving if, for some action, the window mean moved from A to B by more than `ztol` (9)
-   times the iterate's jitter (its standard deviation within the windows, pooled) *and* by more than
-   `xtol` (1e-4) in reward units (`tau * delta`, since `delta* = r / tau`; RLHF's reward stage is in
-   reward units already). A steady trend moves about 14 jitters between windows 4 window-lengths
-   apart (a linear ramp: 4 w over a within-window sd of w / sqrt(12)); stationary minibatch noise
-   averages out in each window. Measured at the defaults (30 seeds x tau in {0.1, 0.5, 1, 2}): IPO on
-   paper-d1/d3 at most 1.6 jitters; any method on data with a minimiser (cycle, bt-finite) at most 6.3;
-   DPO on separable data (Adam or SGD, paper-d1/d3, separable bt-finite datasets) 12.7 to 19. The
-   `xtol` floor only decides between smooth, essentially stopped iterates (deterministic runs at their
-   optimum);
-2. for deterministic stages (full batch, and every KL stage), in addition, the inf-norm of the exact
-   gradient at the final iterate is at most `gtol` (1e-6).
-
-RLHF is `converged` when both stages are (its reward stage by rule 1, plus rule 2 when full batch; its
-policy stage by rules 1 and 2). Otherwise the run is `running` and `detail` says which test failed.
-Limits of the rule: it works in log-probability space, so an action whose probability is already
-~1e-5 but whose log-probability still creeps counts as moving (that is also how DPO's divergence on
-separable data shows); and noise that mixes more slowly than a window (e.g. SGD on DPO at a tiny tau)
-can look like a trend and give `running`, which is then literally true: the iterate has not settled.
-
-Stalled
--------
-Rules 1 and 2 read "nothing moves" as "arrived". That is wrong when the optimiser *cannot* move: at
-tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment and the steps vanish;
-at tau = 1e-10 Adam travels at most a few `lr` per step while the optimum is `1/(3 tau)` away, and the
-`xtol` floor (in reward units, `tau * delta`) hides a move of 100 offsets. A stage is `stalled` (which
-outranks `running` and `converged`) when at its reported point `x` the exact gradient `g` is not
-finite, or `|g|_inf / tau > gtol` (the gradient in reward units, as `xtol`: DPO's gradient is of order
-`tau`) and the distance still to go is beyond the optimiser's reach:
-
-- the distance is a Newton step with the secant curvature of the path from the start `x_0 = 0`:
-  `kappa = |<g - g_0, c>| / |c|^2` (`c` = `x` centred on `supp pi_ref`, `g_0` the gradient at `x_0`),
-  `d = |g|_2 / kappa` (exact for a quadratic such as IPO along the optimum's direction); `kappa = 0`
-  (the gradient did not change at all: every step was 0 or below the iterate's rounding) is `d = inf`;
-- Adam moves a coordinate by at most `C lr_t` per step, `C = (1 - b1) / sqrt((1 - b2) (1 - b1^2 / b2))`
-  (Cauchy–Schwarz on its two moving averages; 7.27 at the defaults), so in the whole run by at most
-  `R = C sqrt(|supp pi_ref|) sum_t lr_t` in 2-norm: stalled when `d > STALL_FACTOR R` (100: more than
-  a hundred times the steps would be needed even at top speed);
-- SGD's steps scale with the gradient: linearised, the run shrinks the distance by `exp(-kappa sum lr_t)`;
-  stalled when `kappa sum_t lr_t < 1 / STALL_FACTOR`.
-
-DPO on separable data at the paper's tau is not `stalled` (its gradient is ~1e-9 by the end: `d` is tiny;
-the optimum is at infinity and rule 1 says `running`), nor is a converged run (`|g| / tau <= gtol`, or `d`
-of the order of its jitter). At a tiny tau DPO's loss is linear over any reachable range (it needs
-`tau h ~ 1` to bend): below tau ~ 4e-6 at the paper's settings it is `stalled` too. So gradient runs are
-meaningless when the loss's scale in the offsets — `1/(2 tau)` for IPO's target margin, `1/tau` for DPO's
-sigmoid, `r / tau` for the KL-regularised methods — exceeds what `lr * steps` can travel, and the status
-says so instead of `converged`. A lane whose gradient at the start
-is not finite (IPO below tau ~ 3e-309, where `1/(2 tau)` overflows) is held at `x_0` rather than filled
-with NaN.
+Each run is `converged`, `running` or `stalled` by the rule stated in `psipo_cli.solvers.gradient.status`:
+the averaged iterate has stopped moving between two late windows (measured against its own jitter), the
+full gradient is small for deterministic stages, and the optimiser could reach the optimum at all. The
+engine only accumulates the window statistics that rule reads (`status.WindowStats`) while it steps.
 
 Schedules and averaging (`schedules`, `optim`)
 ----------------------------------------------

@@ -18,10 +18,39 @@ iterate jitters around its optimum forever. A stage is `converged` iff
 2. for deterministic stages (full batch, and every KL stage), in addition, the inf-norm of the exact
    gradient at the final iterate is at most `gtol` (1e-6).
 
-A stage is `stalled` (which outranks `running` and `converged`) when at its reported point `x` the exact
-gradient `g` is not finite, or `|g|_inf / tau > gtol` and the distance still to go is beyond the
-optimiser's reach (`stalled`). With a decaying schedule the windows are read on the optimiser's own clock
-`elapsed(t)` and the jitter is taken about each window's linear trend (`WindowStats`).
+With a decaying schedule the windows are read on the optimiser's own clock `elapsed(t)` and the jitter is
+taken about each window's linear trend (`WindowStats`).
+
+Stalled
+-------
+Rules 1 and 2 read "nothing moves" as "arrived". That is wrong when the optimiser *cannot* move: at
+tau = 1e-160 IPO's gradient is ~1/tau, its square overflows Adam's second moment and the steps vanish;
+at tau = 1e-10 Adam travels at most a few `lr` per step while the optimum is `1/(3 tau)` away, and the
+`xtol` floor (in reward units, `tau * delta`) hides a move of 100 offsets. A stage is `stalled` (which
+outranks `running` and `converged`) when at its reported point `x` the exact gradient `g` is not
+finite, or `|g|_inf / tau > gtol` (the gradient in reward units, as `xtol`: DPO's gradient is of order
+`tau`) and the distance still to go is beyond the optimiser's reach:
+
+- the distance is a Newton step with the secant curvature of the path from the start `x_0 = 0`:
+  `kappa = |<g - g_0, c>| / |c|^2` (`c` = `x` centred on `supp pi_ref`, `g_0` the gradient at `x_0`),
+  `d = |g|_2 / kappa` (exact for a quadratic such as IPO along the optimum's direction); `kappa = 0`
+  (the gradient did not change at all: every step was 0 or below the iterate's rounding) is `d = inf`;
+- Adam moves a coordinate by at most `C lr_t` per step, `C = (1 - b1) / sqrt((1 - b2) (1 - b1^2 / b2))`
+  (Cauchy–Schwarz on its two moving averages; 7.27 at the defaults), so in the whole run by at most
+  `R = C sqrt(|supp pi_ref|) sum_t lr_t` in 2-norm: stalled when `d > STALL_FACTOR R` (100: more than
+  a hundred times the steps would be needed even at top speed);
+- SGD's steps scale with the gradient: linearised, the run shrinks the distance by `exp(-kappa sum lr_t)`;
+  stalled when `kappa sum_t lr_t < 1 / STALL_FACTOR`.
+
+DPO on separable data at the paper's tau is not `stalled` (its gradient is ~1e-9 by the end: `d` is tiny;
+the optimum is at infinity and rule 1 says `running`), nor is a converged run (`|g| / tau <= gtol`, or `d`
+of the order of its jitter). At a tiny tau DPO's loss is linear over any reachable range (it needs
+`tau h ~ 1` to bend): below tau ~ 4e-6 at the paper's settings it is `stalled` too. So gradient runs are
+meaningless when the loss's scale in the offsets — `1/(2 tau)` for IPO's target margin, `1/tau` for DPO's
+sigmoid, `r / tau` for the KL-regularised methods — exceeds what `lr * steps` can travel, and the status
+says so instead of `converged`. A lane whose gradient at the start
+is not finite (IPO below tau ~ 3e-309, where `1/(2 tau)` overflows) is held at `x_0` rather than filled
+with NaN.
 """
 
 from __future__ import annotations
