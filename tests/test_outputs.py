@@ -544,3 +544,20 @@ def test_comparison_table(d1_both, d3: psipo_cli.api.Frames) -> None:
     text = render(comparison_table(d3, action_columns=False))
     assert "a 0.500 · b 0.500 · c 0" in text and "win rate" not in text and "gradient" not in text
     assert render(summary_table(d3, psipo_cli.problem.get_problem("paper-d3"))).startswith("paper-d3")
+
+
+def test_report_explains_the_one_minus_spelling(tmp_path: Path) -> None:
+    # DPO on D1 at tau 0.5 after the paper's 18,000 Adam steps: pi(a) = 1 - 4e-11 (seed 0), printed `1-4e-11`
+    # by fmt_prob, a spelling a reader cannot guess; the report must say what it means under the table.
+    from psipo_cli.outputs.report import render_report
+
+    frames = psipo_cli.solve("paper-d1", ["dpo"], [0.5], solver="gradient", seeds=1)
+    pi_a = frames.policy.loc[frames.policy["action"] == "a", "prob"].item()
+    assert fmt_prob(pi_a).startswith("1-")
+    config = {"command": "run", "name": "t", "problem": "paper-d1", "tau": [0.5], "solver": "gradient"}
+    text = render_report(config, frames.policy, frames.metrics, [])
+    gap = fmt_prob(pi_a)[2:]
+    assert f"{fmt_prob(pi_a)} means 1 - {gap} (one minus {gap})" in text
+    # and a report without such a number does not carry the note
+    exact = psipo_cli.solve("paper-d1", ["ipo"], [1.0])
+    assert "one minus" not in render_report(config, exact.policy, exact.metrics, [])

@@ -36,7 +36,14 @@ from psipo_cli.outputs.formatting import (
     records,
     unique,
 )
-from psipo_cli.outputs.tables import Comparison, ComparisonRow, SolverCell, comparison_rows, describe_policy
+from psipo_cli.outputs.tables import (
+    Comparison,
+    ComparisonRow,
+    SolverCell,
+    comparison_rows,
+    describe_policy,
+    one_minus_note,
+)
 from psipo_cli.schema import GAUGE_NOTE
 
 if TYPE_CHECKING:
@@ -641,7 +648,11 @@ def build_report(
     if notes:
         lines += ["## Gradient against exact (last step)", "", *notes, ""]
 
-    lines += ["## Results", "", *markdown_table(comparison), ""]
+    results = markdown_table(comparison)
+    lines += ["## Results", "", *results, ""]
+    note = one_minus_note(results)
+    if note is not None:
+        lines += [note, ""]
     if "gradient" in comparison.solvers:
         lines += ["Gradient results are seed means at the last step; their 95% CIs are in `policy.csv`, each "
                   "seed's final result in `runs.csv`.", ""]

@@ -294,11 +294,19 @@ def _name_column(table: Table, header: str, **style: Any) -> None:
     table.add_column(header, overflow="fold", **style)
 
 
+def one_minus_note(texts: Sequence[str]) -> str | None:
+    """What the ``1-3e-07`` spelling means, with the first such number in `texts` as the example; None when
+    no text uses it (terminal tables and report.md both print it under their table)."""
+    words = (word.strip("|·*") for text in texts for word in text.split())
+    example = next((word for word in words if word.startswith("1-")), None)
+    return None if example is None else ONE_MINUS_NOTE.format(example=example, gap=example[2:])
+
+
 def _caption(table: Table, texts: list[str]) -> None:
     """Explain the ``1-3e-07`` spelling below the table when one of its cells uses it."""
-    example = next((word for text in texts for word in text.split() if word.startswith("1-")), None)
-    if example is not None:
-        table.caption = ONE_MINUS_NOTE.format(example=example, gap=example[2:])
+    note = one_minus_note(texts)
+    if note is not None:
+        table.caption = note
 
 
 def _status(cell: SolverCell) -> Any:

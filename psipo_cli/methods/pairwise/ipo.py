@@ -126,8 +126,9 @@ def closed_form(W: np.ndarray) -> Callable[[float], str]:
     above = np.triu(np.ones((k, k), dtype=bool), 1)
     c = ordered.max(initial=0.0)
     if k >= 2 and np.array_equal(ordered > 0, above) and np.allclose(ordered[above], c, rtol=1e-12, atol=0.0):
+        each = f"{c:.6g} comparison{'' if c == 1 else 's'} per pair"
         return lambda tau: (
-            f"closed form (a complete order on the {k} compared actions, {c:.6g} comparisons per pair): "
+            f"closed form (a complete order on the {k} compared actions, {each}): "
             f"delta_y = (k - 1 - 2 rank_y) / (2 k tau), so neighbours differ by 1/(k tau) = {1.0 / (k * tau):.6g} "
             "in log(pi / pi_ref)"
         )
