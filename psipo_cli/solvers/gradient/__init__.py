@@ -8,8 +8,9 @@
 - `plan`, `report`: the lanes each method's family asks for, and each run's result;
 - `resources`: the memory and time guard.
 
-Public names are imported lazily (PEP 562): `psipo_cli.config.settings` imports `schedules` at start-up
-without loading the engine.
+Public names are imported lazily (PEP 562), so that importing one module of the package (e.g. `schedules`)
+does not load the whole engine. `GradientSettings` lives in `psipo_cli.config.settings`, the status names in
+`psipo_cli.schema`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ _LAZY: dict[str, str] = {
     "run_gradient": "engine",
     "estimate_resources": "engine",
     "optimise": "engine",
-    "GradientSettings": "psipo_cli.config.settings",
     "record_grid": "trace",
     "lane_softmax": "blocks",
     "Block": "blocks",
@@ -31,9 +31,6 @@ _LAZY: dict[str, str] = {
     "KLLane": "blocks",
     "comparisons": "streams",
     "STREAM_CHUNK": "streams",
-    "CONVERGED": "status",
-    "RUNNING": "status",
-    "STALLED": "status",
 }
 
 __all__ = sorted(_LAZY)
