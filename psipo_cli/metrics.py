@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from psipo_cli.methods import get_method
+from psipo_cli.methods.game import duality_gap, exploitability
 from psipo_cli.methods.kl import kl_divergence
 from psipo_cli.methods.linalg import comparison_graph
 from psipo_cli.problem import Problem, realise
@@ -147,7 +148,10 @@ def run_metrics(
     problem: Problem, run: RunResult, optimum: np.ndarray | None, exact: np.ndarray | None = None
 ) -> dict[str, float | None]:
     """The metrics of one run; those that need a preference model are `None` without one, `noise` is
-    `None` where the run did not measure it, `tv_to_exact` `None` without an `exact` policy to compare to."""
+    `None` where the run did not measure it, `tv_to_exact` `None` without an `exact` policy to compare to.
+    `nash_gap` is the duality gap of the regularised preference game at the run's tau, `exploitability` its
+    tau-free part (`psipo_cli.methods.game`): how far the policy is from the game's equilibrium, for every
+    method."""
     ctx = problem.contexts[run.context]
     pi = run.policy
     values: dict[str, float | None] = {
@@ -161,10 +165,14 @@ def run_metrics(
         "grad_norm": None if np.isnan(run.grad_norm) else run.grad_norm,
         "noise": None if np.isnan(run.noise) else float(run.noise),
         "tv_to_exact": None if exact is None else total_variation(pi, exact),
+        "nash_gap": None,
+        "exploitability": None,
     }
     if ctx.preferences is not None:
         values["win_rate_ref"] = float(pi @ ctx.preferences @ ctx.pi_ref)
         values["win_rate_mu"] = float(pi @ ctx.preferences @ ctx.mu)
+        values["nash_gap"] = duality_gap(pi, ctx.preferences, ctx.pi_ref, run.tau)
+        values["exploitability"] = exploitability(pi, ctx.preferences)
     if ctx.rewards is not None:
         values["reward"] = float(pi @ ctx.rewards)
     if optimum is not None:

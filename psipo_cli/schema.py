@@ -28,7 +28,7 @@ GRADIENT_STATUSES = (CONVERGED, RUNNING, STALLED)
 # -- columns ----------------------------------------------------------------------------------------------
 METRIC_NAMES = (
     "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
-    "tv_to_exact",
+    "tv_to_exact", "nash_gap", "exploitability",
 )
 POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
 METRIC_COLUMNS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]

@@ -7,7 +7,8 @@ real command in a subprocess: exit codes, stdout and stderr are what a shell see
 Pinned:
 - `--format json`: one object `{run_dir, policy, metrics, summary}`; policy records
   `{method, tau, solver, context, action, prob, prob_lo, prob_hi}`; metric records
-  `{method, tau, solver, context, status}` + the metrics of docs/outputs.md (and `noise`, `tv_to_exact`) +
+  `{method, tau, solver, context, status}` + the metrics of docs/outputs.md (and `noise`, `tv_to_exact`, `nash_gap`,
+  `exploitability`) +
   `seeds, objective, detail`, with their JSON types (numbers or null for metrics, never NaN/Infinity);
   summary records (the context-weighted aggregate): the metric records' keys but `context`;
 - `--format csv`: the policy records with a fixed header, `--no-header` to concatenate calls;
@@ -35,7 +36,7 @@ import pytest
 POLICY_KEYS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
 METRIC_NAMES = [
     "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm", "noise",
-    "tv_to_exact",
+    "tv_to_exact", "nash_gap", "exploitability",
 ]
 METRIC_KEYS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
 SUMMARY_KEYS = [k for k in METRIC_KEYS if k != "context"]
