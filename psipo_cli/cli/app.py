@@ -10,10 +10,11 @@ libraries (numpy, scipy, pandas, matplotlib) are imported inside the commands th
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -109,12 +110,21 @@ def _terminate_on_sigterm() -> None:
         pass
 
 
+def _version(value: bool) -> None:
+    """`psipo --version`: the version on stdout, as `psipo version` prints it."""
+    if value:
+        from psipo_cli import __version__
+
+        print(__version__)
+        raise typer.Exit()
+
+
 app = PsipoApp(
     name="psipo",
     help="What RLHF, DPO, IPO and PsiPO converge to on tabular preference problems — exactly and by "
     "gradient descent (Azar et al., arXiv 2310.12036).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # Typer's --install-completion / --show-completion (imported only when used)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -126,3 +136,35 @@ app.add_typer(compare.app)
 app.add_typer(problem.app, name="problem")
 app.add_typer(plot.app)
 app.add_typer(sweep.app)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the psipo version and exit.", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
+    """What RLHF, DPO, IPO and PsiPO converge to on tabular preference problems — exactly and by gradient
+    descent (Azar et al., arXiv 2310.12036)."""
+
+
+def _whole_first_sentences(root: typer.Typer) -> None:
+    """The top-level help lists each command with its docstring's whole first sentence (Click cuts it to
+    the terminal width with "..."): give every command a `short_help` of that sentence, wrapped, not cut."""
+    for group in root.registered_groups:
+        sub = group.typer_instance
+        if sub is None:
+            continue
+        for info in sub.registered_commands:
+            doc = inspect.getdoc(info.callback) or ""
+            if info.short_help is None and doc:
+                info.short_help = first_sentence(doc)
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring: up to the first ". " or the end of its first paragraph."""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    head, dot, _ = paragraph.partition(". ")
+    return head + "." if dot else paragraph
+
+
+_whole_first_sentences(app)

@@ -1,0 +1,59 @@
+"""The command line follows Typer/Click users' habits: `--version`, completion, help that shows choices and
+values, one error line `psipo: <key> = <value>: <reason>`, comma lists, pointed messages for natural
+mistakes (subprocesses, as a shell user runs psipo)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from psipo_cli import __version__
+
+
+def psipo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "psipo_cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The failure's single stderr line (exit 2, nothing on stdout, no traceback, no debug hint)."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert result.stdout == ""
+    assert "PSIPO_DEBUG" not in lines[0] and "Traceback" not in lines[0]
+    assert lines[0].startswith("psipo: ")
+    return lines[0]
+
+
+# -- 1. --version and shell completion --------------------------------------------------------------------
+
+
+def test_version_flag_prints_the_version_as_the_version_command_does() -> None:
+    flag, command = psipo("--version"), psipo("version")
+    assert flag.returncode == 0 and command.returncode == 0
+    assert flag.stdout.strip() == command.stdout.strip() == __version__
+
+
+def test_shell_completion_is_offered_and_shows_a_script() -> None:
+    helped = psipo("--help")
+    assert "--install-completion" in helped.stdout and "--show-completion" in helped.stdout
+    shown = psipo("--show-completion", "bash")
+    assert shown.returncode == 0 and "complete" in shown.stdout  # bash's `complete` builtin registers it
+
+
+def test_top_level_help_shows_each_commands_whole_first_sentence() -> None:
+    from psipo_cli.cli import app as root
+
+    out = " ".join(psipo("--help").stdout.split())  # rewrapped: compare words, not line breaks
+    assert "..." not in out
+    for group in root.registered_groups:
+        if group.name is not None:  # a command group (`problem`): its own help lists its commands
+            continue
+        for info in group.typer_instance.registered_commands:
+            sentence = " ".join(info.callback.__doc__.split("\n\n")[0].split()).partition(". ")[0]
+            assert sentence in out, sentence
