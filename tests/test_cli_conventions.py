@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from psipo_cli import __version__
 
 
@@ -56,3 +58,32 @@ def test_top_level_help_shows_each_commands_whole_first_sentence() -> None:
         for info in group.typer_instance.registered_commands:
             sentence = " ".join(info.callback.__doc__.split("\n\n")[0].split()).partition(". ")[0]
             assert sentence in out, sentence
+
+
+# -- 2. --help shows choices as choices and placeholders that read as values -------------------------------
+
+
+def options_section(*command: str) -> str:
+    result = psipo(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.partition("Options:")[2]
+
+
+@pytest.mark.parametrize("command", [("run",), ("compare",), ("sweep",), ("merge",), ("plot",)])
+def test_help_placeholders_are_values_not_python_types(command: tuple[str, ...]) -> None:
+    text = options_section(*command)
+    for python_type in ("<str>", "<int>", "<float>", "<path>", "<list[float]>", "<bool>"):
+        assert python_type not in text, (command, python_type)
+
+
+def test_help_shows_each_closed_set_as_click_choices() -> None:
+    from psipo_cli.config import choices
+
+    run_help = " ".join(options_section("run").split())
+    for flag, values in (("--solver", choices.SOLVERS), ("--objective", choices.OBJECTIVES),
+                         ("--optimizer", choices.OPTIMIZERS), ("--lr-schedule", choices.SCHEDULES),
+                         ("--average", choices.AVERAGES), ("--format", choices.FORMATS),
+                         ("--table", choices.TABLES)):
+        assert f"{flag} [{'|'.join(values)}]" in run_help, flag
+    sweep_help = " ".join(options_section("sweep").split())
+    assert f"--executor [{'|'.join(choices.EXECUTORS)}]" in sweep_help

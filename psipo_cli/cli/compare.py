@@ -37,8 +37,10 @@ app = typer.Typer()
 @app.command()
 @with_settings(SETTINGS)
 def compare(
-    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).")] = None,
-    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].")] = None,
+    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).",
+                                                  metavar="CONFIG")] = None,
+    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].",
+                                                metavar="METHOD,...")] = None,
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,

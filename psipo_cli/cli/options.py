@@ -17,24 +17,27 @@ from typing import Annotated, Any
 
 import typer
 
-from psipo_cli.config.choices import FORMATS, TABLES
+from psipo_cli.config.choices import FORMATS, TABLES, metavar
 from psipo_cli.config.settings import Setting
 from psipo_cli.config.validate import choice
 
 Tau = Annotated[
     list[float] | None,
-    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False),
+    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False,
+                 metavar="TAU"),
 ]
-Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).")]
-ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].")]
-Out = Annotated[Path, typer.Option(help="Root of the run directories.")]
-Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].")]
+Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).",
+                                                  metavar="BETA")]
+ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].",
+                                                metavar="PRESET|FILE")]
+Out = Annotated[Path, typer.Option(help="Root of the run directories.", metavar="DIR")]
+Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].", metavar="NAME")]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Write no run directory.")]
 NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
-Format = Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)}.")]
+Format = Annotated[str, typer.Option("--format", "-f", help="What stdout gets.", metavar=metavar(FORMATS))]
 NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
-TableOpt = Annotated[str, typer.Option("--table", help=f"csv: which table to print: {' | '.join(TABLES)}.")]
+TableOpt = Annotated[str, typer.Option("--table", help="csv: which table to print.", metavar=metavar(TABLES))]
 LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
 
 
@@ -63,7 +66,7 @@ def output(out: Path, no_save: bool, no_plots: bool, quiet: bool, fmt: str, no_h
 
 def parameter(s: Setting) -> inspect.Parameter:
     """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default."""
-    option = typer.Option(s.option, help=s.help_text(), show_default=False)
+    option = typer.Option(s.option, help=s.help_text(choices=False), show_default=False, metavar=s.metavar)
     annotation = Annotated[s.python_type | None, option]  # type: ignore[name-defined]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 

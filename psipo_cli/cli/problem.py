@@ -21,7 +21,8 @@ def problem_list() -> None:
 
 
 @app.command("show")
-def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.")]) -> None:
+def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.",
+                                                                metavar="PRESET|FILE")]) -> None:
     """Print a problem (actions, policies, preference model and win counts per context), or a dataset's counts."""
     from psipo_cli.problem import is_dataset
 
@@ -37,7 +38,8 @@ def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML fil
 
 
 @app.command("validate")
-def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.")]) -> None:
+def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.",
+                                                                      metavar="FILE")]) -> None:
     """Check a problem file or dataset: exit 0 and one line if valid, exit 2 and the first error otherwise."""
     from psipo_cli.problem import is_dataset, load_problem
 

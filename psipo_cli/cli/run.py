@@ -35,7 +35,8 @@ app = typer.Typer()
 @app.command()
 @with_settings(SETTINGS)
 def run(
-    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo.")],
+    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo.",
+                                          metavar="METHOD")],
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from psipo_cli.config.choices import EXECUTORS, metavar
+
 app = typer.Typer()
 
 
@@ -20,7 +22,8 @@ def sweep(
     config: Annotated[
         Path, typer.Argument(help="Sweep grid (TOML): experiments/sweep-example.toml.", metavar="CONFIG")
     ],
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes (one BLAS thread each).")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Local worker processes (one BLAS thread each).",
+                                      metavar="INTEGER")] = 1,
     resume: Annotated[
         Path | None, typer.Option(help="Continue the sweep in RUN_DIR: compute only its missing chunks.",
                                   metavar="RUN_DIR")
@@ -29,11 +32,11 @@ def sweep(
         str | None, typer.Option(help="Run only shard i of N (1-based, e.g. 2/4) into its own directory.",
                                  metavar="i/N")
     ] = None,
-    executor: Annotated[str, typer.Option(help="local | dask.")] = "local",
+    executor: Annotated[str, typer.Option(help="Where chunks run.", metavar=metavar(EXECUTORS))] = "local",
     scheduler: Annotated[
         str | None, typer.Option(help="Dask scheduler address [env DASK_SCHEDULER_ADDRESS].", metavar="ADDRESS")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Root of new sweep directories [outputs].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Root of new sweep directories [outputs].", metavar="DIR")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no figures.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")] = False,
 ) -> None:
@@ -54,9 +57,10 @@ def sweep(
 @app.command()
 def merge(
     dirs: Annotated[
-        list[Path], typer.Argument(help="Sweep directories of one grid (e.g. its shards).", metavar="DIR...")
+        list[Path], typer.Argument(help="Sweep directories of one grid (e.g. its shards).", metavar="DIR")
     ],
-    out: Annotated[Path | None, typer.Option(help="Root of the merged sweep directory [outputs].")] = None,
+    out: Annotated[Path | None, typer.Option(help="Root of the merged sweep directory [outputs].",
+                                             metavar="DIR")] = None,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="Write no figures.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No messages on stderr.")] = False,
 ) -> None:

@@ -21,10 +21,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psipo_cli.config.choices import EXECUTORS
 from psipo_cli.errors import InputError
 from psipo_cli.sweep.compute import BLAS_THREAD_VARS, ChunkOutput, ChunkTask, init_worker, run_chunk
 
-EXECUTORS = ("local", "dask")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = "20s"  # how long to wait for the scheduler before giving up (exit 2, nothing written)
 
