@@ -87,3 +87,31 @@ def test_help_shows_each_closed_set_as_click_choices() -> None:
         assert f"{flag} [{'|'.join(values)}]" in run_help, flag
     sweep_help = " ".join(options_section("sweep").split())
     assert f"--executor [{'|'.join(choices.EXECUTORS)}]" in sweep_help
+
+
+# -- 3. one error style: `psipo: <key> = <value>: <reason>`, from Click's usage errors too ----------------
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    # A setting's word that is no number: the declaration's reason, as for any other invalid value.
+    (["run", "dpo", "--steps", "abc"], "psipo: --steps = 'abc': must be a positive integer"),
+    (["run", "dpo", "--lr", "fast"], "psipo: --lr = 'fast': must be a positive finite number"),
+    (["run", "dpo", "--solver", "fast"], "psipo: --solver = 'fast': must be one of exact, gradient, both"),
+    # Click's own errors, reworded: an unknown option, a missing argument, an extra argument.
+    (["run", "dpo", "--stepz", "5"], "psipo: option = '--stepz': not an option of psipo run (did you mean --steps"),
+    (["run"], "psipo: METHOD = None: required"),
+    (["run", "dpo", "ipo"], "psipo: argument = 'ipo': unexpected extra argument of psipo run"),
+    (["sweep", "grid.toml", "--jobs", "many"], "psipo: --jobs = 'many': "),
+    (["run", "dpo", "--tau"], "psipo: --tau = None: "),
+])
+def test_every_bad_input_is_one_key_value_reason_line(args: list[str], line: str) -> None:
+    assert one_error_line(psipo(*args)).startswith(line)
+
+
+def test_output_errors_name_the_path_without_the_debug_hint(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    result = psipo("run", "dpo", "--solver", "exact", "--tau", "1", "--out", str(blocker), "-q")
+    assert result.returncode == 1
+    assert result.stderr.startswith("psipo: error: ") and str(blocker) in result.stderr
+    assert "PSIPO_DEBUG" not in result.stderr

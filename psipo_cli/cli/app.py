@@ -48,7 +48,7 @@ class PsipoApp(typer.Typer):
             print(exc.ctx.get_help() if exc.ctx else str(exc), file=sys.stderr)
             sys.exit(2)
         except _click_errors.UsageError as exc:
-            fail(_usage_line(exc), 2)
+            fail(usage_error(exc, list(kwargs.get("args") or sys.argv[1:])).line(), 2)
         except typer.Abort:
             fail("interrupted", 130)
         except typer.Exit as exc:
@@ -64,8 +64,9 @@ class PsipoApp(typer.Typer):
                 raise
             from psipo_cli.errors import OutputError
 
-            kind = "error" if isinstance(exc, OutputError) else f"internal error ({type(exc).__name__})"
-            fail(f"{kind}: {exc}  (set PSIPO_DEBUG=1 for a traceback)", 1)
+            if isinstance(exc, OutputError):  # the user's file system, not a bug: no traceback to ask for
+                fail(f"error: {exc}", 1)
+            fail(f"internal error ({type(exc).__name__}): {exc}  (set PSIPO_DEBUG=1 for a traceback)", 1)
         # Without standalone mode, typer turns Ctrl-C into `Exit(130)` and *returns* the code: say so and
         # exit with it (returning it would make `python -m psipo_cli` exit 0 on Ctrl-C).
         if result == EXIT_INTERRUPTED:
@@ -75,10 +76,62 @@ class PsipoApp(typer.Typer):
         return result
 
 
-def _usage_line(exc: Any) -> str:
-    message = exc.format_message().replace("\n", " ")
-    command = exc.ctx.command_path if exc.ctx else "psipo"
-    return f"{command}: {message}"
+def usage_error(exc: Any, argv: list[str]) -> InputError:
+    """A Click usage error as the `InputError` every other bad input is: `<key> = <value>: <reason>`.
+
+    Click's errors name the parameter but not always the value (a value that failed to convert is not
+    kept): the value is then read back from `argv`, the command line Click parsed.
+    """
+    command = " ".join(["psipo", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
+    if command.startswith("psipo -m psipo_cli"):  # `python -m psipo_cli`: Click's path is "python -m psipo_cli"
+        command = "psipo" + command.removeprefix("psipo -m psipo_cli")
+    if isinstance(exc, _click_errors.NoSuchOption):
+        hint = f" (did you mean {' or '.join(exc.possibilities)}?)" if exc.possibilities else ""
+        return InputError("option", exc.option_name, f"not an option of {command}{hint}; see {command} --help")
+    if isinstance(exc, _click_errors.MissingParameter) and exc.param is not None:
+        return InputError(_key(exc.param), None, f"required; usage: {command} {_usage(exc)}")
+    if isinstance(exc, _click_errors.BadParameter) and exc.param is not None:
+        key = _key(exc.param)
+        return InputError(key, _given(exc.param, argv), _reason(exc.message))
+    if isinstance(exc, _click_errors.BadOptionUsage):
+        return InputError(exc.option_name, None, _reason(exc.message))
+    message = exc.format_message()
+    extra = message.partition("unexpected extra argument(s) (")[2]
+    if extra:
+        value = extra.removesuffix(")")
+        return InputError("argument", value, f"unexpected extra argument of {command}; see {command} --help")
+    return InputError("command line", " ".join(argv), _reason(message))
+
+
+def _key(param: Any) -> str:
+    """The name a user knows a parameter by: its flag (`--steps`) or its placeholder (`METHOD`)."""
+    if getattr(param, "param_type_name", "") == "option" and param.opts:
+        return max(param.opts, key=len)
+    return param.metavar or param.name.upper()
+
+
+def _given(param: Any, argv: list[str]) -> str | None:
+    """The value `argv` gave the option `param` (`--jobs abc` or `--jobs=abc`; the last one wins)."""
+    value = None
+    for i, token in enumerate(argv):
+        for flag in param.opts:
+            if token == flag and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif token.startswith(flag + "="):
+                value = token[len(flag) + 1:]
+    return value
+
+
+def _reason(message: str) -> str:
+    """Click's sentence as a reason: no "Invalid value for '--x':" preamble, lower-case, no final dot."""
+    message = message.replace("\n", " ").strip()
+    if message.startswith("Invalid value for"):
+        message = message.partition(": ")[2] or message
+    return (message[:1].lower() + message[1:]).rstrip(".")
+
+
+def _usage(exc: Any) -> str:
+    return " ".join(exc.ctx.command.collect_usage_pieces(exc.ctx)) if exc.ctx else ""
 
 
 def fail(line: str, code: int) -> None:

@@ -65,9 +65,12 @@ def output(out: Path, no_save: bool, no_plots: bool, quiet: bool, fmt: str, no_h
 
 
 def parameter(s: Setting) -> inspect.Parameter:
-    """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default."""
+    """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default.
+
+    Typer hands the word as given (`str`): `Setting.parse` converts and checks it, so that `--steps abc`
+    fails as `--steps = 'abc': must be a positive integer`, like every other bad value."""
     option = typer.Option(s.option, help=s.help_text(choices=False), show_default=False, metavar=s.metavar)
-    annotation = Annotated[s.python_type | None, option]  # type: ignore[name-defined]
+    annotation = Annotated[str | None, option]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -86,7 +89,7 @@ def with_settings(settings: Sequence[Setting]) -> Callable[[Callable[..., None]]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
-            given = {s.name: s.check(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
+            given = {s.name: s.parse(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
             for name in names:
                 kwargs.pop(name, None)
             command(**kwargs, given=given)

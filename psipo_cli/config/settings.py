@@ -120,6 +120,17 @@ class Setting:
             raise InputError(key, value, f"must be {self.help.rstrip('.').lower()}")
         return value
 
+    def parse(self, text: str, key: str | None = None) -> Any:
+        """The value a command-line word gives (`"18000"` -> 18000), validated by `check`: a word that is
+        no number of the declared type is refused with the same reason as any other invalid value."""
+        if self.type in ("int", "real"):
+            try:
+                number: Any = int(text) if self.type == "int" else float(text)
+            except ValueError:
+                number = text  # `check` refuses it, saying what the value must be
+            return self.check(number, key)
+        return self.check(text, key)
+
     def normalise(self, value: Any) -> Any:
         """A valid value as stored in a sweep grid: reals as floats (`lr = 1` and `lr = 1.0` are one
         setting, so that a grid's identity does not depend on how a number is spelled)."""
