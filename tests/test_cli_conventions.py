@@ -115,3 +115,32 @@ def test_output_errors_name_the_path_without_the_debug_hint(tmp_path: Path) -> N
     assert result.returncode == 1
     assert result.stderr.startswith("psipo: error: ") and str(blocker) in result.stderr
     assert "PSIPO_DEBUG" not in result.stderr
+
+
+# -- 4. comma lists wherever a flag repeats ------------------------------------------------------------------
+
+
+def summary_rows(*args: str) -> list[tuple[str, float]]:
+    result = psipo(*args, "--solver", "exact", "--no-save", "-q", "--format", "csv", "--table", "summary")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = lines[0].split(",")
+    m, t = header.index("method"), header.index("tau")
+    return [(cells[m], float(cells[t])) for cells in (line.split(",") for line in lines[1:])]
+
+
+def test_tau_and_beta_take_comma_lists_like_methods() -> None:
+    # The same tau grid three ways: a comma list, repeated flags, and the alias mixed in.
+    listed = summary_rows("run", "dpo", "--tau", "0.5,1,2")
+    repeated = summary_rows("run", "dpo", "--tau", "0.5", "--tau", "1", "--tau", "2")
+    mixed = summary_rows("run", "dpo", "--beta", "0.5,1", "--tau", "2")
+    assert sorted(listed) == sorted(repeated) == sorted(mixed) == [("dpo", 0.5), ("dpo", 1.0), ("dpo", 2.0)]
+    methods = summary_rows("compare", "--methods", "dpo", "--methods", "ipo,rlhf", "--tau", "1")
+    assert sorted(methods) == [("dpo", 1.0), ("ipo", 1.0), ("rlhf", 1.0)]
+
+
+def test_a_bad_item_of_a_comma_list_is_named() -> None:
+    assert one_error_line(psipo("run", "dpo", "--tau", "0.5,abc")) == (
+        "psipo: --tau = 'abc': tau must be a positive finite number")
+    assert one_error_line(psipo("run", "dpo", "--beta", "1,0")) == (
+        "psipo: --beta = 0.0: tau must be a positive finite number")

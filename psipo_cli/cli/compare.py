@@ -20,6 +20,7 @@ from psipo_cli.cli.options import (
     Quiet,
     TableOpt,
     Tau,
+    comma_list,
     output,
     with_settings,
 )
@@ -39,8 +40,9 @@ app = typer.Typer()
 def compare(
     config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).",
                                                   metavar="CONFIG")] = None,
-    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].",
-                                                metavar="METHOD,...")] = None,
+    methods: Annotated[list[str] | None, typer.Option(
+        help=f"Methods, as dpo,ipo or by repeating the flag [{','.join(DEFAULT_METHODS)}].",
+        metavar="METHOD[,METHOD...]")] = None,
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,
@@ -63,9 +65,9 @@ def compare(
     experiment = load_experiment(config) if config is not None else {}
     flags: dict[str, Any] = {"problem": problem, "name": name, **(given or {})}
     if methods is not None:
-        flags["methods"] = [method_entry(m.strip(), "--methods") for m in methods.split(",") if m.strip()]
+        flags["methods"] = [method_entry(m, "--methods") for m in comma_list(methods)]
         if not flags["methods"]:
-            raise InputError("--methods", methods, "give at least one method")
+            raise InputError("--methods", ",".join(methods), "give at least one method")
     elif "methods" not in experiment:
         flags["methods"] = [{"method": m} for m in DEFAULT_METHODS]
     execute_command("compare", experiment, flags, tau, beta,

@@ -22,12 +22,12 @@ from psipo_cli.config.settings import Setting
 from psipo_cli.config.validate import choice
 
 Tau = Annotated[
-    list[float] | None,
-    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False,
-                 metavar="TAU"),
+    list[str] | None,
+    typer.Option("--tau", help="KL coefficient; several as 0.1,1 or by repeating the flag (default 0.1,0.5,1,2).",
+                 show_default=False, metavar="TAU[,TAU...]"),
 ]
-Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).",
-                                                  metavar="BETA")]
+Beta = Annotated[list[str] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).",
+                                                metavar="BETA[,BETA...]")]
 ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].",
                                                 metavar="PRESET|FILE")]
 Out = Annotated[Path, typer.Option(help="Root of the run directories.", metavar="DIR")]
@@ -39,6 +39,24 @@ Format = Annotated[str, typer.Option("--format", "-f", help="What stdout gets.",
 NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
 TableOpt = Annotated[str, typer.Option("--table", help="csv: which table to print.", metavar=metavar(TABLES))]
 LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
+
+
+def comma_list(words: list[str] | None) -> list[str]:
+    """The items of a flag that repeats or takes a comma list: `--tau 0.1,1 --tau 2` -> `["0.1", "1", "2"]`
+    (blank items, as in `0.1,`, are dropped)."""
+    return [item.strip() for word in words or () for item in word.split(",") if item.strip()]
+
+
+def numbers(words: list[str] | None) -> list[Any]:
+    """The numbers of a comma list; a word that is no number stays a word, for the caller's check to name."""
+
+    def number(word: str) -> Any:
+        try:
+            return float(word)
+        except ValueError:
+            return word
+
+    return [number(item) for item in comma_list(words)]
 
 
 @dataclass(frozen=True)

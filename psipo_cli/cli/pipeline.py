@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psipo_cli.cli.options import Output
+from psipo_cli.cli.options import Output, numbers
 from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
 
@@ -26,17 +26,19 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
 
 
 def execute_command(
-    command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[float] | None,
-    beta: list[float] | None, output: Output,
+    command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[str] | None,
+    beta: list[str] | None, output: Output,
 ) -> None:
     """`run` and `compare` once parsed: resolve the configuration (defaults < `experiment` < `flags`, the
-    flags given as setting names), then `execute`. `--beta` is an alias of `--tau`: both lists count."""
+    flags given as setting names), then `execute`. `--tau` and `--beta` (its alias) take comma lists and
+    repeat; every value of both counts."""
     from psipo_cli.config.experiment import resolve
     from psipo_cli.config.taus import tau_values
 
-    taus = (tau or []) + (beta or [])
+    taus = tau_values(numbers(tau), "--tau") if tau else []
+    taus += tau_values(numbers(beta), "--beta") if beta else []
     if taus:
-        flags = {**flags, "tau": tau_values(taus)}
+        flags = {**flags, "tau": taus}
     config = resolve(command, experiment, flags)
     execute(config, out=output.out, save=output.save, plots=output.plots, quiet=output.quiet, fmt=output.fmt,
             header=output.header, table=output.table, log_prob=output.log_prob)
