@@ -144,3 +144,76 @@ def test_a_bad_item_of_a_comma_list_is_named() -> None:
         "psipo: --tau = 'abc': tau must be a positive finite number")
     assert one_error_line(psipo("run", "dpo", "--beta", "1,0")) == (
         "psipo: --beta = 0.0: tau must be a positive finite number")
+
+
+# -- 5. pointed messages for natural mistakes; the paper's names as preset aliases -------------------------
+
+
+def test_a_problem_file_or_a_sweep_grid_given_to_compare_says_which_command_takes_it(tmp_path: Path) -> None:
+    problem = tmp_path / "two.toml"
+    problem.write_text('actions = ["a", "b"]\npi_ref = [0.5, 0.5]\nrewards = [1, 0]\n', encoding="utf-8")
+    assert one_error_line(psipo("compare", str(problem))) == (
+        f"psipo: config = '{problem}': this is a problem file: use --problem {problem}")
+    grid = tmp_path / "grid.toml"
+    grid.write_text('problems = ["paper-d1"]\nmethods = ["dpo"]\n', encoding="utf-8")
+    assert one_error_line(psipo("compare", str(grid))) == (
+        f"psipo: config = '{grid}': this is a sweep grid: use psipo sweep {grid}")
+
+
+def test_a_space_separated_method_list_is_answered_with_the_comma_list(tmp_path: Path) -> None:
+    line = one_error_line(psipo("compare", "--methods", "dpo", "ipo", cwd=tmp_path))
+    assert line.endswith("give several methods as --methods dpo,ipo")
+    line = one_error_line(psipo("compare", "--methods", "dpo", "ipo", "rlhf", cwd=tmp_path))
+    assert "psipo compare --methods dpo,ipo,rlhf" in line
+    line = one_error_line(psipo("run", "dpo", "ipo", cwd=tmp_path))
+    assert line.startswith("psipo: argument = 'ipo': ") and "psipo compare --methods dpo,ipo" in line
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_an_unknown_preset_lists_the_presets_with_a_did_you_mean(tmp_path: Path) -> None:
+    from psipo_cli.problem import PRESETS
+
+    line = one_error_line(psipo("run", "dpo", "--problem", "paper-d2", cwd=tmp_path))
+    assert line.startswith("psipo: --problem = 'paper-d2': not a preset nor a file (did you mean paper-d")
+    assert all(name in line for name in PRESETS)
+    assert one_error_line(psipo("run", "dpo", "--problem", "missing.toml", cwd=tmp_path)) == (
+        "psipo: --problem = 'missing.toml': no such file")  # a file name stays a file name
+
+
+def test_unknown_keys_in_problem_and_experiment_files_get_a_did_you_mean(tmp_path: Path) -> None:
+    problem = tmp_path / "p.toml"
+    problem.write_text('actions = ["a", "b"]\npi_reff = [0.5, 0.5]\nrewards = [1, 0]\n', encoding="utf-8")
+    assert one_error_line(psipo("problem", "validate", str(problem))).endswith(
+        "pi_reff = [0.5, 0.5]: unknown key (did you mean pi_ref?)")
+    contexts = tmp_path / "c.toml"
+    contexts.write_text('actions = ["a", "b"]\n[[contexts]]\nname = "x"\npi_ref = [0.5, 0.5]\nrewardz = [1, 0]\n',
+                        encoding="utf-8")
+    assert "contexts[0].rewardz = [1, 0]: unknown key (did you mean rewards?)" in one_error_line(
+        psipo("problem", "validate", str(contexts)))
+    experiment = tmp_path / "e.toml"
+    experiment.write_text('methods = ["dpo"]\nstpes = 10\n', encoding="utf-8")
+    assert "stpes = 10: unknown key in e.toml (did you mean steps?)" in one_error_line(
+        psipo("compare", str(experiment)))
+
+
+@pytest.mark.parametrize(("alias", "preset"), [("D1", "paper-d1"), ("D2", "cycle"), ("D3", "paper-d3")])
+def test_the_papers_dataset_names_are_preset_aliases(alias: str, preset: str) -> None:
+    # The paper (arXiv 2310.12036 §5.4) calls its datasets D1, D2 (the cycle) and D3: the alias is the
+    # preset itself, so both print the same table, and `problem show` shows the preset's own name.
+    by_alias = psipo("run", "ipo", "--problem", alias, "--solver", "exact", "--tau", "1", "--no-save", "-q",
+                     "--format", "csv")
+    by_name = psipo("run", "ipo", "--problem", preset, "--solver", "exact", "--tau", "1", "--no-save", "-q",
+                    "--format", "csv")
+    assert by_alias.returncode == 0, by_alias.stderr
+    assert by_alias.stdout == by_name.stdout
+    shown = psipo("problem", "show", alias.lower())
+    assert shown.returncode == 0 and shown.stdout.startswith(f"{preset}: ")
+    assert alias in psipo("problem", "list").stdout
+
+
+def test_a_sweep_grid_names_the_papers_datasets_by_alias_too(tmp_path: Path) -> None:
+    from psipo_cli.sweep.grid import resolve_grid
+
+    by_alias = resolve_grid({"problems": ["D1"], "methods": ["dpo"]}, tmp_path)
+    by_name = resolve_grid({"problems": ["paper-d1"], "methods": ["dpo"]}, tmp_path)
+    assert by_alias == by_name

@@ -99,8 +99,21 @@ def usage_error(exc: Any, argv: list[str]) -> InputError:
     extra = message.partition("unexpected extra argument(s) (")[2]
     if extra:
         value = extra.removesuffix(")")
-        return InputError("argument", value, f"unexpected extra argument of {command}; see {command} --help")
+        return InputError("argument", value, f"unexpected extra argument of {command}{_methods_hint(value, argv)}; "
+                          f"see {command} --help")
     return InputError("command line", " ".join(argv), _reason(message))
+
+
+def _methods_hint(extra: str, argv: list[str]) -> str:
+    """When the stray words are method names (`run dpo ipo`, `compare --methods dpo ipo rlhf`): how to give
+    several methods, as one comma list."""
+    from psipo_cli.methods import METHODS
+
+    words = extra.split()
+    if not words or not all(w in METHODS for w in words):
+        return ""
+    given = [w for w in argv if w in METHODS and w not in words]
+    return f" (several methods: psipo compare --methods {','.join([*given, *words])})"
 
 
 def _key(param: Any) -> str:

@@ -62,6 +62,10 @@ def compare(
     from psipo_cli.config.experiment import load_experiment
     from psipo_cli.solvers.entries import method_entry
 
+    if config is not None and not config.exists() and _is_method(str(config)):
+        # `--methods dpo ipo`: the shell split the list, and Click took `ipo` for CONFIG.
+        raise InputError("CONFIG", str(config), "a method, not an experiment file: give several methods as "
+                         f"--methods {','.join([*comma_list(methods), str(config)])}")
     experiment = load_experiment(config) if config is not None else {}
     flags: dict[str, Any] = {"problem": problem, "name": name, **(given or {})}
     if methods is not None:
@@ -72,3 +76,9 @@ def compare(
         flags["methods"] = [{"method": m} for m in DEFAULT_METHODS]
     execute_command("compare", experiment, flags, tau, beta,
                     output(out, no_save, no_plots, quiet, fmt, no_header, table, log_prob))
+
+
+def _is_method(word: str) -> bool:
+    from psipo_cli.methods import METHODS
+
+    return word in METHODS

@@ -13,11 +13,13 @@ app = typer.Typer(help="List, show and validate problems.", no_args_is_help=True
 
 @app.command("list")
 def problem_list() -> None:
-    """The built-in problems."""
-    from psipo_cli.problem import PRESETS
+    """The built-in problems (the paper's D1, D2, D3 are aliases of three of them)."""
+    from psipo_cli.problem import ALIASES, PRESETS
 
     for name, table in PRESETS.items():
-        print(f"{name}\t{table['description']}")
+        aliases = [a for a, n in ALIASES.items() if n == name]
+        alias = f" (alias {', '.join(aliases)})" if aliases else ""
+        print(f"{name}\t{table['description']}{alias}")
 
 
 @app.command("show")

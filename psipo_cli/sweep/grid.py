@@ -431,7 +431,8 @@ def _absolute_csv_paths(table: dict[str, Any], base_dir: Path) -> dict[str, Any]
 
 
 def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
-    from psipo_cli.problem import PRESETS, get_problem
+    from psipo_cli.problem import get_problem, preset_name
+    from psipo_cli.problem.presets import presets_text
 
     items = raw if isinstance(raw, list) else [raw]
     if not items:
@@ -445,8 +446,8 @@ def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
             resolved.append((name, _absolute_csv_paths(item, base_dir)))
         elif not isinstance(item, str) or not item.strip():
             raise InputError("problems", item, "each problem is a preset name, a file, a glob or a table")
-        elif item in PRESETS:
-            resolved.append((item, item))
+        elif preset_name(item) is not None:
+            resolved.append((preset_name(item), preset_name(item)))  # an alias (D1) is its preset
         elif GLOB_CHARS & set(item):
             pattern = item if os.path.isabs(item) else str(base_dir / item)
             matches = sorted(m for m in glob.glob(pattern, recursive=True) if os.path.isfile(m))
@@ -457,7 +458,7 @@ def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
             target = Path(item) if os.path.isabs(item) else base_dir / item
             if not target.is_file():
                 raise InputError(
-                    "problems", item, f"no such file (relative to {base_dir}) and not a preset ({', '.join(PRESETS)})"
+                    "problems", item, f"no such file (relative to {base_dir}) and not a preset ({presets_text()})"
                 )
             resolved.append((_file_key(str(target), base_dir), str(target.resolve())))
     keys = [k for k, _ in resolved]
