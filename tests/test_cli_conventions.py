@@ -4,6 +4,8 @@ mistakes (subprocesses, as a shell user runs psipo)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +101,7 @@ def test_help_shows_each_closed_set_as_click_choices() -> None:
     (["run", "dpo", "--solver", "fast"], "psipo: --solver = 'fast': must be one of exact, gradient, both"),
     # Click's own errors, reworded: an unknown option, a missing argument, an extra argument.
     (["run", "dpo", "--stepz", "5"], "psipo: option = '--stepz': not an option of psipo run (did you mean --steps"),
-    (["run"], "psipo: METHOD = None: required"),
+    (["run"], "psipo: method = None: required"),
     (["run", "dpo", "ipo"], "psipo: argument = 'ipo': unexpected extra argument of psipo run"),
     (["sweep", "grid.toml", "--jobs", "many"], "psipo: --jobs = 'many': "),
     (["run", "dpo", "--tau"], "psipo: --tau = None: "),
@@ -217,3 +219,93 @@ def test_a_sweep_grid_names_the_papers_datasets_by_alias_too(tmp_path: Path) -> 
     by_alias = resolve_grid({"problems": ["D1"], "methods": ["dpo"]}, tmp_path)
     by_name = resolve_grid({"problems": ["paper-d1"], "methods": ["dpo"]}, tmp_path)
     assert by_alias == by_name
+
+
+# -- 6. compare takes the method options, applied to the compared methods that take them -------------------
+
+
+def exact_summary(*args: str) -> dict[str, dict[str, str]]:
+    result = psipo(*args, "--solver", "exact", "--tau", "1", "--no-save", "-q", "--format", "csv", "--table",
+                   "summary")
+    assert result.returncode == 0, result.stderr
+    return {row["method"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
+
+
+def test_compare_applies_a_method_option_to_the_methods_that_take_it() -> None:
+    import psipo_cli
+
+    # Expected: the library called with the option in rlhf's method table only (dpo takes no rm_l2).
+    frames = psipo_cli.solve("paper-d1", [{"method": "rlhf", "rm_l2": 0.5}, "dpo"], 1.0, solver="exact")
+    expected = {m: float(kl) for m, kl in zip(frames.metrics.method, frames.metrics.kl, strict=True)}
+    got = exact_summary("compare", "--methods", "rlhf,dpo", "--rm-l2", "0.5")
+    assert {m: float(row["kl"]) for m, row in got.items()} == pytest.approx(expected, rel=1e-12)
+    # The ridge changes rlhf's answer (on D1 the unregularised reward model diverges: KL -> log 3).
+    plain = exact_summary("compare", "--methods", "rlhf,dpo")
+    assert float(plain["rlhf"]["kl"]) != pytest.approx(float(got["rlhf"]["kl"]))
+    frames = psipo_cli.solve("paper-d1", [{"method": "psipo", "psi": "identity"}, "ipo"], 1.0, solver="exact")
+    expected = {m: float(kl) for m, kl in zip(frames.metrics.method, frames.metrics.kl, strict=True)}
+    got = exact_summary("compare", "--methods", "psipo,ipo", "--psi", "identity")
+    assert {m: float(row["kl"]) for m, row in got.items()} == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("option", "value"), [("--rm-l2", "0.5"), ("--psi", "identity"), ("--rm-steps", "10"),
+                                               ("--eps", "0.01")])
+def test_compare_refuses_a_method_option_that_no_compared_method_takes(option: str, value: str) -> None:
+    from psipo_cli.methods import METHODS
+
+    name = option.removeprefix("--").replace("-", "_")
+    others = [m for m, method in METHODS.items() if name not in method.options]
+    line = one_error_line(psipo("compare", "--methods", ",".join(others), option, value))
+    assert line.startswith(f"psipo: {option} = ") and line.endswith(f"not an option of {', '.join(others)}")
+
+
+# -- 7. sweep and merge: --format path|json, a local Dask cluster, a missing --resume directory -----------
+
+GRID = 'problems = ["paper-d1"]\nmethods = ["ipo", "dpo"]\ntau = [1.0]\nsolver = "exact"\n'
+
+
+def test_sweep_and_merge_print_json_with_the_results(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "g.toml").write_text(GRID, encoding="utf-8")
+    result = psipo("sweep", "g.toml", "-q", "--no-plots", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "complete" and (tmp_path / doc["sweep_dir"] / "results.csv").is_file()
+    ipo = {r["action"]: r["prob"] for r in doc["results"] if r["method"] == "ipo"}
+    # IPO's exact optimum on D1 (a > b > c, each pair once, uniform pi_ref): log-ratio offsets (1, 0, -1)/(3 tau)
+    # (docs/maths.md), so pi = softmax((1, 0, -1) / 3) at tau = 1.
+    import math
+
+    weights = [math.exp(x / 3) for x in (1, 0, -1)]
+    assert [ipo[a] for a in "abc"] == pytest.approx([w / sum(weights) for w in weights], rel=1e-12)
+    assert all(r["n"] is None for r in doc["results"])  # an empty cell is null, not NaN
+    merged = psipo("merge", doc["sweep_dir"], "-q", "--no-plots", "--format", "json", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert json.loads(merged.stdout)["results"] == doc["results"]
+    path = psipo("merge", doc["sweep_dir"], "-q", "--no-plots", cwd=tmp_path)  # default: the directory
+    assert path.returncode == 0 and (tmp_path / path.stdout.strip() / "results.csv").is_file()
+    assert one_error_line(psipo("sweep", "g.toml", "--format", "csv", cwd=tmp_path)) == (
+        "psipo: --format = 'csv': must be one of path, json")
+
+
+def test_dask_without_a_scheduler_runs_on_a_local_cluster_with_the_same_results(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("distributed")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    (tmp_path / "g.toml").write_text(GRID, encoding="utf-8")
+    local = psipo("sweep", "g.toml", "-q", "--no-plots", cwd=tmp_path)
+    dask = psipo("sweep", "g.toml", "-q", "--no-plots", "--executor", "dask", "--jobs", "2", "--out", "d",
+                 cwd=tmp_path)
+    assert local.returncode == 0 and dask.returncode == 0, dask.stderr
+    manifest = (tmp_path / dask.stdout.strip() / "manifest.json").read_text(encoding="utf-8")
+    assert '"dask"' in manifest
+    assert (tmp_path / dask.stdout.strip() / "results.csv").read_bytes() == (
+        tmp_path / local.stdout.strip() / "results.csv").read_bytes()
+
+
+def test_resume_of_a_missing_directory_says_so(tmp_path: Path) -> None:
+    (tmp_path / "g.toml").write_text(GRID, encoding="utf-8")
+    assert one_error_line(psipo("sweep", "g.toml", "--resume", "gone", cwd=tmp_path)) == (
+        "psipo: --resume = 'gone': no such directory")
+    assert not (tmp_path / "outputs").exists()

@@ -117,10 +117,11 @@ def _methods_hint(extra: str, argv: list[str]) -> str:
 
 
 def _key(param: Any) -> str:
-    """The name a user knows a parameter by: its flag (`--steps`) or its placeholder (`METHOD`)."""
+    """The name errors know a parameter by: its flag (`--steps`), or an argument's name (`method`, `config`:
+    the key the commands' own errors use)."""
     if getattr(param, "param_type_name", "") == "option" and param.opts:
         return max(param.opts, key=len)
-    return param.metavar or param.name.upper()
+    return param.name
 
 
 def _given(param: Any, argv: list[str]) -> str | None:

@@ -25,6 +25,27 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
         raise
 
 
+def apply_method_options(entries: list[dict[str, Any]], given: dict[str, Any]) -> dict[str, Any]:
+    """Move the method options among the flags `given` (`--psi`, `--rm-l2`, `--rm-steps`, `--eps`) into the
+    method tables `entries` of the methods that take them (`Method.options`; a flag overrides the table's
+    value); returns the other flags. An option that none of the methods takes is an error naming it."""
+    from psipo_cli.config.settings import METHOD, having
+    from psipo_cli.methods import get_method
+
+    rest = dict(given)
+    for s in having(METHOD):
+        if s.name not in rest:
+            continue
+        value = rest.pop(s.name)
+        takers = [e for e in entries if s.name in get_method(str(e["method"])).options]
+        if not takers:
+            names = ", ".join(dict.fromkeys(str(e["method"]) for e in entries))
+            raise InputError(s.option, value, f"not an option of {names}")
+        for entry in takers:
+            entry[s.name] = value
+    return rest
+
+
 def execute_command(
     command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[str] | None,
     beta: list[str] | None, output: Output,

@@ -116,6 +116,10 @@ class SweepDirectory:
     def open(cls, path: Path, key: str = "--resume") -> SweepDirectory:
         """An existing sweep directory (`InputError` naming `key` if `path` is not one)."""
         grid_file = path / GRID_FILE
+        if not path.exists():
+            raise InputError(key, str(path), "no such directory")
+        if not path.is_dir():
+            raise InputError(key, str(path), "not a directory")
         if not grid_file.is_file():
             raise InputError(key, str(path), f"not a sweep directory (no {GRID_FILE})")
         try:
@@ -237,3 +241,20 @@ def grid_record(grid: SweepGrid, chunks: list[Chunk], shard: Shard | None) -> di
         "columns": result_columns(grid.axes()),
         "chunks": [{**c.describe(grid), "mine": shard is None or shard.selects(c)} for c in chunks],
     }
+
+
+def json_document(path: Path) -> str:
+    """``psipo sweep/merge --format json``: ``{"sweep_dir": str, "status": str, "results": [...]}``, the
+    rows of the directory's ``results.csv`` as records (numbers as numbers, empty cells as null)."""
+    import pandas as pd
+
+    results = pd.read_csv(path / RESULTS_FILE, keep_default_na=False, na_values=[""])
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in results.to_dict("records")]
+    status = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")).get("status")
+    document = {"sweep_dir": str(path), "status": status, "results": records}
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False, default=_scalar) + "\n"
+
+
+def _scalar(value: Any) -> Any:
+    """numpy scalars (pandas' cells) as Python numbers, for `json.dumps`."""
+    return value.item()
