@@ -289,8 +289,9 @@ def test_sweep_and_merge_print_json_with_the_results(tmp_path: Path) -> None:
         "psipo: --format = 'csv': must be one of path, json")
 
 
-def test_dask_without_a_scheduler_runs_on_a_local_cluster_with_the_same_results(tmp_path: Path,
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dask_without_a_scheduler_runs_on_a_local_cluster_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("distributed")
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     (tmp_path / "g.toml").write_text(GRID, encoding="utf-8")
