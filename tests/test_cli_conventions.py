@@ -310,3 +310,35 @@ def test_resume_of_a_missing_directory_says_so(tmp_path: Path) -> None:
     assert one_error_line(psipo("sweep", "g.toml", "--resume", "gone", cwd=tmp_path)) == (
         "psipo: --resume = 'gone': no such directory")
     assert not (tmp_path / "outputs").exists()
+
+
+# -- 8. smaller: --psi finds modules in the current directory; the sweep's problem column -----------------
+
+PSI_MODULE = "import numpy as np\n\n\ndef psi(q):\n    return np.asarray(q, dtype=float)\n"
+
+
+def console_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """psipo as the `psipo` console script runs it: `-P` keeps the current directory off `sys.path` (which
+    `python -m` and `python -c` would put there; the script does not)."""
+    code = f"import sys; sys.argv = {['psipo', *args]!r}; from psipo_cli.cli import app; app()"
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_psi_module_in_the_current_directory_is_found(tmp_path: Path) -> None:
+    import math
+
+    (tmp_path / "mypsi.py").write_text(PSI_MODULE, encoding="utf-8")
+    result = console_script("run", "psipo", "--psi", "mypsi:psi", "--solver", "exact", "--tau", "1", "--no-save",
+                            "-q", "--format", "csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    # Psi = identity is IPO (paper §5.1): on D1 at tau = 1, pi = softmax((1, 0, -1) / 3) (docs/maths.md).
+    weights = [math.exp(x / 3) for x in (1, 0, -1)]
+    assert [float(r["prob"]) for r in rows] == pytest.approx([w / sum(weights) for w in weights], rel=1e-12)
+
+
+def test_an_unimportable_psi_module_says_how_to_make_it_importable(tmp_path: Path) -> None:
+    result = console_script("run", "psipo", "--psi", "nowhere:psi", "--solver", "exact", cwd=tmp_path)
+    line = one_error_line(result)
+    assert line.startswith("psipo: --psi = 'nowhere:psi': cannot load (No module named 'nowhere')")
+    assert "nowhere.py" in line and "current directory" in line and "PYTHONPATH" in line
