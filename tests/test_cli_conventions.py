@@ -342,3 +342,40 @@ def test_an_unimportable_psi_module_says_how_to_make_it_importable(tmp_path: Pat
     line = one_error_line(result)
     assert line.startswith("psipo: --psi = 'nowhere:psi': cannot load (No module named 'nowhere')")
     assert "nowhere.py" in line and "current directory" in line and "PYTHONPATH" in line
+
+
+PROBLEM_FILE = 'name = "rpsls"\nactions = ["a", "b"]\npi_ref = [0.5, 0.5]\nrewards = [1, 0]\n'
+
+
+def test_sweep_results_name_the_problem_and_keep_its_file_apart(tmp_path: Path) -> None:
+    (tmp_path / "problems").mkdir()
+    (tmp_path / "problems" / "rpsls.toml").write_text(PROBLEM_FILE, encoding="utf-8")
+    (tmp_path / "g.toml").write_text('problems = ["D1", "problems/rpsls.toml"]\nmethods = ["ipo"]\ntau = [1.0]\n'
+                                     'solver = "exact"\n', encoding="utf-8")
+    result = psipo("sweep", "g.toml", "-q", "--no-plots", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO((tmp_path / result.stdout.strip() / "results.csv").read_text())))
+    assert list(rows[0])[:3] == ["problem", "problem_file", "n"]
+    # The file's `name`, not its path; the path (as the grid lists it) in its own column, empty for a preset.
+    assert {(r["problem"], r["problem_file"]) for r in rows} == {("paper-d1", ""), ("rpsls", "problems/rpsls.toml")}
+
+
+def test_a_grid_of_presets_keeps_its_columns_and_old_file_sweeps_are_refused_clearly(tmp_path: Path) -> None:
+    import json
+
+    (tmp_path / "g.toml").write_text(GRID, encoding="utf-8")
+    presets = psipo("sweep", "g.toml", "-q", "--no-plots", cwd=tmp_path).stdout.strip()
+    header = (tmp_path / presets / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("problem,n,method,tau,solver,")  # as before problem_file: old sweeps resume
+    assert psipo("sweep", "g.toml", "-q", "--no-plots", "--resume", presets, cwd=tmp_path).returncode == 0
+    # A sweep of a problem file written before problem_file existed: its grid.json lists the old columns.
+    (tmp_path / "rpsls.toml").write_text(PROBLEM_FILE, encoding="utf-8")
+    (tmp_path / "f.toml").write_text('problems = ["rpsls.toml"]\nmethods = ["ipo"]\ntau = [1.0]\nsolver = "exact"\n',
+                                     encoding="utf-8")
+    old = tmp_path / psipo("sweep", "f.toml", "-q", "--no-plots", cwd=tmp_path).stdout.strip()
+    record = json.loads((old / "grid.json").read_text())
+    record["columns"] = [c for c in record["columns"] if c != "problem_file"]
+    (old / "grid.json").write_text(json.dumps(record))
+    line = one_error_line(psipo("sweep", "f.toml", "--resume", str(old), cwd=tmp_path))
+    assert line.startswith("psipo: --resume = ") and ": written by a psipo version with other result columns" in line
+    assert "start a new sweep" in line

@@ -95,6 +95,13 @@ class ProblemEntry:
     sampled: bool
     digest: str
 
+    @property
+    def file(self) -> str | None:
+        """The problem file as the grid lists it (`key`), or None for a preset or an inline table."""
+        from psipo_cli.problem import preset_name
+
+        return self.key if isinstance(self.spec, str) and preset_name(self.spec) is None else None
+
 
 @dataclass(frozen=True)
 class SweepGrid:
@@ -162,6 +169,16 @@ class SweepGrid:
             settings=dict(data["settings"]),
             chunk_cells=int(data["chunk_cells"]),
         )
+
+    def columns(self) -> list[str]:
+        """The columns of `results.csv` (`psipo_cli.sweep.compute.result_columns`)."""
+        from psipo_cli.sweep.compute import result_columns
+
+        return result_columns(self.axes(), files=self.reads_files())
+
+    def reads_files(self) -> bool:
+        """Whether some problem comes from a file (then `results.csv` has a `problem_file` column)."""
+        return any(p.file is not None for p in self.problems)
 
     def axes(self) -> tuple[str, ...]:
         """The swept settings — the keys given a list — in declaration order (`results.csv` columns)."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.errors import InputError, OutputError
-from psipo_cli.sweep.compute import ChunkOutput, result_columns
+from psipo_cli.sweep.compute import ChunkOutput
 from psipo_cli.sweep.grid import SweepGrid
 from psipo_cli.sweep.plan import Chunk, Shard
 
@@ -131,8 +131,11 @@ class SweepDirectory:
             raise InputError(key, str(path), f"unreadable {GRID_FILE} ({exc})") from None
         from psipo_cli.sweep.grid import SweepGrid
 
-        if meta.get("columns") != result_columns(SweepGrid.from_json(meta["grid"]).axes()):
-            raise InputError(key, str(path), "written by a psipo version with other result columns")
+        if meta.get("columns") != SweepGrid.from_json(meta["grid"]).columns():
+            # Before problem_file, a problem file's results had its path in `problem`: rows of the two
+            # layouts cannot share one results.csv.
+            raise InputError(key, str(path), "written by a psipo version with other result columns (e.g. "
+                             "before results.csv had problem_file); start a new sweep of the grid instead")
         return cls(path, meta)  # read only: `merge` must leave its inputs untouched (they may be read-only)
 
     # -- what it holds --------------------------------------------------------------------------------
@@ -238,7 +241,7 @@ def grid_record(grid: SweepGrid, chunks: list[Chunk], shard: Shard | None) -> di
         "grid": grid.to_json(),
         "shard": None if shard is None else shard.to_json(),
         "cells": sum(c.cells for c in chunks if shard is None or shard.selects(c)),
-        "columns": result_columns(grid.axes()),
+        "columns": grid.columns(),
         "chunks": [{**c.describe(grid), "mine": shard is None or shard.selects(c)} for c in chunks],
     }
 
