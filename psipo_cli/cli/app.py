@@ -1,7 +1,8 @@
 """The `psipo` command: thin — parse, call, print. The root app composes each command group's own app.
 
 stdout carries data only; progress and "wrote ..." go to stderr. Exit codes: 0 ok, 1 runtime failure,
-2 bad usage or bad input (one line naming the key and the value), 130 interrupted (Ctrl-C, SIGINT), 143
+2 bad usage or bad input (one line, `psipo: <key> = <value>: <reason>`, Click's own usage errors
+reworded to it by `usage_error`), 130 interrupted (Ctrl-C, SIGINT), 143
 terminated (SIGTERM: `kill`, a job scheduler, a CI timeout) — 128 + the signal number, as a shell reports
 it. Every failure is one line on stderr, and an interrupted run leaves no run directory behind (the
 SIGTERM handler turns the signal into an exception, so the same clean-up runs as for Ctrl-C). Heavy
