@@ -240,7 +240,8 @@ def setting_names() -> tuple[str, ...]:
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`solve`'s keywords split into `GradientSettings` fields and method options; any other keyword is an
     `InputError` naming it, with the closest valid keyword (difflib)."""
-    from psipo_cli.solvers.entries import METHOD_OPTIONS, did_you_mean
+    from psipo_cli.errors import did_you_mean
+    from psipo_cli.solvers.entries import METHOD_OPTIONS
 
     names = setting_names()
     for key, value in options.items():

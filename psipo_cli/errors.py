@@ -13,7 +13,14 @@ fields instead (and the instance `__dict__`, so attributes set later, e.g. notes
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """`" (did you mean X?)"` for the closest of `choices` to `word` (difflib), else `""`."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -346,7 +346,6 @@ def test_bad_grid_fails_before_any_work(tmp_path: Path, capsys: pytest.CaptureFi
         (["--shard", "two"], "--shard"),
         (["--jobs", "0"], "--jobs"),
         (["--executor", "ray"], "--executor"),
-        (["--executor", "dask"], "--executor"),
         (["--scheduler", "tcp://127.0.0.1:1"], "--scheduler"),
         (["--resume", "."], "--resume"),
     ],

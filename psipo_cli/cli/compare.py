@@ -20,15 +20,16 @@ from psipo_cli.cli.options import (
     Quiet,
     TableOpt,
     Tau,
+    comma_list,
     output,
     with_settings,
 )
-from psipo_cli.config.settings import GRADIENT, RUN, having
+from psipo_cli.config.settings import GRADIENT, METHOD, RUN, having
 from psipo_cli.errors import InputError
 
-#: `compare` takes every gradient setting with a flag (`rm_steps`, `eps` as settings: the defaults of the
-#: methods that take them); method-only options go in the methods' tables of an experiment file.
-SETTINGS = (*having(RUN), *having(GRADIENT, flag=True))
+#: `compare` takes every method option (applied to the compared methods that take it) and every gradient
+#: setting with a flag.
+SETTINGS = (*having(RUN), *having(METHOD), *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
 DEFAULT_METHODS = ("rlhf", "dpo", "ipo")
 
 app = typer.Typer()
@@ -37,8 +38,11 @@ app = typer.Typer()
 @app.command()
 @with_settings(SETTINGS)
 def compare(
-    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).")] = None,
-    methods: Annotated[str | None, typer.Option(help=f"Comma-separated methods [{','.join(DEFAULT_METHODS)}].")] = None,
+    config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).",
+                                                  metavar="CONFIG")] = None,
+    methods: Annotated[list[str] | None, typer.Option(
+        help=f"Methods, as dpo,ipo or by repeating the flag [{','.join(DEFAULT_METHODS)}].",
+        metavar="METHOD[,METHOD...]")] = None,
     tau: Tau = None,
     beta: Beta = None,
     problem: ProblemOpt = None,
@@ -54,17 +58,28 @@ def compare(
     given: dict[str, Any] | None = None,
 ) -> None:
     """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
-    from psipo_cli.cli.pipeline import execute_command
+    from psipo_cli.cli.pipeline import apply_method_options, execute_command
     from psipo_cli.config.experiment import load_experiment
     from psipo_cli.solvers.entries import method_entry
 
+    if config is not None and not config.exists() and _is_method(str(config)):
+        # `--methods dpo ipo`: the shell split the list, and Click took `ipo` for CONFIG.
+        raise InputError("config", str(config), "a method, not an experiment file: give several methods as "
+                         f"--methods {','.join([*comma_list(methods), str(config)])}")
     experiment = load_experiment(config) if config is not None else {}
-    flags: dict[str, Any] = {"problem": problem, "name": name, **(given or {})}
     if methods is not None:
-        flags["methods"] = [method_entry(m.strip(), "--methods") for m in methods.split(",") if m.strip()]
-        if not flags["methods"]:
-            raise InputError("--methods", methods, "give at least one method")
-    elif "methods" not in experiment:
-        flags["methods"] = [{"method": m} for m in DEFAULT_METHODS]
+        entries = [method_entry(m, "--methods") for m in comma_list(methods)]
+        if not entries:
+            raise InputError("--methods", ",".join(methods), "give at least one method")
+    else:
+        entries = [dict(e) for e in experiment.get("methods", [{"method": m} for m in DEFAULT_METHODS])]
+    flags: dict[str, Any] = {"problem": problem, "name": name, "methods": entries,
+                             **apply_method_options(entries, given or {})}
     execute_command("compare", experiment, flags, tau, beta,
                     output(out, no_save, no_plots, quiet, fmt, no_header, table, log_prob))
+
+
+def _is_method(word: str) -> bool:
+    from psipo_cli.methods import METHODS
+
+    return word in METHODS

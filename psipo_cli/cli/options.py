@@ -17,25 +17,46 @@ from typing import Annotated, Any
 
 import typer
 
-from psipo_cli.config.choices import FORMATS, TABLES
+from psipo_cli.config.choices import FORMATS, TABLES, metavar
 from psipo_cli.config.settings import Setting
 from psipo_cli.config.validate import choice
 
 Tau = Annotated[
-    list[float] | None,
-    typer.Option("--tau", help="KL coefficient; repeat for several (default 0.1 0.5 1 2).", show_default=False),
+    list[str] | None,
+    typer.Option("--tau", help="KL coefficient; several as 0.1,1 or by repeating the flag (default 0.1,0.5,1,2).",
+                 show_default=False, metavar="TAU[,TAU...]"),
 ]
-Beta = Annotated[list[float] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).")]
-ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].")]
-Out = Annotated[Path, typer.Option(help="Root of the run directories.")]
-Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].")]
+Beta = Annotated[list[str] | None, typer.Option("--beta", help="Alias of --tau (DPO's beta is tau).",
+                                                metavar="BETA[,BETA...]")]
+ProblemOpt = Annotated[str | None, typer.Option("--problem", "-p", help="Preset name or TOML file [paper-d1].",
+                                                metavar="PRESET|FILE")]
+Out = Annotated[Path, typer.Option(help="Root of the run directories.", metavar="DIR")]
+Name = Annotated[str | None, typer.Option(help="Run name (directory suffix) [problem name].", metavar="NAME")]
 NoSave = Annotated[bool, typer.Option("--no-save", help="Write no run directory.")]
 NoPlots = Annotated[bool, typer.Option("--no-plots", help="Write no figures.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or messages on stderr.")]
-Format = Annotated[str, typer.Option("--format", "-f", help=f"{' | '.join(FORMATS)}.")]
+Format = Annotated[str, typer.Option("--format", "-f", help="What stdout gets.", metavar=metavar(FORMATS))]
 NoHeader = Annotated[bool, typer.Option("--no-header", help="csv: omit the header (to concatenate calls).")]
-TableOpt = Annotated[str, typer.Option("--table", help=f"csv: which table to print: {' | '.join(TABLES)}.")]
+TableOpt = Annotated[str, typer.Option("--table", help="csv: which table to print.", metavar=metavar(TABLES))]
 LogProb = Annotated[bool, typer.Option("--log-prob", help="Figures: log probability axis (small pi readable).")]
+
+
+def comma_list(words: list[str] | None) -> list[str]:
+    """The items of a flag that repeats or takes a comma list: `--tau 0.1,1 --tau 2` -> `["0.1", "1", "2"]`
+    (blank items, as in `0.1,`, are dropped)."""
+    return [item.strip() for word in words or () for item in word.split(",") if item.strip()]
+
+
+def numbers(words: list[str] | None) -> list[Any]:
+    """The numbers of a comma list; a word that is no number stays a word, for the caller's check to name."""
+
+    def number(word: str) -> Any:
+        try:
+            return float(word)
+        except ValueError:
+            return word
+
+    return [number(item) for item in comma_list(words)]
 
 
 @dataclass(frozen=True)
@@ -62,9 +83,12 @@ def output(out: Path, no_save: bool, no_plots: bool, quiet: bool, fmt: str, no_h
 
 
 def parameter(s: Setting) -> inspect.Parameter:
-    """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default."""
-    option = typer.Option(s.option, help=s.help_text(), show_default=False)
-    annotation = Annotated[s.python_type | None, option]  # type: ignore[name-defined]
+    """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default.
+
+    Typer hands the word as given (`str`): `Setting.parse` converts and checks it, so that `--steps abc`
+    fails as `--steps = 'abc': must be a positive integer`, like every other bad value."""
+    option = typer.Option(s.option, help=s.help_text(choices=False), show_default=False, metavar=s.metavar)
+    annotation = Annotated[str | None, option]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -83,7 +107,7 @@ def with_settings(settings: Sequence[Setting]) -> Callable[[Callable[..., None]]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
-            given = {s.name: s.check(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
+            given = {s.name: s.parse(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
             for name in names:
                 kwargs.pop(name, None)
             command(**kwargs, given=given)

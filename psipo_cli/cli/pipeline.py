@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from psipo_cli.cli.options import Output
+from psipo_cli.cli.options import Output, numbers
 from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
 
@@ -25,18 +25,41 @@ def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
         raise
 
 
+def apply_method_options(entries: list[dict[str, Any]], given: dict[str, Any]) -> dict[str, Any]:
+    """Move the method options among the flags `given` (`--psi`, `--rm-l2`, `--rm-steps`, `--eps`) into the
+    method tables `entries` of the methods that take them (`Method.options`; a flag overrides the table's
+    value); returns the other flags. An option that none of the methods takes is an error naming it."""
+    from psipo_cli.config.settings import METHOD, having
+    from psipo_cli.methods import get_method
+
+    rest = dict(given)
+    for s in having(METHOD):
+        if s.name not in rest:
+            continue
+        value = rest.pop(s.name)
+        takers = [e for e in entries if s.name in get_method(str(e["method"])).options]
+        if not takers:
+            names = ", ".join(dict.fromkeys(str(e["method"]) for e in entries))
+            raise InputError(s.option, value, f"not an option of {names}")
+        for entry in takers:
+            entry[s.name] = value
+    return rest
+
+
 def execute_command(
-    command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[float] | None,
-    beta: list[float] | None, output: Output,
+    command: str, experiment: dict[str, Any], flags: dict[str, Any], tau: list[str] | None,
+    beta: list[str] | None, output: Output,
 ) -> None:
     """`run` and `compare` once parsed: resolve the configuration (defaults < `experiment` < `flags`, the
-    flags given as setting names), then `execute`. `--beta` is an alias of `--tau`: both lists count."""
+    flags given as setting names), then `execute`. `--tau` and `--beta` (its alias) take comma lists and
+    repeat; every value of both counts."""
     from psipo_cli.config.experiment import resolve
     from psipo_cli.config.taus import tau_values
 
-    taus = (tau or []) + (beta or [])
+    taus = tau_values(numbers(tau), "--tau") if tau else []
+    taus += tau_values(numbers(beta), "--beta") if beta else []
     if taus:
-        flags = {**flags, "tau": tau_values(taus)}
+        flags = {**flags, "tau": taus}
     config = resolve(command, experiment, flags)
     execute(config, out=output.out, save=output.save, plots=output.plots, quiet=output.quiet, fmt=output.fmt,
             header=output.header, table=output.table, log_prob=output.log_prob)

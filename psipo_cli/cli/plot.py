@@ -16,7 +16,8 @@ app = typer.Typer()
 
 @app.command()
 def plot(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory (run, compare) or a sweep directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (run, compare) or a sweep directory.",
+                                         metavar="RUN_DIR")],
     log_prob: LogProb = False,
 ) -> None:
     """Re-render every figure of a run or sweep directory from its saved CSVs alone."""

@@ -13,15 +13,18 @@ app = typer.Typer(help="List, show and validate problems.", no_args_is_help=True
 
 @app.command("list")
 def problem_list() -> None:
-    """The built-in problems."""
-    from psipo_cli.problem import PRESETS
+    """The built-in problems (the paper's D1, D2, D3 are aliases of three of them)."""
+    from psipo_cli.problem import ALIASES, PRESETS
 
     for name, table in PRESETS.items():
-        print(f"{name}\t{table['description']}")
+        aliases = [a for a, n in ALIASES.items() if n == name]
+        alias = f" (alias {', '.join(aliases)})" if aliases else ""
+        print(f"{name}\t{table['description']}{alias}")
 
 
 @app.command("show")
-def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.")]) -> None:
+def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.",
+                                                                metavar="PRESET|FILE")]) -> None:
     """Print a problem (actions, policies, preference model and win counts per context), or a dataset's counts."""
     from psipo_cli.problem import is_dataset
 
@@ -37,7 +40,8 @@ def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML fil
 
 
 @app.command("validate")
-def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.")]) -> None:
+def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.",
+                                                                      metavar="FILE")]) -> None:
     """Check a problem file or dataset: exit 0 and one line if valid, exit 2 and the first error otherwise."""
     from psipo_cli.problem import is_dataset, load_problem
 

@@ -16,3 +16,12 @@ AVERAGES = ("none", "polyak", "ema")
 FORMATS = ("table", "csv", "json", "path")
 #: `--table` (with `--format csv`): attributes of `psipo_cli.api.Frames`.
 TABLES = ("policy", "metrics", "summary", "curves")
+#: `psipo sweep --executor`: local processes, or a Dask cluster (`psipo_cli.sweep.executors`).
+EXECUTORS = ("local", "dask")
+#: `psipo sweep --format` and `psipo merge --format`: what stdout gets (the directory, or a JSON summary).
+SWEEP_FORMATS = ("path", "json")
+
+
+def metavar(values: tuple[str, ...]) -> str:
+    """A closed set as `--help` shows it, as Click does for its choices: `[exact|gradient|both]`."""
+    return "[" + "|".join(values) + "]"

@@ -19,7 +19,7 @@ from typing import Any
 
 from psipo_cli.config.settings import GRADIENT, METHOD, RUN, GradientSettings, having
 from psipo_cli.config.taus import DEFAULT_TAUS, tau_values
-from psipo_cli.errors import InputError
+from psipo_cli.errors import InputError, did_you_mean
 from psipo_cli.solvers.entries import entry_spec, method_entry
 
 #: The gradient settings a run directory records (the flag-bearing fields of `GradientSettings`).
@@ -75,8 +75,10 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     data = parse_toml(text, "config", path)
     unknown = set(data) - EXPERIMENT_KEYS
     if unknown:
+        _other_kind(path, data)
         k = sorted(unknown)[0]
-        raise InputError(k, data[k], f"unknown key in {path.name} (keys: {', '.join(sorted(EXPERIMENT_KEYS))})")
+        raise InputError(k, data[k], f"unknown key in {path.name}{did_you_mean(k, EXPERIMENT_KEYS)} "
+                                     f"(keys: {', '.join(sorted(EXPERIMENT_KEYS))})")
     if "methods" in data:
         if not isinstance(data["methods"], list) or not data["methods"]:
             raise InputError("methods", data["methods"], "must be a non-empty list")
@@ -93,6 +95,17 @@ def load_experiment(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _other_kind(path: Path, data: dict[str, Any]) -> None:
+    """Refuse, by name, the two other TOML files psipo reads when given where an experiment file belongs:
+    a problem file (its `actions`, `contexts`, ...) and a sweep grid (its `problems` axis)."""
+    from psipo_cli.problem.loading import CONTEXT_KEYS, TOP_KEYS
+
+    if "problems" in data:
+        raise InputError("config", str(path), f"this is a sweep grid: use psipo sweep {path}")
+    if set(data) & ((TOP_KEYS | CONTEXT_KEYS) - EXPERIMENT_KEYS):
+        raise InputError("config", str(path), f"this is a problem file: use --problem {path}")
+
+
 def _builtin_psi(key: str, psi: Any, path: Path) -> None:
     """A config file names built-in Psi functions only: importing `module:function` runs code, and only an
     explicit `--psi` on the command line may do that (a config file is data, maybe someone else's)."""
@@ -106,9 +119,9 @@ def _builtin_psi(key: str, psi: Any, path: Path) -> None:
 
 
 def _is_preset(name: str) -> bool:
-    from psipo_cli.problem import PRESETS
+    from psipo_cli.problem import preset_name
 
-    return name in PRESETS
+    return preset_name(name) is not None
 
 
 def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> RunConfig:
@@ -120,6 +133,10 @@ def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> 
     merged.setdefault("problem", "paper-d1")
     if "methods" not in merged:
         raise InputError("methods", None, "no method given")
+    if isinstance(merged["problem"], str) and _is_preset(merged["problem"]):
+        from psipo_cli.problem import preset_name
+
+        merged["problem"] = preset_name(merged["problem"])  # an alias (D1) runs and is recorded as its preset
     problem = merged["problem"]
     merged.setdefault("name", problem if isinstance(problem, str) and _is_preset(problem) else Path(str(problem)).stem)
     for s in having(RUN):

@@ -57,6 +57,8 @@ class Setting:
     flag : bool
         Whether `run`/`compare` have a flag (and experiment files a key) for it; the status rule's
         tolerances and Adam's constants are Python-only.
+    placeholder : str
+        The value's placeholder in `--help` when its type does not say it (`NAME|MODULE:FUNCTION`).
     identity : bool
         Sweep grids record it in their identity even when the grid does not give it (the settings older
         than schedules and averaging, so that the digest of an existing grid does not change).
@@ -74,6 +76,7 @@ class Setting:
     shown: str = ""
     flag: bool = True
     identity: bool = False
+    placeholder: str = ""
 
     @property
     def option(self) -> str:
@@ -88,10 +91,18 @@ class Setting:
         return self.shown or ("none" if self.default is None else f"{self.default:g}" if isinstance(
             self.default, float) else str(self.default))
 
-    def help_text(self) -> str:
-        """The `--help` line: choices, help, default."""
-        head = " | ".join(self.choices) + (": " if self.help else "") if self.choices else ""
-        return f"{head}{self.help} [{self.default_text()}]."
+    def help_text(self, choices: bool = True) -> str:
+        """The help line: choices (unless the placeholder shows them: `choices=False`), help, default."""
+        head = " | ".join(self.choices) + (": " if self.help else "") if self.choices and choices else ""
+        return f"{head}{self.help} [{self.default_text()}]." if self.help or head else f"[{self.default_text()}]."
+
+    @property
+    def metavar(self) -> str:
+        """The value's placeholder in `--help`: the choices as Click shows them (`[exact|gradient|both]`),
+        or what the value is (`INTEGER`, `FLOAT`, a declared `placeholder`), not a Python type."""
+        if self.choices:
+            return choices.metavar(self.choices)
+        return self.placeholder or {"int": "INTEGER", "real": "FLOAT"}.get(self.type, "TEXT")
 
     def check(self, value: Any, key: str | None = None) -> Any:
         """`value` validated (None passes where the default is None); `InputError` keyed `key` (default: the
@@ -108,6 +119,17 @@ class Setting:
         if not isinstance(value, str) or not value:
             raise InputError(key, value, f"must be {self.help.rstrip('.').lower()}")
         return value
+
+    def parse(self, text: str, key: str | None = None) -> Any:
+        """The value a command-line word gives (`"18000"` -> 18000), validated by `check`: a word that is
+        no number of the declared type is refused with the same reason as any other invalid value."""
+        if self.type in ("int", "real"):
+            try:
+                number: Any = int(text) if self.type == "int" else float(text)
+            except ValueError:
+                number = text  # `check` refuses it, saying what the value must be
+            return self.check(number, key)
+        return self.check(text, key)
 
     def normalise(self, value: Any) -> Any:
         """A valid value as stored in a sweep grid: reals as floats (`lr = 1` and `lr = 1.0` are one
@@ -150,7 +172,8 @@ SETTINGS: tuple[Setting, ...] = (
             interval=FRACTION),
     Setting("ema_decay", "real", 0.999, "ema: weight decay per step", interval=FRACTION),
     Setting("rm_l2", "real", 0.0, "rlhf: ridge on the reward model", roles=(METHOD,), interval=NON_NEGATIVE),
-    Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,)),
+    Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,),
+            placeholder="NAME|MODULE:FUNCTION"),
     Setting("solver", "choice", "both", "", roles=(RUN,), choices=choices.SOLVERS),
     Setting("objective", "choice", "auto", "", roles=(RUN,), choices=choices.OBJECTIVES,
             shown="auto: data if the problem has any"),

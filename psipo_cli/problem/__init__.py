@@ -16,12 +16,13 @@ from psipo_cli.problem.model import (
     problem_table,
     realise,
 )
-from psipo_cli.problem.presets import PRESETS, preset
+from psipo_cli.problem.presets import ALIASES, PRESETS, preset, preset_name
 
 # File endings read as preference datasets (`psipo_cli.problem.datasets`); a directory is a `save_to_disk` one.
 DATASET_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet", ".pq")
 
 __all__ = [
+    "ALIASES",
     "DEFAULT_CONTEXT",
     "PRESETS",
     "Context",
@@ -43,7 +44,7 @@ __all__ = [
 def is_dataset(spec: str | Path) -> bool:
     """Whether `spec` names a preference dataset (JSON Lines, JSON, CSV, Parquet, or a `save_to_disk`
     directory) rather than a TOML problem file or a preset."""
-    if str(spec) in PRESETS:
+    if preset_name(str(spec)) is not None:
         return False
     path = Path(spec)
     return path.is_dir() or path.suffix.lower() in DATASET_SUFFIXES
@@ -63,10 +64,12 @@ def get_problem(spec: str | Path | Problem | dict, base_dir: str | Path | None =
     if isinstance(spec, dict):
         return build_problem(spec, source="inline", base_dir=None if base_dir is None else Path(base_dir))
     text = str(spec)
-    if text in PRESETS:
+    if preset_name(text) is not None:
         return preset(text)
     if is_dataset(text):
         from psipo_cli.problem.datasets import read_dataset, to_problem
 
         return to_problem(read_dataset(text))
+    if not Path(text).exists() and not Path(text).suffix and len(Path(text).parts) == 1:
+        return preset(text)  # a bare word that names no file was meant as a preset: say which exist
     return load_problem(text)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from psipo_cli.errors import InputError
+from psipo_cli.errors import InputError, did_you_mean
 from psipo_cli.problem.model import (
     DEFAULT_CONTEXT,
     MODEL_KINDS,
@@ -83,7 +83,7 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
     unknown = set(data) - TOP_KEYS - CONTEXT_KEYS
     if unknown:
         key = sorted(unknown)[0]
-        raise InputError(key, data[key], "unknown key")
+        raise InputError(key, data[key], f"unknown key{did_you_mean(key, TOP_KEYS | CONTEXT_KEYS)}")
     name = data.get("name", Path(source).stem if source else "problem")
     if not isinstance(name, str) or not name:
         raise InputError("name", name, "must be a non-empty string")
@@ -104,7 +104,7 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
             bad = set(raw) - CONTEXT_KEYS
             if bad:
                 k = sorted(bad)[0]
-                raise InputError(f"{key}.{k}", raw[k], "unknown key")
+                raise InputError(f"{key}.{k}", raw[k], f"unknown key{did_you_mean(k, CONTEXT_KEYS)}")
             # Contexts override the top level; a context's own model replaces the shared one.
             merged = dict(shared)
             if any(k in raw for k in MODEL_KINDS):

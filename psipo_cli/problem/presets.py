@@ -57,16 +57,42 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The paper's names of its datasets (arXiv 2310.12036 §5.4): D1 and D3 of Figures 1-2, and D2, the cycle.
+ALIASES: dict[str, str] = {"D1": "paper-d1", "D2": "cycle", "D3": "paper-d3"}
+
+
+def preset_name(spec: Any) -> str | None:
+    """The preset `spec` names (a preset's own name, or an alias in `ALIASES`, any case), else None."""
+    if not isinstance(spec, str):
+        return None
+    return spec if spec in PRESETS else ALIASES.get(spec.upper())
+
+
+def presets_text() -> str:
+    """The presets and aliases, for error messages."""
+    return ", ".join(PRESETS) + "; aliases " + ", ".join(f"{a} = {n}" for a, n in ALIASES.items())
+
+
 def preset_table(name: str) -> dict[str, Any]:
-    """The TOML-shaped table of a preset (a copy, with its name)."""
-    if name not in PRESETS:
-        raise InputError("problem", name, f"unknown preset or missing file (presets: {', '.join(PRESETS)})")
+    """The TOML-shaped table of a preset or alias (a copy, with the preset's own name)."""
     import copy
 
-    return {"name": name, **copy.deepcopy(PRESETS[name])}
+    canonical = _canonical(name)
+    return {"name": canonical, **copy.deepcopy(PRESETS[canonical])}
 
 
 def preset(name: str) -> Problem:
+    """The built-in problem `name` (a preset or an alias)."""
     from psipo_cli.problem.loading import build_problem
 
-    return build_problem(preset_table(name), source=f"preset:{name}")
+    return build_problem(preset_table(name), source=f"preset:{_canonical(name)}")
+
+
+def _canonical(name: str) -> str:
+    from psipo_cli.errors import did_you_mean
+
+    canonical = preset_name(name)
+    if canonical is None:
+        raise InputError("problem", name, f"not a preset nor a file{did_you_mean(name, [*PRESETS, *ALIASES])} "
+                                          f"(presets: {presets_text()})")
+    return canonical

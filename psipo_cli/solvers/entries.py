@@ -6,10 +6,9 @@ One validation for every entry point, so that a method table means the same thin
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
-from psipo_cli.errors import InputError
+from psipo_cli.errors import InputError, did_you_mean
 from psipo_cli.methods import METHODS, get_method
 from psipo_cli.solvers.runs import MethodSpec, method_spec
 
@@ -17,12 +16,6 @@ from psipo_cli.solvers.runs import MethodSpec, method_spec
 METHOD_OPTIONS: tuple[str, ...] = tuple(dict.fromkeys(o for m in METHODS.values() for o in m.options))
 #: The keys a method table may hold.
 METHOD_KEYS: tuple[str, ...] = ("method", "label", *METHOD_OPTIONS)
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    """`" (did you mean X?)"` for the closest of `choices` to `word` (difflib), else `""`."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def method_entry(raw: Any, key: str = "methods") -> dict[str, Any]:

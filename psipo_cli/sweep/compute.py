@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 
 
-def result_columns(axes: tuple[str, ...] = ()) -> list[str]:
-    """The columns of `results.csv`: the swept settings `axes` (if any) after `problem, n`."""
-    return [*RESULT_KEYS[:2], *axes, *RESULT_KEYS[2:], *RESULT_POLICY, *RESULT_METRICS, "context_weight"]
+def result_columns(axes: tuple[str, ...] = (), files: bool = False) -> list[str]:
+    """The columns of `results.csv`: `problem` (the problem's name), `problem_file` when the grid reads
+    problem files (`files`), `n`, the swept settings `axes` (if any), then the results."""
+    head = [RESULT_KEYS[0], *(["problem_file"] if files else []), RESULT_KEYS[1]]
+    return [*head, *axes, *RESULT_KEYS[2:], *RESULT_POLICY, *RESULT_METRICS, "context_weight"]
 
 
 RESULT_COLUMNS = result_columns()
@@ -45,10 +47,12 @@ BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 class ChunkTask:
     """One chunk, ready to solve: a problem (with `n` applied), its methods and tau values, the settings
     (with `seeds`), and the values of the swept settings for the `results.csv` columns (`axes`: the
-    variant's gradient settings and each method's swept options)."""
+    variant's gradient settings and each method's swept options). `problem_name` is the `problem` cell;
+    `problem_file` the `problem_file` cell (the file as the grid lists it, `""` for a preset or inline
+    table), None when the grid reads no problem file (no such column)."""
 
     chunk_id: str
-    problem_key: str
+    problem_name: str
     n: int | None
     problem: Any
     lanes: tuple[SweptMethod, ...]
@@ -58,6 +62,7 @@ class ChunkTask:
     settings: GradientSettings
     axes: tuple[str, ...] = ()
     variant: tuple[tuple[str, Any], ...] = ()
+    problem_file: str | None = None
 
     @property
     def specs(self) -> tuple[Any, ...]:
@@ -119,7 +124,8 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
     weights = [c.weight for c in problem.contexts]  # rho(x), normalised: for context-weighted means
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(result_columns(task.axes))
+    writer.writerow(result_columns(task.axes, files=task.problem_file is not None))
+    problem_cells = [task.problem_name, *([] if task.problem_file is None else [task.problem_file])]
     for lane in task.lanes:
         spec = lane.spec
         swept = {**dict(task.variant), **dict(lane.values)}
@@ -129,7 +135,7 @@ def chunk_csv(task: ChunkTask, frames: Any) -> str:
                     metric = metrics[(spec.label, tau, solver, context)]
                     for action in problem.actions:
                         prob = policy[(spec.label, tau, solver, context, action)]
-                        keys = [task.problem_key, n_value, *(swept.get(a) for a in task.axes), lane.label, tau,
+                        keys = [*problem_cells, n_value, *(swept.get(a) for a in task.axes), lane.label, tau,
                                 solver, context, action]
                         writer.writerow([csv_cell(v) for v in (*keys, *prob, *metric, weight)])
     return buffer.getvalue()

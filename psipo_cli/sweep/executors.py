@@ -9,7 +9,9 @@ outstanding work as fast as it can (Ctrl-C).
   (no fork of a process that may hold threads or locks; the same behaviour on every platform). Workers get
   `OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = MKL_NUM_THREADS = 1` in their environment *before* they
   import numpy: N workers × several BLAS threads each would oversubscribe the cores.
-- `DaskExecutor` (`--executor dask`): the same chunks through `distributed.Client(address).get_executor()`.
+- `DaskExecutor` (`--executor dask`): the same chunks through `distributed.Client(address).get_executor()`;
+  without a scheduler address, on a local Dask cluster of `--jobs` single-threaded worker processes started
+  for the sweep and shut down after it.
   Dask's nanny already starts workers with those variables set to 1. Workers need psipo installed (the
   same version: the driver checks it); they need no shared file system, since results come back as text.
 """
@@ -21,10 +23,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psipo_cli.config.choices import EXECUTORS
 from psipo_cli.errors import InputError
 from psipo_cli.sweep.compute import BLAS_THREAD_VARS, ChunkOutput, ChunkTask, init_worker, run_chunk
 
-EXECUTORS = ("local", "dask")
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = "20s"  # how long to wait for the scheduler before giving up (exit 2, nothing written)
 
@@ -102,16 +104,25 @@ class PoolExecutor(_FuturesExecutor):
 class DaskExecutor(_FuturesExecutor):
     """Chunks on a Dask cluster (`distributed.Client(address).get_executor()`)."""
 
-    def __init__(self, address: str, timeout: str | None = None) -> None:
+    def __init__(self, address: str | None, timeout: str | None = None, jobs: int = 1) -> None:
         try:
             import distributed
         except ImportError:
             raise InputError(
                 "--executor", "dask", "needs the dask extra: pip install 'psipo[dask]'"
             ) from None
+        self.cluster: Any = None
+        if address is None:
+            # No scheduler given: a local cluster of `jobs` worker processes, one thread each (the nanny
+            # sets the BLAS thread variables to 1), for this sweep only.
+            self.cluster = distributed.LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None, host="127.0.0.1")
+            address = self.cluster.scheduler_address
         try:
             self.client = distributed.Client(address, timeout=timeout or CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError) as exc:
+            if self.cluster is not None:
+                self.cluster.close()
             raise InputError("--scheduler", address, f"cannot connect to the Dask scheduler ({exc})") from None
         self.address = address
         self._check_versions()
@@ -131,11 +142,11 @@ class DaskExecutor(_FuturesExecutor):
         try:
             versions = set(self.client.run(version).values())
         except Exception as exc:  # a worker without psipo cannot run a chunk: say so up front
-            self.client.close()
+            self._close_client()
             raise InputError("--scheduler", self.address,
                              f"a worker cannot import psipo ({exc})") from None
         if versions and versions != {psipo_cli.__version__}:
-            self.client.close()
+            self._close_client()
             raise InputError("--scheduler", self.address,
                              f"workers run psipo {sorted(versions)}, this is {psipo_cli.__version__}")
 
@@ -143,26 +154,32 @@ class DaskExecutor(_FuturesExecutor):
         try:
             self.executor.shutdown(wait=False)
         finally:
-            self.client.close()
+            self._close_client()
 
     def close(self) -> None:
         try:
             self.executor.shutdown(wait=True)
         finally:
+            self._close_client()
+
+    def _close_client(self) -> None:
+        """Close the client, and the local cluster when this executor started one."""
+        try:
             self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
 
 
 def check_executor(kind: str, jobs: int, scheduler: str | None) -> str | None:
-    """Validate `--executor`, `--jobs` and `--scheduler` (before any work); returns the scheduler address."""
+    """Validate `--executor`, `--jobs` and `--scheduler` (before any work); returns the scheduler address
+    (None with `--executor dask`: no address given, a local cluster of `--jobs` workers)."""
     if kind not in EXECUTORS:
         raise InputError("--executor", kind, f"must be one of {', '.join(EXECUTORS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise InputError("--jobs", jobs, "must be a positive integer")
     if kind == "dask":
-        address = scheduler or os.environ.get(SCHEDULER_ENV)
-        if not address:
-            raise InputError("--executor", kind, f"needs --scheduler ADDRESS (or {SCHEDULER_ENV})")
-        return address
+        return scheduler or os.environ.get(SCHEDULER_ENV) or None
     if scheduler is not None:
         raise InputError("--scheduler", scheduler, "only used with --executor dask")
     return None
@@ -172,8 +189,7 @@ def check_executor(kind: str, jobs: int, scheduler: str | None) -> str | None:
 def open_executor(kind: str, jobs: int, address: str | None) -> Iterator[Any]:
     """The executor for `--executor kind --jobs N` (closed, or aborted on any exception, at exit)."""
     if kind == "dask":
-        assert address is not None
-        executor: Any = DaskExecutor(address)
+        executor: Any = DaskExecutor(address, jobs=jobs)
     elif jobs == 1:
         executor = InlineExecutor()
     else:

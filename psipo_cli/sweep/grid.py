@@ -95,6 +95,13 @@ class ProblemEntry:
     sampled: bool
     digest: str
 
+    @property
+    def file(self) -> str | None:
+        """The problem file as the grid lists it (`key`), or None for a preset or an inline table."""
+        from psipo_cli.problem import preset_name
+
+        return self.key if isinstance(self.spec, str) and preset_name(self.spec) is None else None
+
 
 @dataclass(frozen=True)
 class SweepGrid:
@@ -162,6 +169,16 @@ class SweepGrid:
             settings=dict(data["settings"]),
             chunk_cells=int(data["chunk_cells"]),
         )
+
+    def columns(self) -> list[str]:
+        """The columns of `results.csv` (`psipo_cli.sweep.compute.result_columns`)."""
+        from psipo_cli.sweep.compute import result_columns
+
+        return result_columns(self.axes(), files=self.reads_files())
+
+    def reads_files(self) -> bool:
+        """Whether some problem comes from a file (then `results.csv` has a `problem_file` column)."""
+        return any(p.file is not None for p in self.problems)
 
     def axes(self) -> tuple[str, ...]:
         """The swept settings — the keys given a list — in declaration order (`results.csv` columns)."""
@@ -431,7 +448,8 @@ def _absolute_csv_paths(table: dict[str, Any], base_dir: Path) -> dict[str, Any]
 
 
 def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
-    from psipo_cli.problem import PRESETS, get_problem
+    from psipo_cli.problem import get_problem, preset_name
+    from psipo_cli.problem.presets import presets_text
 
     items = raw if isinstance(raw, list) else [raw]
     if not items:
@@ -445,8 +463,8 @@ def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
             resolved.append((name, _absolute_csv_paths(item, base_dir)))
         elif not isinstance(item, str) or not item.strip():
             raise InputError("problems", item, "each problem is a preset name, a file, a glob or a table")
-        elif item in PRESETS:
-            resolved.append((item, item))
+        elif preset_name(item) is not None:
+            resolved.append((preset_name(item), preset_name(item)))  # an alias (D1) is its preset
         elif GLOB_CHARS & set(item):
             pattern = item if os.path.isabs(item) else str(base_dir / item)
             matches = sorted(m for m in glob.glob(pattern, recursive=True) if os.path.isfile(m))
@@ -457,7 +475,7 @@ def _problems(raw: Any, base_dir: Path) -> tuple[list[ProblemEntry], list[Any]]:
             target = Path(item) if os.path.isabs(item) else base_dir / item
             if not target.is_file():
                 raise InputError(
-                    "problems", item, f"no such file (relative to {base_dir}) and not a preset ({', '.join(PRESETS)})"
+                    "problems", item, f"no such file (relative to {base_dir}) and not a preset ({presets_text()})"
                 )
             resolved.append((_file_key(str(target), base_dir), str(target.resolve())))
     keys = [k for k, _ in resolved]

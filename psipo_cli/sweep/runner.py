@@ -52,7 +52,7 @@ def make_tasks(grid: SweepGrid, chunks: list[Chunk]) -> list[ChunkTask]:
         tasks.append(
             ChunkTask(
                 chunk_id=chunk.id,
-                problem_key=grid.problems[chunk.problem].key,
+                problem_name=grid.loaded[chunk.problem].name,
                 n=chunk.n,
                 problem=problem,
                 lanes=tuple(lanes[m] for m in chunk.methods),
@@ -62,6 +62,7 @@ def make_tasks(grid: SweepGrid, chunks: list[Chunk]) -> list[ChunkTask]:
                 settings=settings[chunk.variant],
                 axes=grid.axes(),
                 variant=tuple(variants[chunk.variant].items()),
+                problem_file=(grid.problems[chunk.problem].file or "") if grid.reads_files() else None,
             )
         )
     return tasks

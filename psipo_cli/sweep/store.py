@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.errors import InputError, OutputError
-from psipo_cli.sweep.compute import ChunkOutput, result_columns
+from psipo_cli.sweep.compute import ChunkOutput
 from psipo_cli.sweep.grid import SweepGrid
 from psipo_cli.sweep.plan import Chunk, Shard
 
@@ -116,6 +116,10 @@ class SweepDirectory:
     def open(cls, path: Path, key: str = "--resume") -> SweepDirectory:
         """An existing sweep directory (`InputError` naming `key` if `path` is not one)."""
         grid_file = path / GRID_FILE
+        if not path.exists():
+            raise InputError(key, str(path), "no such directory")
+        if not path.is_dir():
+            raise InputError(key, str(path), "not a directory")
         if not grid_file.is_file():
             raise InputError(key, str(path), f"not a sweep directory (no {GRID_FILE})")
         try:
@@ -127,8 +131,11 @@ class SweepDirectory:
             raise InputError(key, str(path), f"unreadable {GRID_FILE} ({exc})") from None
         from psipo_cli.sweep.grid import SweepGrid
 
-        if meta.get("columns") != result_columns(SweepGrid.from_json(meta["grid"]).axes()):
-            raise InputError(key, str(path), "written by a psipo version with other result columns")
+        if meta.get("columns") != SweepGrid.from_json(meta["grid"]).columns():
+            # Before problem_file, a problem file's results had its path in `problem`: rows of the two
+            # layouts cannot share one results.csv.
+            raise InputError(key, str(path), "written by a psipo version with other result columns (e.g. "
+                             "before results.csv had problem_file); start a new sweep of the grid instead")
         return cls(path, meta)  # read only: `merge` must leave its inputs untouched (they may be read-only)
 
     # -- what it holds --------------------------------------------------------------------------------
@@ -234,6 +241,23 @@ def grid_record(grid: SweepGrid, chunks: list[Chunk], shard: Shard | None) -> di
         "grid": grid.to_json(),
         "shard": None if shard is None else shard.to_json(),
         "cells": sum(c.cells for c in chunks if shard is None or shard.selects(c)),
-        "columns": result_columns(grid.axes()),
+        "columns": grid.columns(),
         "chunks": [{**c.describe(grid), "mine": shard is None or shard.selects(c)} for c in chunks],
     }
+
+
+def json_document(path: Path) -> str:
+    """``psipo sweep/merge --format json``: ``{"sweep_dir": str, "status": str, "results": [...]}``, the
+    rows of the directory's ``results.csv`` as records (numbers as numbers, empty cells as null)."""
+    import pandas as pd
+
+    results = pd.read_csv(path / RESULTS_FILE, keep_default_na=False, na_values=[""])
+    records = [{k: (None if pd.isna(v) else v) for k, v in row.items()} for row in results.to_dict("records")]
+    status = json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8")).get("status")
+    document = {"sweep_dir": str(path), "status": status, "results": records}
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False, default=_scalar) + "\n"
+
+
+def _scalar(value: Any) -> Any:
+    """numpy scalars (pandas' cells) as Python numbers, for `json.dumps`."""
+    return value.item()

@@ -7,7 +7,10 @@ named `module:function`; it must map an array of probabilities to an array of th
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 
@@ -37,6 +40,23 @@ def log(q: np.ndarray) -> np.ndarray:
 BUILTIN: dict[str, PsiFn] = {"identity": identity, "logit": logit, "log": log}
 
 
+def _import_from_cwd(module_name: str) -> ModuleType:
+    """Import `module_name` as `python -m` would: the current directory first on the path.
+
+    The `psipo` console script, unlike `python -m psipo_cli`, does not put the current directory on
+    `sys.path`; `--psi mymodule:fn` must find `./mymodule.py` either way. The path is restored after the
+    import (the module stays in `sys.modules`)."""
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
 def resolve_psi(name: str) -> PsiFn:
     """A built-in Psi by name, or a user function `module:function` (the only user code psipo runs)."""
     if name in BUILTIN:
@@ -45,7 +65,12 @@ def resolve_psi(name: str) -> PsiFn:
         raise InputError("--psi", name, f"unknown Psi (built-ins: {', '.join(BUILTIN)}; or module:function)")
     module_name, _, attr = name.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
+        fn = getattr(_import_from_cwd(module_name), attr)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        raise InputError("--psi", name, f"cannot load ({exc}): psipo looks for {top}.py (or the package {top}/) "
+                         "in the current directory and on PYTHONPATH; run psipo where the file is, or "
+                         "PYTHONPATH=DIR psipo ...") from None
     except (ImportError, AttributeError) as exc:
         raise InputError("--psi", name, f"cannot load ({exc})") from None
     if not callable(fn):
