@@ -182,17 +182,23 @@ def _warn_versions(directory: SweepDirectory, quiet: bool) -> None:
 
 
 def finish(directory: SweepDirectory, chunk_ids: list[str], quiet: bool, plots: bool) -> None:
-    """Write ``results.csv`` from the chunk files, then the figures (a figure that fails to render is
-    reported but never costs the results, which are already on disk)."""
-    results = directory.write_results([directory.chunk_text(i) for i in chunk_ids])
-    if not plots:
-        return
-    from psipo_cli.sweep.figures import render_figures
+    """Write ``results.csv`` from the chunk files, then ``summary.csv``, the figures and ``report.md`` (a
+    figure that fails to render is reported but never costs the results, which are already on disk)."""
+    from psipo_cli.outputs.formatting import csv_text
+    from psipo_cli.sweep.figures import read_results, render_figures
+    from psipo_cli.sweep.store import write_atomic
+    from psipo_cli.sweep.summary import report_text, summary_frame
 
-    try:
-        render_figures(results, directory.path / "figures")
-    except Exception as exc:  # figures are a convenience; the data are safe on disk
-        say(quiet, f"warning: figures not written ({type(exc).__name__}: {exc})")
+    results = directory.write_results([directory.chunk_text(i) for i in chunk_ids])
+    summary = summary_frame(read_results(results))
+    write_atomic(directory.path / "summary.csv", csv_text(summary))
+    figures: list[Path] = []
+    if plots:
+        try:
+            figures = render_figures(results, directory.path / "figures")
+        except Exception as exc:  # figures are a convenience; the data are safe on disk
+            say(quiet, f"warning: figures not written ({type(exc).__name__}: {exc})")
+    write_atomic(directory.path / "report.md", report_text(directory.meta["grid"], summary, figures))
 
 
 def _opening(path: Path, resumed: bool, total: int, todo: int, executor: str, workers: int) -> str:
