@@ -451,3 +451,12 @@ def test_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_problem(path)
     assert str(info.value).startswith(str(path))
+
+
+def test_pairs_csv_action_names_with_spaces_match_as_written(tmp_path: Path) -> None:
+    # An action whose name itself ends in a space (valid in TOML) is matched as written; a padded cell of a
+    # plain name falls back to the stripped name (found by the loader fuzzer: stripping every cell made the
+    # action "is " unreachable from a CSV).
+    (tmp_path / "p.csv").write_text("winner,loser\nis ,a\n a ,is \n")
+    W = load(tmp_path, 'actions = ["is ", "a"]\npairs_csv = "p.csv"\n').contexts[0].wins
+    np.testing.assert_array_equal(W, [[0.0, 1.0], [1.0, 0.0]])

@@ -320,7 +320,7 @@ def _wins_from_rows(
     W = np.zeros((n, n))
     for i, row in enumerate(rows):
         try:
-            _add_row(W, f"{key}[{i}]", row, actions)
+            _add_row(W, f"{key}[{i}]", row, actions, padded=locations is not None)
         except InputError as exc:
             if locations is None:
                 raise
@@ -334,8 +334,10 @@ def _wins_from_rows(
     return W
 
 
-def _add_row(W: np.ndarray, k: str, row: Any, actions: tuple[str, ...]) -> None:
-    """Add one `{winner, loser, count}` row (key `k`) to `W`, validated."""
+def _add_row(W: np.ndarray, k: str, row: Any, actions: tuple[str, ...], padded: bool = False) -> None:
+    """Add one `{winner, loser, count}` row (key `k`) to `W`, validated. `padded` (CSV cells): a name that is
+    not an action as written is looked up without its surrounding spaces, as a spreadsheet pads cells (an
+    action whose name itself has such spaces still matches as written)."""
     if not isinstance(row, dict):
         raise InputError(k, row, "must be a table {winner, loser, count}")
     bad = set(row) - {"winner", "loser", "count", "context"}
@@ -345,6 +347,8 @@ def _add_row(W: np.ndarray, k: str, row: Any, actions: tuple[str, ...]) -> None:
     for side in ("winner", "loser"):
         if side not in row:
             raise InputError(f"{k}.{side}", None, "missing")
+        if padded and row[side] not in actions and isinstance(row[side], str):
+            row = {**row, side: row[side].strip()}
         if row[side] not in actions:
             raise InputError(f"{k}.{side}", row[side], f"unknown action (actions: {list(actions)})")
     w, l_ = actions.index(row["winner"]), actions.index(row["loser"])
@@ -360,9 +364,9 @@ def _csv_rows(
     layers: list[tuple[dict[str, Any], str]], base_dir: Path | None
 ) -> tuple[dict[str, list], tuple[tuple[str, str], ...]]:
     """Rows of every `pairs_csv` file as `(row, "FILE, line N")`, grouped by context name (column `context`,
-    default `default`), and the files read (absolute path, sha256). Cells and column names are stripped of
-    surrounding spaces. A relative path is relative to `base_dir` (the TOML file's
-    directory), else to the working directory."""
+    default `default`), and the files read (absolute path, sha256). Column names, counts and context
+    names are stripped of surrounding spaces; action names are matched as written first (`_add_row`). A
+    relative path is relative to `base_dir` (the TOML file's directory), else to the working directory."""
     by_context: dict[str, list] = {}
     read: set[Path] = set()
     files: list[tuple[str, str]] = []
@@ -390,17 +394,17 @@ def _csv_rows(
                     raise InputError(f"{prefix}pairs_csv", raw, "needs columns winner,loser[,count][,context]")
                 for j, rec in enumerate(reader):
                     # Spreadsheets pad cells ("a, b"): surrounding spaces are not part of a name or number.
-                    rec = {k.strip(): v.strip() for k, v in rec.items() if isinstance(k, str) and isinstance(v, str)}
+                    rec = {k.strip(): v for k, v in rec.items() if isinstance(k, str) and isinstance(v, str)}
                     at = f"{raw}, line {reader.line_num}"
                     row: dict[str, Any] = {"winner": rec.get("winner", ""), "loser": rec.get("loser", "")}
-                    if rec.get("count", "") != "":
+                    if rec.get("count", "").strip() != "":
                         try:
                             row["count"] = float(rec["count"])
                         except ValueError:
                             raise InputError(
                                 f"{prefix}pairs_csv[{j}].count", rec["count"], f"must be a number ({at})"
                             ) from None
-                    ctx = rec.get("context") or DEFAULT_CONTEXT
+                    ctx = rec.get("context", "").strip() or DEFAULT_CONTEXT
                     by_context.setdefault(ctx, []).append((row, at))
         except csv.Error as exc:
             raise InputError(f"{prefix}pairs_csv", raw, f"not valid CSV ({exc})") from None

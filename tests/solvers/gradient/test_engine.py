@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from psipo_cli.api import solve
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
 from psipo_cli.methods import METHODS, get_method
 from psipo_cli.methods.kl import regularised_value
@@ -21,7 +22,6 @@ from psipo_cli.problem import build_problem, preset, realise
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.gradient import (
     STREAM_CHUNK,
-    GradientSettings,
     KLBlock,
     KLLane,
     PairBlock,
