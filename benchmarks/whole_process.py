@@ -63,8 +63,8 @@ def main() -> None:
         out = Path(tmp) / "runs"
         py = [sys.executable, "-m", "psipo_cli"]
         commands = {
-            "compare": py + ["compare", FIG1, "--out", str(out), "-q"],
-            "gradient": py + ["compare", FIG1, "--solver", "gradient", "--no-save", "-q"],
+            "compare": [*py, "compare", FIG1, "--out", str(out), "-q"],
+            "gradient": [*py, "compare", FIG1, "--solver", "gradient", "--no-save", "-q"],
         }
         runs = [(name, label, tree) for name in commands for label, tree in (("base", base), ("this", HERE))]
         best: dict[tuple[str, str], list[float]] = {}

@@ -63,10 +63,21 @@ class MinibatchStreams:
         """Start every stream from its beginning (each phase reads its streams from step 1)."""
         self.rngs = {s: np.random.default_rng(np.random.SeedSequence([self.seed, *s])) for s in self.streams}
 
+    def rows(self, count: int) -> np.ndarray:
+        """The comparisons drawn for the next `count` (<= STREAM_CHUNK) steps: indices into each lane's
+        `w`, `l` (inverse CDF of its uniforms over `cum`), shape `(count, lanes, B)`."""
+        B = self.batch_size
+        # Every stream is read in whole chunks, so what a stream yields never depends on `count`.
+        uniforms = {s: rng.random((STREAM_CHUNK, B))[:count] for s, rng in self.rngs.items()}
+        rows = np.empty((count, self.lanes, B), dtype=np.intp)
+        for stream, data, lanes in self.groups:
+            j = np.minimum(np.searchsorted(data.cum, uniforms[stream], side="right"), len(data.w) - 1)
+            rows[:, lanes, :] = j[:, None, :]
+        return rows
+
     def draw(self, count: int) -> np.ndarray:
         """The winners and losers of the next `count` (<= STREAM_CHUNK) steps, shape `(count, 2, lanes, B)`."""
         B = self.batch_size
-        # Every stream is read in whole chunks, so what a stream yields never depends on `count`.
         uniforms = {s: rng.random((STREAM_CHUNK, B))[:count] for s, rng in self.rngs.items()}
         idx = np.empty((count, 2, self.lanes, B), dtype=np.intp)
         for stream, data, lanes in self.groups:
