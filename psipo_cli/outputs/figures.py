@@ -887,13 +887,16 @@ def draw_in_parallel(tasks: Sequence[Callable[[], Path | None]]) -> list[Path | 
     Drawing a figure is single-threaded matplotlib work (ticks, text layout, Agg rasterisation), so a
     second CPU can draw some while this process draws the rest. `write_figures` lists the learning curves
     first, one task per context, and they cost about as much as the other two figures together: the
-    child takes the first `ceil(len / 3)` tasks. The child inherits
-    the imported modules and the frames (fork: nothing to import or pickle) and sends back only the paths
-    it wrote. Each figure is drawn by the same code either way, so the files are the same bytes. Serial
-    where fork is unavailable, with one CPU or one task, and as the fallback: when the child fails, this
-    process draws its figures itself (so that an error surfaces here, with its own message).
+    child takes the first `ceil(len / 3)` tasks. It inherits the frames (fork: nothing to pickle) and
+    sends back only the paths it wrote. Each figure is drawn by the same code either way, so the files
+    are the same bytes. Serial where fork is unavailable, with one CPU, one task or other threads
+    running, and as the fallback: when the child fails, this process draws its figures itself (so that
+    an error surfaces here, with its own message).
     """
-    if len(tasks) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2:
+    import threading
+
+    # Forking a process with other threads can leave the child holding a lock nobody will release.
+    if len(tasks) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() > 1:
         return [task() for task in tasks]
     split = -(-len(tasks) // 3)
     theirs, mine = list(tasks[:split]), list(tasks[split:])
