@@ -296,11 +296,14 @@ def _pid_file(directory: Path, name: str) -> Path:
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork") or (__import__("os").cpu_count() or 1) < 2,
                     reason="drawn serially without fork or a second CPU")
-def test_figures_are_drawn_by_two_processes_in_task_order(tmp_path: Path) -> None:
+def test_figures_are_drawn_by_two_processes_in_task_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Three tasks (as curves, policy_vs_tau, frontier): the first (ceil(3 / 3) = 1) is drawn by a forked
-    child, the other two here; the paths come back in task order, a task returning None included."""
+    child, the other two here; the paths come back in task order, a task returning None included. (Other
+    tests may leave threads behind, which makes `draw_in_parallel` serial: the count is set to 1 here.)"""
     import functools
     import os
+
+    monkeypatch.setattr("threading.active_count", lambda: 1)
 
     tasks = [functools.partial(_pid_file, tmp_path, "0.png"), lambda: None,
              functools.partial(_pid_file, tmp_path, "2.png")]
@@ -334,6 +337,8 @@ def test_parallel_figures_are_the_bytes_of_serial_ones(tmp_path: Path, monkeypat
                     "--seeds", "2", "--out", str(tmp_path / "out"), "--name", "x", "-q", "-f", "path"],
                    cwd=ROOT, check=True, capture_output=True)
     shutil.copytree(next((tmp_path / "out").iterdir()), run)
+    monkeypatch.setattr("threading.active_count", lambda: 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     parallel = {p.name: p.read_bytes() for p in figures.render_figures(run)}
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     serial = {p.name: p.read_bytes() for p in figures.render_figures(run)}
