@@ -77,11 +77,10 @@ class MinibatchStreams:
 
     def draw(self, count: int) -> np.ndarray:
         """The winners and losers of the next `count` (<= STREAM_CHUNK) steps, shape `(count, 2, lanes, B)`."""
-        B = self.batch_size
-        uniforms = {s: rng.random((STREAM_CHUNK, B))[:count] for s, rng in self.rngs.items()}
-        idx = np.empty((count, 2, self.lanes, B), dtype=np.intp)
-        for stream, data, lanes in self.groups:
-            j = np.minimum(np.searchsorted(data.cum, uniforms[stream], side="right"), len(data.w) - 1)
+        rows = self.rows(count)
+        idx = np.empty((count, 2, self.lanes, self.batch_size), dtype=np.intp)
+        for _, data, lanes in self.groups:
+            j = rows[:, lanes[0], :]  # the lanes of a group read one stream: the same rows
             idx[:, 0, lanes, :] = data.w[j][:, None, :]
             idx[:, 1, lanes, :] = data.l[j][:, None, :]
         return idx
