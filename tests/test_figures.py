@@ -283,3 +283,64 @@ def test_plot_re_renders_a_sweep_directory_and_drops_stale_figures(tmp_path: Pat
 def test_log_tick_labels_are_plain_powers_of_ten() -> None:
     # 10^2, 10^-1 and 10^0 in Unicode superscripts; 0 on the symlog step axis; no label between powers.
     assert [figures.power_label(v) for v in (100.0, 0.1, 1.0, 0.0, 20.0)] == ["10²", "10⁻¹", "10⁰", "0", ""]
+
+
+def _pid_file(directory: Path, name: str) -> Path:
+    """A stand-in figure task: writes the id of the process that ran it, returns the path."""
+    import os
+
+    path = directory / name
+    path.write_text(str(os.getpid()))
+    return path
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork") or (__import__("os").cpu_count() or 1) < 2,
+                    reason="drawn serially without fork or a second CPU")
+def test_figures_are_drawn_by_two_processes_in_task_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three tasks (as curves, policy_vs_tau, frontier): the first (ceil(3 / 3) = 1) is drawn by a forked
+    child, the other two here; the paths come back in task order, a task returning None included. (Other
+    tests may leave threads behind, which makes `draw_in_parallel` serial: the count is set to 1 here.)"""
+    import functools
+    import os
+
+    monkeypatch.setattr("threading.active_count", lambda: 1)
+
+    tasks = [functools.partial(_pid_file, tmp_path, "0.png"), lambda: None,
+             functools.partial(_pid_file, tmp_path, "2.png")]
+    assert figures.draw_in_parallel(tasks) == [tmp_path / "0.png", None, tmp_path / "2.png"]
+    assert int((tmp_path / "0.png").read_text()) != os.getpid()
+    assert int((tmp_path / "2.png").read_text()) == os.getpid()
+
+
+def test_a_failing_child_task_is_drawn_again_here_and_raises_here(tmp_path: Path) -> None:
+    """The child's failure is not lost: its tasks run again in this process, whose exception surfaces."""
+    calls: list[int] = []
+
+    def broken() -> Path:
+        calls.append(1)  # in the child this list is a copy: only this process' call is seen here
+        raise RuntimeError("cannot draw")
+
+    import functools
+
+    with pytest.raises(RuntimeError, match="cannot draw"):
+        figures.draw_in_parallel([broken, functools.partial(_pid_file, tmp_path, "ok.png")])
+    assert calls == [1]
+
+
+def test_parallel_figures_are_the_bytes_of_serial_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run directory's figures drawn in two processes equal, byte for byte, those drawn serially
+    (one CPU reported: `draw_in_parallel` then runs every task here)."""
+    import shutil
+
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "psipo_cli", "compare", "--tau", "0.5", "--tau", "2", "--steps", "200",
+                    "--seeds", "2", "--out", str(tmp_path / "out"), "--name", "x", "-q", "-f", "path"],
+                   cwd=ROOT, check=True, capture_output=True)
+    shutil.copytree(next((tmp_path / "out").iterdir()), run)
+    monkeypatch.setattr("threading.active_count", lambda: 1)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    parallel = {p.name: p.read_bytes() for p in figures.render_figures(run)}
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    serial = {p.name: p.read_bytes() for p in figures.render_figures(run)}
+    assert sorted(parallel) == ["curves.png", "frontier.png", "policy_vs_tau.png"]
+    assert parallel == serial

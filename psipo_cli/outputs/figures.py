@@ -31,7 +31,10 @@ Choices:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -860,23 +863,69 @@ def write_figures(
     out = Path(out_dir)
     contexts = _contexts(policy, metrics, curves, tau_grid)
     several = len(contexts) > 1
-    written: list[Path | None] = []
+    tasks: list[Callable[[], Path | None]] = []
     if curves is not None:
-        written += [
-            plot_curves(curves, policy, _figure_path(out, "curves", c, several), problem, c, log_prob)
+        tasks += [
+            partial(plot_curves, curves, policy, _figure_path(out, "curves", c, several), problem, c, log_prob)
             for c in contexts
         ]
-    written += [
-        plot_policy_vs_tau(
-            tau_grid, policy, _figure_path(out, "policy_vs_tau", c, several), problem, c, metrics, log_prob
-        )
+    tasks += [
+        partial(plot_policy_vs_tau, tau_grid, policy, _figure_path(out, "policy_vs_tau", c, several), problem, c,
+                metrics, log_prob)
         for c in contexts
     ]
-    written += [
-        plot_frontier(tau_grid, metrics, _figure_path(out, "frontier", c, several), problem, c)
+    tasks += [
+        partial(plot_frontier, tau_grid, metrics, _figure_path(out, "frontier", c, several), problem, c)
         for c in contexts
     ]
-    return [p for p in written if p is not None]
+    return [p for p in draw_in_parallel(tasks) if p is not None]
+
+
+def draw_in_parallel(tasks: Sequence[Callable[[], Path | None]]) -> list[Path | None]:
+    """`[task() for task in tasks]`, the first third of them drawn in a forked child process.
+
+    Drawing a figure is single-threaded matplotlib work (ticks, text layout, Agg rasterisation), so a
+    second CPU can draw some while this process draws the rest. `write_figures` lists the learning curves
+    first, one task per context, and they cost about as much as the other two figures together: the
+    child takes the first `ceil(len / 3)` tasks. It inherits the frames (fork: nothing to pickle) and
+    sends back only the paths it wrote. Each figure is drawn by the same code either way, so the files
+    are the same bytes. Serial where fork is unavailable, with one CPU, one task or other threads
+    running, and as the fallback: when the child fails, this process draws its figures itself (so that
+    an error surfaces here, with its own message).
+    """
+    import threading
+
+    # Forking a process with other threads can leave the child holding a lock nobody will release.
+    if len(tasks) < 2 or not hasattr(os, "fork") or (os.cpu_count() or 1) < 2 or threading.active_count() > 1:
+        return [task() for task in tasks]
+    split = -(-len(tasks) // 3)
+    theirs, mine = list(tasks[:split]), list(tasks[split:])
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: draw, report the paths, leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_end)
+            paths = [task() for task in theirs]
+            with os.fdopen(write_end, "w", encoding="utf-8") as pipe:
+                json.dump([None if p is None else str(p) for p in paths], pipe)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        drawn = [task() for task in mine]
+    finally:
+        with os.fdopen(read_end, encoding="utf-8") as pipe:
+            reply = pipe.read()
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        child = [None if p is None else Path(p) for p in json.loads(reply)]
+    else:
+        child = [task() for task in theirs]
+    return child + drawn
 
 
 def render_frames(

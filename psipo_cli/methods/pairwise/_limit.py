@@ -82,6 +82,56 @@ def max_margin_direction(W: np.ndarray, graph: ComparisonGraph) -> np.ndarray:
     return _min_norm_margin(size, edges)[node]
 
 
+def _min_norm_margin(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """`argmin sum_K size_K v_K^2` subject to `v_K - v_J >= 1` on every edge `(K, J)` of a DAG.
+
+    Solved through its dual: `v = D^-1 A^T beta` (`D = diag(size)`, `A` the incidence rows) with `beta >= 0`
+    minimising `beta^T M beta / 2 - 1^T beta`, `M = A D^-1 A^T` (the KKT conditions of the QP, with the
+    multipliers halved), by `_nonneg_quadratic`. `_polish_active_set` then solves the QP exactly on the
+    active set, so that margins equal to 1 come out equal to 1 to rounding (the tie and tight-edge tests
+    rely on it). Plain numpy: a DPO run on separable data needs no scipy.optimize (~0.2 s of start-up).
+    """
+    if len(edges) == 0:
+        return np.zeros(len(size))
+    A = _incidence(edges, len(size))
+    beta = _nonneg_quadratic(A @ (A / size).T, np.ones(len(edges)))
+    return _polish_active_set((A / size).T @ beta, A, size)
+
+
+def _nonneg_quadratic(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`argmin_{x >= 0} x^T M x / 2 - b^T x` for a positive semi-definite `M` (Lawson & Hanson 1974, ch. 23).
+
+    The active-set method of non-negative least squares, written on the normal equations (with `M = C^T C`,
+    `b = C^T d` it is `argmin_{x >= 0} ||C x - d||`): each outer step frees the bound variable with the most
+    negative gradient `M x - b`; the inner loop solves `M_PP x_P = b_P` on the free set `P` and steps back to
+    the boundary when that leaves the feasible set. Dependent constraints make `M` singular; a ridge of
+    `1e-13 max diag M` makes every `M_PP` invertible and moves the answer by ~1e-13 relative, far below
+    what the callers resolve (they re-solve exactly on the active set they read off it).
+    """
+    k = len(b)
+    M = M + 1e-13 * max(float(np.max(np.diag(M))), 1e-300) * np.eye(k)
+    x = np.zeros(k)
+    free = np.zeros(k, dtype=bool)
+    for _ in range(3 * k + 10):  # Lawson & Hanson's method terminates; the cap guards against cycling
+        w = np.where(free, -np.inf, b - M @ x)
+        if free.all() or np.max(w) <= 1e-12 * max(1.0, float(np.abs(b).max())):
+            break
+        free[int(np.argmax(w))] = True
+        for _ in range(k + 1):
+            z = np.zeros(k)
+            P = np.flatnonzero(free)
+            z[P] = np.linalg.solve(M[np.ix_(P, P)], b[P])
+            if np.all(z[P] > 0):
+                x = z
+                break
+            shrinking = free & (z <= 0)
+            alpha = float(np.min(x[shrinking] / (x[shrinking] - z[shrinking])))
+            x = x + alpha * (z - x)
+            free &= x > 1e-15 * max(1.0, float(np.abs(x).max()))
+            x[~free] = 0.0
+    return x
+
+
 def _incidence(edges: np.ndarray, n_nodes: int) -> np.ndarray:
     """Rows `e_K - e_J`, one per edge `(K, J)`."""
     A = np.zeros((len(edges), n_nodes))
@@ -90,36 +140,13 @@ def _incidence(edges: np.ndarray, n_nodes: int) -> np.ndarray:
     return A
 
 
-def _min_norm_margin(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """`argmin sum_K size_K v_K^2` subject to `v_K - v_J >= 1` on every edge `(K, J)` of a DAG.
-
-    SLSQP finds the active set; `_polish_active_set` then solves the QP exactly on it, so that margins
-    equal to 1 come out equal to 1 to rounding (the tie and tight-edge tests below rely on it).
-    """
-    from scipy.optimize import minimize
-
-    if len(edges) == 0:
-        return np.zeros(len(size))
-    A = _incidence(edges, len(size))
-    result = minimize(
-        lambda v: float(v @ (size * v)),
-        np.zeros(len(size)),
-        jac=lambda v: 2 * size * v,
-        constraints=[{"type": "ineq", "fun": lambda v: A @ v - 1.0, "jac": lambda v: A}],
-        method="SLSQP",
-        options={"ftol": 1e-15, "maxiter": 1000},
-    )
-    return _polish_active_set(result.x, A, size)
-
-
 def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """Solve the QP exactly on the active set SLSQP found: `v = D^-1 A_s^T alpha`, `A_s v = 1`.
+    """Solve the QP exactly on the active set found: `v = D^-1 A_s^T alpha`, `A_s v = 1`.
 
     `alpha` need not be unique (active constraints can be dependent), but `v` is; the KKT check asks for
-    some `alpha >= 0` (non-negative least squares), not for the minimum-norm one.
+    some `alpha >= 0` (non-negative least squares, `_nonneg_quadratic` on the normal equations), not for
+    the minimum-norm one.
     """
-    from scipy.optimize import nnls
-
     active = (A @ v - 1.0) < 1e-6
     if not active.any():
         return v
@@ -127,8 +154,9 @@ def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.nda
     M = As @ (As / size).T
     alpha = np.linalg.lstsq(M, np.ones(As.shape[0]), rcond=None)[0]
     exact = (As / size).T @ alpha
-    _, residual = nnls(As.T, size * exact)
-    feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < 1e-9 * max(1.0, np.abs(size * exact).max())
+    target = size * exact
+    residual = np.linalg.norm(As.T @ _nonneg_quadratic(As @ As.T, As @ target) - target)
+    feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < 1e-9 * max(1.0, np.abs(target).max())
     return exact if feasible else v
 
 

@@ -117,6 +117,16 @@ class PairBlock:
         self.shape = (L, K)
         self.half = L * K
         self.weights_buffer = np.zeros(2 * L * K)  # [g | -g]
+        # Fewer distinct comparisons per lane (P) than minibatch rows: `f'` is evaluated once per lane and
+        # comparison, then gathered into the rows (the same numbers: `f'` is elementwise). On the paper's
+        # D1 (P = 3, batch 9) that is a third of the `f'` work, the largest part of a step.
+        P = max(len(lane.data.w) for lane in lanes)
+        self.by_pair = not self.constant and P < batch_size
+        if self.by_pair:
+            self.pair_idx = self._full_batch(P)[0][0]  # every lane's comparisons, padded with (0, 0) pairs
+            self.pair_shape, self.pair_half = (L, P), L * P
+            self.pair_base = (np.arange(L) * P)[None, :, None]
+        self._X: np.ndarray | None = None
 
     def _full_batch(self, K: int) -> tuple[np.ndarray, np.ndarray]:
         """Every comparison of every lane, padded to `K` per lane with `(0, 0)` "pairs" of weight 0."""
@@ -143,30 +153,69 @@ class PairBlock:
 
     def prepare(self, count: int) -> None:
         """Draw the minibatch indices of the next `count` (<= STREAM_CHUNK) steps, all lanes at once."""
-        if not self.constant:
+        if self.by_pair:
+            # Row r of lane i on comparison j reads `[f' | -f']` at `i P + j` (winner), `L P + i P + j`
+            # (loser); its actions are at the same positions of `pair_idx`.
+            rows = self.streams.rows(count)
+            rows += self.pair_base
+            self.rows = np.concatenate([rows, rows + self.pair_half], axis=1).reshape(count, -1)
+            self.idx = self.pair_idx[self.rows]
+        elif not self.constant:
             idx = self.streams.draw(count)
             idx += self.base
             self.idx = idx.reshape(count, 2 * len(self.lanes) * self.batch_size)
 
     def gradient(self, X: np.ndarray, i: int) -> np.ndarray:
-        """The block's gradient `(L, n)` at the `i`-th step of the current chunk."""
-        Xb = X[self.start : self.stop]
+        """The block's gradient `(L, n)` at the `i`-th step of the current chunk.
+
+        Runs once per step for all lanes on small arrays, so its cost is the number of numpy calls: the
+        difference and the scaling write into buffers (`_views`) made once per `X`.
+        """
+        if X is not self._X:
+            self._views(X)
         idx = self.idx[0 if self.constant else i]
-        x = Xb.ravel()[idx]  # ravel: a view of the block's rows of the C-contiguous X
-        h = (x[: self.half] - x[self.half :]).reshape(self.shape)
-        buffer = self.weights_buffer
-        g = buffer[: self.half].reshape(self.shape)
-        for a, b, fn in self.segments:
-            g[a:b] = fn(h[a:b], self.tau[a:b])
-        if self.weights is None:
-            g /= self.batch_size  # the mean over the minibatch
+        if self.by_pair:
+            x = self._flat[self.pair_idx]  # fancy indexing: faster than `np.take(..., out=)` on small arrays
+            np.subtract(x[: self.pair_half], x[self.pair_half :], out=self._hp_flat)
+            for h, tau, g, fn in self._pair_calls:
+                g[...] = fn(h, tau)
+            np.divide(self._fp, self.batch_size, out=self._fp)  # the mean over the minibatch
+            np.negative(self._fp, out=self._minus_fp)
+            weights = self._pair_g[self.rows[i]]
         else:
-            g *= self.weights
-        np.negative(buffer[: self.half], out=buffer[self.half :])
-        grad = np.bincount(idx, buffer, self.size).reshape(len(self.lanes), self.n)
+            x = self._flat[idx]
+            np.subtract(x[: self.half], x[self.half :], out=self._h)
+            for h, tau, g, fn in self._calls:
+                g[...] = fn(h, tau)
+            if self.weights is None:
+                np.divide(self._g, self.batch_size, out=self._g)  # the mean over the minibatch
+            else:
+                np.multiply(self._g, self.weights, out=self._g)
+            np.negative(self._g_flat, out=self._minus_g)
+            weights = self.weights_buffer
+        grad = np.bincount(idx, weights, self.size).reshape(len(self.lanes), self.n)
         if self.has_l2:
-            grad += self.l2 * Xb
+            grad += self.l2 * self._Xb
         return grad
+
+    def _views(self, X: np.ndarray) -> None:
+        """Buffers and views for `gradient` on the C-contiguous `X` (updated in place by the engine)."""
+        self._X = X
+        self._Xb = X[self.start : self.stop]
+        self._flat = self._Xb.reshape(-1)  # a view: the block's rows are contiguous
+        self._h = np.empty(self.half)
+        h = self._h.reshape(self.shape)
+        self._g_flat = self.weights_buffer[: self.half]
+        self._minus_g = self.weights_buffer[self.half :]
+        self._g = self._g_flat.reshape(self.shape)
+        self._calls = [(h[a:b], self.tau[a:b], self._g[a:b], fn) for a, b, fn in self.segments]
+        if self.by_pair:
+            self._hp_flat = np.empty(self.pair_half)
+            hp = self._hp_flat.reshape(self.pair_shape)
+            self._pair_g = np.empty(2 * self.pair_half)  # [f' | -f'] per lane and comparison
+            self._fp = self._pair_g[: self.pair_half].reshape(self.pair_shape)
+            self._minus_fp = self._pair_g[self.pair_half :].reshape(self.pair_shape)
+            self._pair_calls = [(hp[a:b], self.tau[a:b], self._fp[a:b], fn) for a, b, fn in self.segments]
 
 
 def _segments(lanes: list[PairLane]) -> list[tuple[int, int, PairFn]]:

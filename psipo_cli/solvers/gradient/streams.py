@@ -63,14 +63,24 @@ class MinibatchStreams:
         """Start every stream from its beginning (each phase reads its streams from step 1)."""
         self.rngs = {s: np.random.default_rng(np.random.SeedSequence([self.seed, *s])) for s in self.streams}
 
-    def draw(self, count: int) -> np.ndarray:
-        """The winners and losers of the next `count` (<= STREAM_CHUNK) steps, shape `(count, 2, lanes, B)`."""
+    def rows(self, count: int) -> np.ndarray:
+        """The comparisons drawn for the next `count` (<= STREAM_CHUNK) steps: indices into each lane's
+        `w`, `l` (inverse CDF of its uniforms over `cum`), shape `(count, lanes, B)`."""
         B = self.batch_size
         # Every stream is read in whole chunks, so what a stream yields never depends on `count`.
         uniforms = {s: rng.random((STREAM_CHUNK, B))[:count] for s, rng in self.rngs.items()}
-        idx = np.empty((count, 2, self.lanes, B), dtype=np.intp)
+        rows = np.empty((count, self.lanes, B), dtype=np.intp)
         for stream, data, lanes in self.groups:
             j = np.minimum(np.searchsorted(data.cum, uniforms[stream], side="right"), len(data.w) - 1)
+            rows[:, lanes, :] = j[:, None, :]
+        return rows
+
+    def draw(self, count: int) -> np.ndarray:
+        """The winners and losers of the next `count` (<= STREAM_CHUNK) steps, shape `(count, 2, lanes, B)`."""
+        rows = self.rows(count)
+        idx = np.empty((count, 2, self.lanes, self.batch_size), dtype=np.intp)
+        for _, data, lanes in self.groups:
+            j = rows[:, lanes[0], :]  # the lanes of a group read one stream: the same rows
             idx[:, 0, lanes, :] = data.w[j][:, None, :]
             idx[:, 1, lanes, :] = data.l[j][:, None, :]
         return idx

@@ -457,3 +457,42 @@ def test_random_ties_against_the_ridge_path() -> None:
                     assert np.all(np.diff(d) * np.sign(target - d[:-1]) > 0), (W, j, d, target)
             trends += 1
     assert checked >= 30 and ties >= 15 and trends >= 1, (checked, ties, trends)
+
+
+def test_nonneg_quadratic_matches_scipy_nnls_on_the_normal_equations() -> None:
+    """`_nonneg_quadratic(C^T C, C^T d)` is `argmin_{x >= 0} ||C x - d||`, which scipy's NNLS solves
+    independently; dependent columns (as dependent margin constraints give) included."""
+    from scipy.optimize import nnls
+
+    from psipo_cli.methods.pairwise._limit import _nonneg_quadratic
+
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        m, k = int(rng.integers(2, 9)), int(rng.integers(1, 7))
+        C = rng.normal(size=(m, k))
+        if trial % 3 == 0 and k > 2:  # a column that is the sum of two others: C^T C is singular
+            C[:, 2] = C[:, 0] + C[:, 1]
+        d = rng.normal(size=m)
+        x = _nonneg_quadratic(C.T @ C, C.T @ d)
+        assert np.all(x >= 0)
+        _, best = nnls(C, d)
+        assert np.linalg.norm(C @ x - d) == pytest.approx(best, rel=1e-8, abs=1e-10)
+
+
+def test_max_margin_needs_no_scipy_optimize() -> None:
+    """The DPO limit on the paper's D1 (a > b > c, each comparison once) is computed without importing
+    scipy.optimize (~0.2 s of a CLI call's start-up). The max-margin direction there, by hand: minimise
+    `u_a^2 + u_b^2 + u_c^2` with `u_a - u_b >= 1`, `u_b - u_c >= 1` (so `u_a - u_c >= 2 >= 1`): both active,
+    and the minimum-norm solution is `u = (1, 0, -1)`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from psipo_cli.methods.linalg import comparison_graph; "
+        "from psipo_cli.methods.pairwise._limit import max_margin_direction; "
+        "W = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]], float); "
+        "print(*max_margin_direction(W, comparison_graph(W)), 'scipy.optimize' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert [float(x) for x in out[:3]] == pytest.approx([1.0, 0.0, -1.0], abs=1e-12)
+    assert out[3] == "False"
