@@ -460,3 +460,15 @@ def test_pairs_csv_action_names_with_spaces_match_as_written(tmp_path: Path) -> 
     (tmp_path / "p.csv").write_text("winner,loser\nis ,a\n a ,is \n")
     W = load(tmp_path, 'actions = ["is ", "a"]\npairs_csv = "p.csv"\n').contexts[0].wins
     np.testing.assert_array_equal(W, [[0.0, 1.0], [1.0, 0.0]])
+
+
+def test_pairs_csv_context_names_with_spaces_match_as_written(tmp_path: Path) -> None:
+    # A context named " x" (valid in TOML) is matched as written; "y " falls back to the context "y".
+    (tmp_path / "p.csv").write_text("winner,loser,context\na,b, x\nb,a,y \n")
+    problem = load(
+        tmp_path,
+        'actions = ["a", "b"]\npairs_csv = "p.csv"\n[[contexts]]\nname = " x"\n[[contexts]]\nname = "y"\n',
+    )
+    wins = {c.name: c.wins for c in problem.contexts}
+    np.testing.assert_array_equal(wins[" x"], [[0.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(wins["y"], [[0.0, 0.0], [1.0, 0.0]])

@@ -364,9 +364,10 @@ def _csv_rows(
     layers: list[tuple[dict[str, Any], str]], base_dir: Path | None
 ) -> tuple[dict[str, list], tuple[tuple[str, str], ...]]:
     """Rows of every `pairs_csv` file as `(row, "FILE, line N")`, grouped by context name (column `context`,
-    default `default`), and the files read (absolute path, sha256). Column names, counts and context
-    names are stripped of surrounding spaces; action names are matched as written first (`_add_row`). A
+    default `default`), and the files read (absolute path, sha256). Column names and counts are stripped of
+    surrounding spaces; context and action names are matched as written first, then stripped. A
     relative path is relative to `base_dir` (the TOML file's directory), else to the working directory."""
+    known = {layer["name"] for layer, _ in layers}
     by_context: dict[str, list] = {}
     read: set[Path] = set()
     files: list[tuple[str, str]] = []
@@ -404,11 +405,12 @@ def _csv_rows(
                             raise InputError(
                                 f"{prefix}pairs_csv[{j}].count", rec["count"], f"must be a number ({at})"
                             ) from None
-                    ctx = rec.get("context", "").strip() or DEFAULT_CONTEXT
+                    ctx = rec.get("context", "")
+                    if ctx not in known:  # a padded cell names the context without its spaces
+                        ctx = ctx.strip() or DEFAULT_CONTEXT
                     by_context.setdefault(ctx, []).append((row, at))
         except csv.Error as exc:
             raise InputError(f"{prefix}pairs_csv", raw, f"not valid CSV ({exc})") from None
-    known = {layer["name"] for layer, _ in layers}
     stray = sorted(set(by_context) - known)
     if stray:
         first = by_context[stray[0]][0][1]
