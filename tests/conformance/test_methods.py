@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reference.losses import REFERENCE
+from reference.routes import central_diff
 
 from psipo_cli.config.settings import GradientSettings
 from psipo_cli.methods import DIVERGED, LIMIT, METHODS, OPTIMAL, Method
@@ -32,15 +33,6 @@ PI_REF = np.array([0.1, 0.4, 0.3, 0.2])
 PI_REF_ZERO = np.array([0.4, 0.3, 0.0, 0.3])
 TAUS = [0.25, 1.0, 3.0]
 
-
-def central_difference(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """`(f(x + h e_i) - f(x - h e_i)) / 2h` for every coordinate."""
-    out = np.zeros_like(x)
-    for i in range(len(x)):
-        e = np.zeros_like(x)
-        e[i] = h
-        out[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return out
 
 
 def problem_for(method: Method, W: np.ndarray, pi_ref: np.ndarray) -> tuple[dict, str]:
@@ -81,7 +73,7 @@ def test_finite_differences_equal_the_analytic_derivatives(name: str) -> None:
     loss = METHODS[name].loss
     h = np.linspace(-3.0, 3.0, 13)
     for tau in TAUS:
-        fd = central_difference(lambda x, tau=tau: loss.pair_loss(x, tau).sum(), h)
+        fd = central_diff(lambda x, tau=tau: loss.pair_loss(x, tau).sum(), h)
         np.testing.assert_allclose(loss.pair_grad(h, tau), fd, rtol=1e-6, atol=1e-8)
         # A loss of `tau h`: pair_loss(h, tau) is a positive multiple of margin(tau h) (the exact solver's
         # reduction to one implied reward), so their derivatives in h are proportional with a constant ratio.
@@ -91,9 +83,9 @@ def test_finite_differences_equal_the_analytic_derivatives(name: str) -> None:
         assert finite.sum() >= 10 and np.all(ratio[finite] > 0)
         np.testing.assert_allclose(ratio[finite], ratio[finite][0], rtol=1e-9)
     z = np.linspace(-4.0, 4.0, 17)
-    np.testing.assert_allclose(loss.margin_grad(z), central_difference(lambda x: loss.margin(x).sum(), z), atol=1e-8)
+    np.testing.assert_allclose(loss.margin_grad(z), central_diff(lambda x: loss.margin(x).sum(), z), atol=1e-8)
     np.testing.assert_allclose(
-        loss.margin_curv(z), central_difference(lambda x: loss.margin_grad(x).sum(), z), atol=1e-7
+        loss.margin_curv(z), central_diff(lambda x: loss.margin_grad(x).sum(), z), atol=1e-7
     )
 
 
@@ -117,7 +109,7 @@ def test_exact_answer_satisfies_the_first_order_conditions(name: str) -> None:
         assert run.status == OPTIMAL, run.detail
         kwargs = reference_kwargs(name, W_CONNECTED, PI_REF, run.tau)
         delta = np.log(run.policy / PI_REF)
-        grad = central_difference(lambda d, kwargs=kwargs: REFERENCE[name](d, **kwargs), delta, h=1e-5)
+        grad = central_diff(lambda d, kwargs=kwargs: REFERENCE[name](d, **kwargs), delta, h=1e-5)
         np.testing.assert_allclose(grad, 0.0, atol=2e-6)
 
 

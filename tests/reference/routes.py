@@ -96,7 +96,8 @@ def psipo_value(delta: np.ndarray, pi_ref: np.ndarray, g: np.ndarray, tau: float
     return float(np.sum(pi[m] * g[m]) - tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m])))
 
 
-def central_diff(f, x: np.ndarray, h: float) -> np.ndarray:
+def central_diff(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """`(f(x + h e_i) - f(x - h e_i)) / 2h` for every coordinate: O(h^2) accurate."""
     g = np.zeros(len(x))
     for i in range(len(x)):
         e = np.zeros(len(x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference.routes import central_diff
 
 from psipo_cli.api import solve
 from psipo_cli.config.settings import GradientSettings
@@ -44,15 +45,6 @@ def by_key(runs):
         out.setdefault((r.label, r.tau, r.context), []).append(r)
     return out
 
-
-def central_difference(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """`(f(x + h e_i) - f(x - h e_i)) / 2h` for every coordinate: O(h^2) accurate."""
-    grad = np.zeros_like(x)
-    for i in range(len(x)):
-        e = np.zeros_like(x)
-        e[i] = h
-        grad[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return grad
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +82,7 @@ def test_pairwise_kernel_matches_finite_differences(method, random_W):
     G = pair_kernel(method, random_W, X, taus)
     m = get_method(method)
     for i, tau in enumerate(taus):
-        fd = central_difference(lambda d, tau=tau: mean_pair_loss(d, random_W, m.pair_loss, tau), X[i])
+        fd = central_diff(lambda d, tau=tau: mean_pair_loss(d, random_W, m.pair_loss, tau), X[i])
         np.testing.assert_allclose(G[i], fd, rtol=1e-6, atol=1e-8)
 
 
@@ -101,7 +93,7 @@ def test_reward_model_kernel_matches_finite_differences(random_W):
     X = rng.normal(size=(1, 4))
     for l2 in (0.0, 0.3):
         G = pair_kernel("rlhf", random_W, X, [1.0], l2=l2)
-        fd = central_difference(lambda r, l2=l2: reward_objective(r, random_W, l2=l2), X[0])
+        fd = central_diff(lambda r, l2=l2: reward_objective(r, random_W, l2=l2), X[0])
         np.testing.assert_allclose(G[0], fd, rtol=1e-6, atol=1e-8)
 
 
@@ -128,7 +120,7 @@ def test_kl_stage_kernel_matches_finite_differences():
             pi = lane_softmax(lpr[None, :], d[None, :])[0]
             return -regularised_value(pi, reward, pi_ref, tau)
 
-        np.testing.assert_allclose(G[i], central_difference(minus_j, X[i]), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(G[i], central_diff(minus_j, X[i]), rtol=1e-6, atol=1e-8)
         assert G[i, 2] == 0.0
 
 
@@ -153,7 +145,7 @@ def test_psipo_objective_gradient_matches_finite_differences(psi):
         pi = pi_ref * np.exp(d) / np.sum(pi_ref * np.exp(d))
         return -(pi @ g_direct - tau * np.sum(pi * np.log(pi / pi_ref)))
 
-    np.testing.assert_allclose(kl_kernel(X, g, pi_ref, [tau])[0], central_difference(minus_j, X[0]), rtol=1e-6)
+    np.testing.assert_allclose(kl_kernel(X, g, pi_ref, [tau])[0], central_diff(minus_j, X[0]), rtol=1e-6)
 
 
 def test_clipped_target_clips_only_infinite_entries():
