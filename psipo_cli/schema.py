@@ -16,13 +16,16 @@ SOLVER_ORDER = (EXACT, GRADIENT)
 OPTIMAL = "optimal"  # the objective attains its optimum; the policy is it (first-order conditions hold)
 DIVERGED = "diverged"  # no minimiser on the data: the policy is the limit of every minimising sequence
 LIMIT = "limit"  # the population objective is infinite (Psi(0) or Psi(1) infinite): the eps -> 0 limit
+UNBOUNDED = "unbounded"  # the loss goes to -inf (rDPO on deterministic data): no optimum, no limit policy
+SET = "set"  # the minimisers form a set: the policy is one documented point of it (the detail says which)
+LOCAL = "local"  # not convex: the policy is the best point of a documented multi-start search
 #: Gradient engine (README, "Gradient statuses").
 CONVERGED = "converged"
 RUNNING = "running"
 STALLED = "stalled"
 #: A summary over contexts whose statuses differ.
 MIXED = "mixed"
-EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT)
+EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT, UNBOUNDED, SET, LOCAL)
 GRADIENT_STATUSES = (CONVERGED, RUNNING, STALLED)
 
 # -- columns ----------------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ import numpy as np
 
 from psipo_cli.schema import DIVERGED as DIVERGED  # the exact statuses are named in `psipo_cli.schema`
 from psipo_cli.schema import LIMIT as LIMIT
+from psipo_cli.schema import LOCAL as LOCAL
 from psipo_cli.schema import OPTIMAL as OPTIMAL
+from psipo_cli.schema import SET as SET
+from psipo_cli.schema import UNBOUNDED as UNBOUNDED
 
 NAMES_SHOWN = 8  # names (and components) listed in a detail before "... (+k more)"
 
@@ -23,7 +26,7 @@ class Solution:
     policy : array (n,)
         The optimal (or limit) policy.
     status : str
-        `optimal`, `diverged` or `limit` (see the constants above).
+        One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`).
     loss : float
         The method's own objective at the solution, or its infimum when `status` is not `optimal`.
     offsets : array (n,) or None

@@ -127,6 +127,9 @@ class Method:
         Its family's driver: exact solver, inputs, gradient lanes and report.
     options : tuple of str
         Names of the method options it accepts (their values are checked by `solvers.runs.check_options`).
+    defaults : tuple of (str, value) pairs
+        This method's own default of an option, where it differs from the option's declared default
+        (`label_smoothing` is 0.1 for cDPO and 1e-3 for EXO); `option_values` applies them.
     trl : str
         TRL's `DPOTrainer(loss_type=...)` for the same loss (`sigmoid` for DPO, `ipo` for IPO); "" if none.
     twin : str
@@ -140,6 +143,7 @@ class Method:
     summary: str
     family: Family
     options: tuple[str, ...] = ()
+    defaults: tuple[tuple[str, Any], ...] = ()
     trl: str = ""
     twin: str = ""
     loss: PairLoss | None = None
@@ -150,6 +154,18 @@ class Method:
         kind = self.loss.exact if self.loss is not None else self.family.exact
         assert kind is not None, f"{self.name}: neither its loss nor its family says its kind of exact answer"
         return kind
+
+    def option_values(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Every option of the method: the value `given` (a spec's options; None counts as not given), else
+        the method's own default (`defaults`), else the option's declared default."""
+        from psipo_cli.config.settings import setting
+
+        own = dict(self.defaults)
+        values = {}
+        for name in self.options:
+            value = given.get(name)
+            values[name] = value if value is not None else own.get(name, setting(name).default)
+        return values
 
     @property
     def pair_loss(self) -> PairFn | None:

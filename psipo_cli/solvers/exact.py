@@ -26,7 +26,7 @@ def solve_exact(
         realised = realise(problem, k)
         for spec in specs:
             method = get_method(spec.method)
-            options = dict(spec.options)  # each family reads the options that change its exact answer
+            options = method.option_values(dict(spec.options))  # each family reads those it needs
             for c, ctx in enumerate(realised.contexts):
                 inputs = method_inputs(ctx, method, objective, problem.actions)
                 solutions = method.family.solve_exact(method, inputs, taus, options)

@@ -117,17 +117,14 @@ def build_plan(
 
 
 def spec_options(spec: MethodSpec, settings: GradientSettings) -> dict[str, Any]:
-    """The spec's options (checked by `check_options`, the exact solver's check), with the settings as
-    defaults: `rm_steps` from `settings.rm_steps`, else `steps`; `eps` from `settings.eps`."""
+    """Every option of the spec's method (`Method.option_values`, checked by `check_options`, the exact
+    solver's check), where an option that is also a gradient setting (`rm_steps`, `eps`) defaults to the
+    setting's value; `rm_steps` left unset is `steps`."""
     check_options(spec)
-    rm_l2 = spec.option("rm_l2", 0.0)
-    rm_steps = spec.option("rm_steps", None)
-    if rm_steps is None:
-        rm_steps = settings.rm_steps if settings.rm_steps is not None else settings.steps
-    eps = spec.option("eps", None)
-    return {
-        "rm_l2": 0.0 if rm_l2 is None else float(rm_l2),
-        "rm_steps": int(rm_steps),
-        "eps": settings.eps if eps is None else float(eps),
-        "psi": str(spec.option("psi", "logit") or "logit"),
-    }
+    method = get_method(spec.method)
+    given = {name: getattr(settings, name) for name in method.options if hasattr(settings, name)}
+    given.update((k, v) for k, v in spec.options if v is not None)
+    options = method.option_values(given)
+    if "rm_steps" in options and options["rm_steps"] is None:
+        options["rm_steps"] = settings.steps
+    return options
