@@ -137,6 +137,10 @@ class Method:
         `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
     loss : PairLoss or None
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
+    loss_of : callable `(**options) -> PairLoss`, optional
+        For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
+        called with every option of `options` (`option_values`). It must return the same object for the same
+        options (decorate it with `functools.cache`): lanes with one loss share one kernel call.
     """
 
     name: str
@@ -147,11 +151,20 @@ class Method:
     trl: str = ""
     twin: str = ""
     loss: PairLoss | None = None
+    loss_of: Callable[..., PairLoss] | None = None
+
+    def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
+        """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied
+        to them, else `loss`."""
+        if self.loss_of is None:
+            return self.loss
+        return self.loss_of(**self.option_values(options))
 
     @property
     def exact(self) -> Exact:
-        """The kind of exact answer: its pairwise loss's, else its family's."""
-        kind = self.loss.exact if self.loss is not None else self.family.exact
+        """The kind of exact answer: its pairwise loss's (at the default options), else its family's."""
+        loss = self.loss_at({})
+        kind = loss.exact if loss is not None else self.family.exact
         assert kind is not None, f"{self.name}: neither its loss nor its family says its kind of exact answer"
         return kind
 
