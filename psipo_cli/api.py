@@ -203,14 +203,14 @@ def solve(
     runs: list[RunResult] = []
     steps: np.ndarray | None = None
     if solver in (EXACT, "both"):
-        runs += solve_exact(problem, specs, taus, objective, datasets=seeds)
+        runs += solve_exact(problem, specs, taus, objective, datasets=seeds, settings=settings)
     if solver in (GRADIENT, "both"):
         from psipo_cli.solvers.gradient import run_gradient
 
         assert settings is not None
         steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
         runs += gradient_runs
-    optima = population_optima(problem, specs, taus)
+    optima = population_optima(problem, specs, taus, settings)
     components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
     rows = summarise(problem, runs, optima, components)
     return Frames(

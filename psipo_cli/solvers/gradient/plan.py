@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.config.settings import GradientSettings
+from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
 from psipo_cli.methods.linalg import log_of
 from psipo_cli.methods.spec import PairFn
 from psipo_cli.problem import Problem, realise
+from psipo_cli.solvers.exact import setting_values
 from psipo_cli.solvers.gradient.blocks import KLLane, PairLane
 from psipo_cli.solvers.gradient.streams import Comparisons, comparisons
 from psipo_cli.solvers.inputs import DATASET, MethodInputs, method_inputs
@@ -143,9 +145,13 @@ def spec_options(spec: MethodSpec, settings: GradientSettings) -> dict[str, Any]
     setting's value; `rm_steps` left unset is `steps`."""
     check_options(spec)
     method = get_method(spec.method)
+    if settings.optimizer == "md" and not getattr(method.family, "mirror_descent", False):
+        raise InputError("--optimizer", "md", f"{spec.method} has no mirror-descent update (md is the update of "
+                         "the online methods: online-ipo, ipo-md, nash-md, nash-md-pg, sppo, inpo, egpo)")
     given = {name: getattr(settings, name) for name in method.options if hasattr(settings, name)}
     given.update((k, v) for k, v in spec.options if v is not None)
     options = method.option_values(given)
+    options.update(setting_values(method, settings))
     if "rm_steps" in options and options["rm_steps"] is None:
         options["rm_steps"] = settings.steps
     return options
