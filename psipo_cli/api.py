@@ -28,6 +28,7 @@ from psipo_cli.metrics import (
 from psipo_cli.problem import Problem, get_problem
 from psipo_cli.schema import (
     CURVE_COLUMNS,
+    GAP_CURVE_COLUMNS,
     LOGIT_GAP_COLUMNS,
     METRIC_COLUMNS,
     POLICY_COLUMNS,
@@ -72,6 +73,9 @@ class Frames:
         to a constant, not in the exact answer's gauge (compute it from `per_seed` if you want it).
     per_seed : the final result of every run (seed or dataset): method, tau, solver, context, seed,
         action, prob, status, loss, grad_norm, noise, detail — for statistics of one's own.
+    gap_curves : the duality gap of the regularised preference game (`nash_gap`) of each gradient run's
+        policy at its recorded steps, seed mean with its 95% interval, where the context has a preference
+        model (empty otherwise).
     logit_gap : where a context's preference model is not Bradley–Terry (`preferences`, or `order`, its
         deterministic limit), the total variation between the population optima of DPO and ΨPO-logit
         per tau and context: the paper's Prop. 1 (they coincide) needs Bradley–Terry. Empty otherwise, and
@@ -87,6 +91,7 @@ class Frames:
     rewards: pd.DataFrame = field(default_factory=lambda: _empty(REWARD_COLUMNS), repr=False)
     per_seed: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS), repr=False)
     logit_gap: pd.DataFrame = field(default_factory=lambda: _empty(LOGIT_GAP_COLUMNS), repr=False)
+    gap_curves: pd.DataFrame = field(default_factory=lambda: _empty(GAP_CURVE_COLUMNS), repr=False)
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
@@ -223,6 +228,7 @@ def solve(
         rewards=rewards_frame(problem, runs),
         per_seed=_per_seed_frame(problem, runs),
         logit_gap=_logit_gap_frame(problem, specs, taus),
+        gap_curves=_gap_curves_frame(problem, runs, steps),
     )
 
 
@@ -482,6 +488,27 @@ def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | N
     if not parts:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
+
+
+def _gap_curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | None) -> pd.DataFrame:
+    """`Frames.gap_curves`: `duality_gap` of every recorded policy of every gradient run whose context has a
+    preference model, then the seed mean and 95% interval per step."""
+    import pandas as pd
+
+    from psipo_cli.methods.game import duality_gap
+
+    parts = []
+    for (label, tau, solver, context), members in group_runs(runs).items():
+        ctx = problem.contexts[context]
+        if solver != GRADIENT or steps is None or ctx.preferences is None:
+            continue
+        gaps = np.array([[duality_gap(pi, ctx.preferences, ctx.pi_ref, tau) for pi in r.curve] for r in members])
+        mean, lo, hi = t_interval(gaps)
+        parts.append(pd.DataFrame({"step": steps, "method": label, "tau": tau, "context": ctx.name, "mean": mean,
+                                   "lo": lo, "hi": hi}))
+    if not parts:
+        return _empty(GAP_CURVE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[GAP_CURVE_COLUMNS]
 
 
 

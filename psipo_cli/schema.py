@@ -37,6 +37,8 @@ METRIC_NAMES = (
 POLICY_COLUMNS = ["method", "tau", "solver", "context", "action", "prob", "prob_lo", "prob_hi"]
 METRIC_COLUMNS = ["method", "tau", "solver", "context", "status", *METRIC_NAMES, "seeds", "objective", "detail"]
 CURVE_COLUMNS = ["step", "method", "tau", "context", "action", "mean", "lo", "hi"]
+#: The duality gap of the regularised game (`nash_gap`) at each recorded step of a gradient run.
+GAP_CURVE_COLUMNS = ["step", "method", "tau", "context", "mean", "lo", "hi"]
 TAU_GRID_COLUMNS = ["method", "tau", "context", "action", "prob", "kl", "win_rate_ref", "status"]
 SUMMARY_COLUMNS = [c for c in METRIC_COLUMNS if c != "context"]
 REWARD_COLUMNS = ["method", "tau", "solver", "context", "action", "reward"]
@@ -50,6 +52,7 @@ FRAME_COLUMNS: dict[str, list[str]] = {
     "policy": POLICY_COLUMNS,
     "metrics": METRIC_COLUMNS,
     "curves": CURVE_COLUMNS,
+    "gap_curves": GAP_CURVE_COLUMNS,
     "tau_grid": TAU_GRID_COLUMNS,
     "summary": SUMMARY_COLUMNS,
     "rewards": REWARD_COLUMNS,

@@ -25,12 +25,12 @@ from psipo_cli.methods.pairwise.ipo import IPO
 from psipo_cli.methods.population.psi import BUILTIN as PSI_BUILTIN
 from psipo_cli.methods.population.psipo import PSIPO
 from psipo_cli.methods.reward_model.rlhf import RLHF
-from psipo_cli.methods.solution import DIVERGED, LIMIT, OPTIMAL, Solution
+from psipo_cli.methods.solution import AVERAGE, DIVERGED, LIMIT, OPTIMAL, Solution
 from psipo_cli.methods.spec import Exact, Family, Method, PairLoss
 
 __all__ = [
-    "DIVERGED", "LIMIT", "METHODS", "OPTIMAL", "PSI_BUILTIN", "Exact", "Family", "Method", "PairLoss", "Solution",
-    "get_method", "methods_markdown",
+    "AVERAGE", "DIVERGED", "LIMIT", "METHODS", "OPTIMAL", "PSI_BUILTIN", "Exact", "Family", "Method", "PairLoss",
+    "Solution", "get_method", "methods_markdown",
 ]
 
 METHODS: dict[str, Method] = {
