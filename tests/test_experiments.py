@@ -127,3 +127,34 @@ def test_compare_without_arguments_writes_everything(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     report = (run_dir / "report.md").read_text()
     assert "DPO diverged for every tau" in report
+
+
+def test_nash_online_who_reaches_the_regularised_equilibrium() -> None:
+    # The file's problem written out: pi*_tau by iterating the extragradient update from its definition.
+    P = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])
+    pi_ref = np.array([0.5, 0.3, 0.2])
+
+    def equilibrium(tau: float) -> np.ndarray:
+        pi = pi_ref
+        for _ in range(20000):
+            base = (1 - 0.2 * tau) * np.log(pi) + 0.2 * tau * np.log(pi_ref)
+            half = np.exp(base + 0.2 * P @ pi)
+            half /= half.sum()
+            pi = np.exp(base + 0.2 * P @ half)
+            pi /= pi.sum()
+        return pi
+
+    policy, metrics = compare("nash-online")
+    m = metrics.set_index(["method", "solver", "tau"])
+    for tau in (0.25, 1.0):
+        target = equilibrium(tau)
+        for method in ("online-ipo", "inpo", "egpo"):
+            for solver in ("exact", "gradient"):
+                assert probs(policy, method, solver, tau).to_numpy() == pytest.approx(target, abs=1e-9)
+            assert m.loc[(method, "gradient", tau), "nash_gap"] < 1e-12
+        for method in ("ipo-md", "nash-md", "nash-md-pg"):  # tempered points: their own exact answer
+            exact = probs(policy, method, "exact", tau).to_numpy()
+            assert probs(policy, method, "gradient", tau).to_numpy() == pytest.approx(exact, abs=1e-9)
+            assert m.loc[(method, "gradient", tau), "nash_gap"] > 1e-7
+        assert m.loc[("sppo", "exact", tau), "status"] == "average"
+        assert m.loc[("sppo", "gradient", tau), "status"] == "running"

@@ -281,3 +281,63 @@ def test_sppo_s_last_iterate_spirals_on_a_cycle_while_its_average_converges() ->
     (ex,) = solve_exact(problem(), [method_spec("sppo")], [1.0], "population")
     assert ex.status == "average" and "does not converge" in ex.detail
     np.testing.assert_allclose(ex.policy, lottery, atol=1e-9)
+
+
+# -- the gap curves, the optimiser choice, data ---------------------------------------------------------------
+def gap_by_hand(pi: np.ndarray, tau: float) -> float:
+    """`2 [tau log sum_y pi_ref(y) exp((P pi)_y / tau) + tau KL(pi || pi_ref)] - 1`: the duality gap (the
+    best response's value, twice, minus the game's value 1)."""
+    return 2 * (tau * np.log(np.sum(PI_REF * np.exp(P @ pi / tau))) + tau * np.sum(pi * np.log(pi / PI_REF))) - 1
+
+
+def test_gap_curves_follow_every_gradient_run_and_gap_png_is_drawn(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from psipo_cli import solve
+
+    tau = 0.5
+    frames = solve(problem(), ["online-ipo", "ipo"], tau, solver="gradient", optimizer="sgd", batch_size=0, lr=0.2,
+                   steps=300, seeds=1, records=20)
+    gap = frames.gap_curves
+    assert set(gap.method) == {"online-ipo", "ipo"}
+    for run in frames.runs:
+        rows = gap[gap.method == run.method].sort_values("step")
+        assert list(rows.step) == sorted(set(frames.curves.step))
+        expected = [gap_by_hand(pi, tau) for pi in run.curve]
+        np.testing.assert_allclose(rows["mean"], expected, rtol=1e-6, atol=1e-12)
+    online = gap[gap.method == "online-ipo"]["mean"].to_numpy()
+    assert online[0] > 1e-3 and online[-1] < 1e-6  # online IPO closes the gap
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-m", "psipo_cli", "run", "online-ipo", "--problem", "cycle", "--tau", "1",
+                    "--steps", "50", "--seeds", "2", "--out", str(out), "-q"], check=True, capture_output=True)
+    run_dir = next(out.iterdir())
+    assert (run_dir / "figures" / "gap.png").is_file()
+    assert (run_dir / "gap_curves.csv").read_text().startswith("step,method,tau,context,mean,lo,hi")
+
+
+def test_md_is_refused_for_a_method_without_a_mirror_descent_update() -> None:
+    from psipo_cli.errors import InputError
+
+    s = GradientSettings(optimizer="md", steps=5, seeds=1)
+    with pytest.raises(InputError, match="dpo has no mirror-descent update"):
+        run_gradient(problem(), [method_spec("dpo")], [1.0], s, "population")
+
+
+def test_on_data_the_online_methods_play_the_empirical_preferences() -> None:
+    # Win counts with every pair observed: P_hat = W / (W + W^T); online IPO's answer is the equilibrium of
+    # P_hat (by the written extragradient), not of a population model.
+    W = np.array([[0, 9, 2], [1, 0, 7], [8, 3, 0]], float)
+    pairs = [{"winner": ACTIONS[i], "loser": ACTIONS[j], "count": float(W[i, j])}
+             for i in range(3) for j in range(3) if W[i, j]]
+    data = build_problem({"name": "data", "actions": ACTIONS, "pi_ref": PI_REF.tolist(), "pairs": pairs})
+    P_hat = W / (W + W.T + np.eye(3))
+    np.fill_diagonal(P_hat, 0.5)
+    tau = 0.5
+    pi = PI_REF
+    for _ in range(20000):
+        base = (1 - 0.2 * tau) * np.log(pi) + 0.2 * tau * np.log(PI_REF)
+        half = normalise(base + 0.2 * P_hat @ pi)
+        pi = normalise(base + 0.2 * P_hat @ half)
+    (run,) = solve_exact(data, [method_spec("online-ipo")], [tau], "dataset")
+    np.testing.assert_allclose(run.policy, pi, atol=1e-10)
