@@ -341,3 +341,30 @@ def test_on_data_the_online_methods_play_the_empirical_preferences() -> None:
         pi = normalise(base + 0.2 * P_hat @ half)
     (run,) = solve_exact(data, [method_spec("online-ipo")], [tau], "dataset")
     np.testing.assert_allclose(run.policy, pi, atol=1e-10)
+
+
+def test_stationary_points_hold_on_a_random_10_action_game_from_tau_1e_3_to_10() -> None:
+    # The certificate recomputed here: pi = T_tau(mix_b(pi)) in the max-norm of the log-odds on the actions
+    # that keep mass (at tau = 1e-3 some underflow to 0 and must then be beaten: their T-logit is lowest).
+    rng = np.random.default_rng(3)
+    n = 10
+    upper = np.triu(rng.random((n, n)), 1)
+    P10 = upper + np.tril(1 - upper.T, -1)
+    np.fill_diagonal(P10, 0.5)
+    ref = rng.dirichlet(np.ones(n))
+    prob = build_problem({"name": "random", "actions": [f"y{i}" for i in range(n)], "pi_ref": ref.tolist(),
+                          "preferences": P10.tolist()})
+    taus = [1e-3, 1e-2, 0.1, 1.0, 10.0]
+    for name, b in (("online-ipo", 0.0), ("ipo-md", 0.125), ("nash-md-pg", 0.5), ("egpo", 0.0)):
+        for run in solve_exact(prob, [method_spec(name)], taus, "population"):
+            pi, tau = run.policy, run.tau
+            assert run.status == "optimal" and np.all(np.isfinite(pi)) and pi.sum() == pytest.approx(1, abs=1e-12)
+            kept = pi > 0
+            log_m = np.full(n, -np.inf)
+            log_m[kept] = (1 - b) * np.log(pi[kept] / ref[kept]) + np.log(ref[kept])
+            m = normalise(log_m)
+            logits = np.log(ref) + P10 @ m / tau
+            odds = np.log(pi[kept]) - logits[kept]
+            assert np.ptp(odds) < 1e-9 * max(1.0, 1 / tau), (name, tau)
+            if not kept.all():
+                assert logits[~kept].max() < logits[kept].min()

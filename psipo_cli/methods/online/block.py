@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from psipo_cli.methods.linalg import softmax_policy
 from psipo_cli.methods.online import updates
 from psipo_cli.methods.online.family import IPO_LOSS, OnlineRule
 
@@ -83,8 +84,9 @@ class OnlineBlock:
         self.extragradient = np.array([[lane.rule.extragradient] for lane in lanes])
         self.any_extragradient = bool(self.extragradient.any())
         self.lr, self.T = settings.lr, settings.steps
-        self.rate = lambda t: settings.lr * factor(settings.lr_schedule, t, self.T, settings.lr_final)
-        self.fixed_b = np.array([[lane_mixture(lane, 0.0)] for lane in lanes])  # lr-free part
+        self.schedule, self.final = settings.lr_schedule, settings.lr_final
+        self.factor = factor
+        self.fixed_b = np.array([[lane_mixture(lane, 0.0)] for lane in lanes])  # without Nash-MD's step mixture
         self.step_b = np.array([[lane.rule.step_mixture and lane.mixture is None] for lane in lanes])
         self.batch = settings.batch_size
         self.seed = settings.seed
@@ -109,6 +111,10 @@ class OnlineBlock:
             draws = np.stack([rng.random((count, 2, 3, self.batch)) for rng in self.rngs], axis=1)
             self.uniforms = draws[:, self.of_stream]  # (count, L, 2, 3, B)
 
+    def rate(self, t: int) -> float:
+        """The learning rate `lr_t` of step `t` (the optimiser's: `schedules.factor`)."""
+        return self.lr * self.factor(self.schedule, t, self.T, self.final)
+
     def mixtures(self, t: int) -> np.ndarray:
         """`b` of every lane at step `t` (L, 1)."""
         if not self.step_b.any():
@@ -118,7 +124,7 @@ class OnlineBlock:
     def direction(self, X: np.ndarray, b: np.ndarray, u: np.ndarray | None, opponent: np.ndarray) -> np.ndarray:
         """What the optimiser applies at offsets `X` against the opponent `mix_b` of the offsets `opponent`
         (module docstring); `u` (L, 3, B) the step's uniforms, None at full batch."""
-        pi = updates.softmax_rows(self.log_pi_ref, X)
+        pi = softmax_policy(self.log_pi_ref, X)
         m = updates.mixture(self.log_pi_ref, opponent, b)
         if u is None:
             g = updates.score(X, self.P, m, self.tau, self.support)

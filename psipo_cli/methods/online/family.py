@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from psipo_cli.methods.linalg import softmax_policy
 from psipo_cli.methods.online import updates
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method
@@ -81,8 +82,22 @@ class OnlineFamily:
             b = self.mixture(options, tau)
             pi = updates.stationary_point(P, pi_ref, tau, b)
             gap = updates.residual(P, pi_ref, tau, b, pi)
-            out.append(Solution(policy=pi, status=OPTIMAL, loss=gap, detail=stationary_text(b, tau, gap)))
+            detail = "; ".join(filter(None, [stationary_text(b, tau, gap), self.step_note(options, tau)]))
+            out.append(Solution(policy=pi, status=OPTIMAL, loss=gap, detail=detail))
         return out
+
+    def step_note(self, options: dict[str, Any], tau: float) -> str:
+        """Nash-MD without `--mixture`: how the step sets the mixture (`mixture`)."""
+        if not self.rule.step_mixture or options.get("mixture") is not None:
+            return ""
+        lr = float(options["lr"])
+        if self.mixture(options, tau) == 0.0:
+            final = lr * float(options["lr_final"])
+            return (f"a decreasing step (--lr-schedule {options['lr_schedule']}): the eta -> 0 limit; a run that "
+                    f"ends at eta = lr * lr_final = {final:g} stops near T_tau(pi*_t), t = tau / (1 - eta tau)")
+        if lr * tau > 1.0:
+            return f"the mixture lr * tau = {lr * tau:g} is capped at 1 (the update needs eta tau <= 1)"
+        return f"the mixture is the step's lr * tau = {lr * tau:g} (constant step)"
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
         """One lane of the family's block (`block.OnlineBlock`): the run's `P`, `tau` and mixture."""
@@ -110,7 +125,7 @@ class OnlineFamily:
 
         def gradient(x: np.ndarray) -> np.ndarray:
             X = x[None]
-            pi = updates.softmax_rows(log_pi_ref, X)
+            pi = softmax_policy(log_pi_ref, X)
             m = updates.mixture(log_pi_ref, X, np.array([[b]]))
             g = updates.score(X, P, m, np.array([[lane.tau]]), support)
             return updates.centred(pi, g)[0]

@@ -26,18 +26,12 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def softmax_rows(log_pi_ref: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Row-wise `pi ∝ pi_ref exp(X)`, max-shifted; `log_pi_ref = -inf` gives exactly 0."""
-    Z = log_pi_ref + X
-    Z = Z - Z.max(axis=1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=1, keepdims=True)
+from psipo_cli.methods.linalg import log_of, softmax_policy
 
 
 def mixture(log_pi_ref: np.ndarray, X: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`mix_b(pi) ∝ pi^(1-b) pi_ref^b` of `pi ∝ pi_ref exp(X)`: `∝ pi_ref exp((1 - b) X)` (rows; `b` (L, 1))."""
-    return softmax_rows(log_pi_ref, (1.0 - b) * X)
+    return softmax_policy(log_pi_ref, (1.0 - b) * X)
 
 
 def against(P: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -71,18 +65,19 @@ def stationary_point(P: np.ndarray, pi_ref: np.ndarray, tau: float, b: float) ->
 
 def residual(P: np.ndarray, pi_ref: np.ndarray, tau: float, b: float, pi: np.ndarray) -> float:
     """`2 tau KL(pi || T_tau(mix_b(pi)))`: zero exactly at the stationary point of mixture `b`; for `b = 0` the
-    duality gap of the regularised game (`psipo_cli.methods.game.duality_gap`). Infinite when `pi` leaves
-    `supp pi_ref` or gives an action of it probability 0 (no finite offsets)."""
+    duality gap of the regularised game (`psipo_cli.methods.game.duality_gap`). Computed with a max-shifted
+    log-sum-exp (an action of probability 0 adds 0); infinite when `pi` leaves `supp pi_ref`."""
     support = pi_ref > 0
-    if np.any(pi[~support] > 0) or np.any(pi[support] == 0):
+    if np.any(pi[~support] > 0):
         return float("inf")
-    X = np.log(pi[support]) - np.log(pi_ref[support])
-    m = np.zeros_like(pi)
-    m[support] = mixture(np.log(pi_ref[support])[None], X[None], np.array([[b]]))[0]
-    z = np.log(pi_ref[support]) + (P @ m)[support] / tau
+    log_ref = log_of(pi_ref)
+    offsets = np.where(support, log_of(pi) - np.where(support, log_ref, 0.0), 0.0)
+    m = pi_ref if b >= 1.0 else softmax_policy(log_ref, (1.0 - b) * offsets)
+    z = log_ref[support] + (P @ m)[support] / tau
     log_t = z - (z.max() + np.log(np.sum(np.exp(z - z.max()))))
     p = pi[support]
-    return max(0.0, 2.0 * tau * float(np.sum(p * (np.log(p) - log_t))))
+    mass = p > 0
+    return max(0.0, 2.0 * tau * float(np.sum(p[mass] * (np.log(p[mass]) - log_t[mass]))))
 
 
 def replicator_residual(P: np.ndarray, pi_ref: np.ndarray, pi: np.ndarray) -> float:
