@@ -67,31 +67,45 @@ def build_block(lanes: list[OnlineLane], start: int, n: int, settings: Any) -> O
     return OnlineBlock(lanes, start, n, settings)
 
 
-class OnlineBlock:
-    """Online lanes `[start, start + L)` of `X` (module docstring)."""
+class _Group:
+    """The lanes of one rule (`OnlineRule`), rows `idx` of the block: each step computes one rule's
+    direction for all of them at once."""
 
-    def __init__(self, lanes: list[OnlineLane], start: int, n: int, settings: Any) -> None:
-        from psipo_cli.solvers.gradient.schedules import factor
-
-        self.lanes, self.start, self.stop, self.n = lanes, start, start + len(lanes), n
+    def __init__(self, rule: OnlineRule, idx: np.ndarray, lanes: list[OnlineLane]) -> None:
+        self.rule, self.idx = rule, idx
+        self.ipo, self.extragradient = rule.loss == IPO_LOSS, rule.extragradient
         self.P = np.stack([lane.P for lane in lanes])
         self.log_pi_ref = np.stack([lane.log_pi_ref for lane in lanes])
         self.support = np.isfinite(self.log_pi_ref)
         self.n_support = self.support.sum(axis=1, keepdims=True)
         self.tau = np.array([[lane.tau] for lane in lanes])
+        self.fixed_b = np.array([[lane_mixture(lane, 0.0)] for lane in lanes])  # without Nash-MD's step mixture
+        self.step_b = np.array([[rule.step_mixture and lane.mixture is None] for lane in lanes])
+        self.any_step_b = bool(self.step_b.any())
+
+
+class OnlineBlock:
+    """Online lanes `[start, start + L)` of `X` (module docstring), in groups of one rule each."""
+
+    def __init__(self, lanes: list[OnlineLane], start: int, n: int, settings: Any) -> None:
+        from psipo_cli.solvers.gradient.schedules import factor
+
+        self.lanes, self.start, self.stop, self.n = lanes, start, start + len(lanes), n
+        rules = list(dict.fromkeys(lane.rule for lane in lanes))
+        self.groups = []
+        for rule in rules:
+            idx = np.array([i for i, lane in enumerate(lanes) if lane.rule == rule])
+            self.groups.append(_Group(rule, idx, [lanes[i] for i in idx]))
         self.md = settings.optimizer == "md"
-        self.ipo = np.array([[lane.rule.loss == IPO_LOSS] for lane in lanes])
-        self.extragradient = np.array([[lane.rule.extragradient] for lane in lanes])
-        self.any_extragradient = bool(self.extragradient.any())
         self.lr, self.T = settings.lr, settings.steps
         self.schedule, self.final = settings.lr_schedule, settings.lr_final
         self.factor = factor
-        self.fixed_b = np.array([[lane_mixture(lane, 0.0)] for lane in lanes])  # without Nash-MD's step mixture
-        self.step_b = np.array([[lane.rule.step_mixture and lane.mixture is None] for lane in lanes])
         self.batch = settings.batch_size
         self.seed = settings.seed
         self.streams = sorted({lane.stream for lane in lanes if lane.stream is not None})
         self.of_stream = np.array([self.streams.index(lane.stream) if lane.stream else 0 for lane in lanes])
+        self.G = np.zeros((len(lanes), n))
+        self.group_streams = [self.of_stream[group.idx] for group in self.groups]
         self.reset_streams()
 
     def dead_rows(self) -> list[int]:
@@ -104,75 +118,76 @@ class OnlineBlock:
 
     def prepare(self, count: int) -> None:
         """The uniforms of the next `count` steps: per stream `(count, 2, 3, B)` (two batches for the
-        extragradient's two evaluations; three uniforms per pair: `y`, `y'`, the label)."""
+        extragradient's two evaluations; three uniforms per pair: `y`, `y'`, the label), stacked as
+        `(count, streams, 2, 3, B)`; a group's lanes read their streams' rows at each step."""
         self.t0 += self._count  # the steps of the previous chunk
         self._count = count
         if self.batch > 0:
-            draws = np.stack([rng.random((count, 2, 3, self.batch)) for rng in self.rngs], axis=1)
-            self.uniforms = draws[:, self.of_stream]  # (count, L, 2, 3, B)
+            self.uniforms = np.stack([rng.random((count, 2, 3, self.batch)) for rng in self.rngs], axis=1)
 
     def rate(self, t: int) -> float:
         """The learning rate `lr_t` of step `t` (the optimiser's: `schedules.factor`)."""
         return self.lr * self.factor(self.schedule, t, self.T, self.final)
 
-    def mixtures(self, t: int) -> np.ndarray:
-        """`b` of every lane at step `t` (L, 1)."""
-        if not self.step_b.any():
-            return self.fixed_b
-        return np.where(self.step_b, np.minimum(1.0, self.rate(t) * self.tau), self.fixed_b)
+    def mixtures(self, group: _Group, t: int) -> np.ndarray:
+        """`b` of the group's lanes at step `t` (lanes, 1)."""
+        if not group.any_step_b:
+            return group.fixed_b
+        return np.where(group.step_b, np.minimum(1.0, self.rate(t) * group.tau), group.fixed_b)
 
-    def direction(self, X: np.ndarray, b: np.ndarray, u: np.ndarray | None, opponent: np.ndarray) -> np.ndarray:
-        """What the optimiser applies at offsets `X` against the opponent `mix_b` of the offsets `opponent`
-        (module docstring); `u` (L, 3, B) the step's uniforms, None at full batch."""
-        pi = softmax_policy(self.log_pi_ref, X)
-        m = updates.mixture(self.log_pi_ref, opponent, b)
+    def direction(self, group: _Group, X: np.ndarray, b: np.ndarray, u: np.ndarray | None,
+                  opponent: np.ndarray) -> np.ndarray:
+        """What the optimiser applies at the group's offsets `X` against the opponent `mix_b` of the offsets
+        `opponent` (module docstring); `u` (lanes, 3, B) the step's uniforms, None at full batch."""
+        pi = softmax_policy(group.log_pi_ref, X)
+        m = updates.mixture(group.log_pi_ref, opponent, b)
         if u is None:
-            g = updates.score(X, self.P, m, self.tau, self.support)
+            g = updates.score(X, group.P, m, group.tau, group.support)
             if self.md:
                 return g
-            return np.where(self.ipo, 4.0 / np.where(self.ipo, self.tau, 1.0) * updates.centred(m, g),
-                            updates.centred(pi, g))
-        return self._sampled(X, pi, m, u)
+            return 4.0 / group.tau * updates.centred(m, g) if group.ipo else updates.centred(pi, g)
+        return self._sampled(group, X, pi, m, u)
 
-    def _sampled(self, X: np.ndarray, pi: np.ndarray, m: np.ndarray, u: np.ndarray) -> np.ndarray:
+    def _sampled(self, group: _Group, X: np.ndarray, pi: np.ndarray, m: np.ndarray, u: np.ndarray) -> np.ndarray:
         L, n, B = X.shape[0], self.n, self.batch
         lanes = np.arange(L)[:, None]
-        uniform = np.where(self.support, 1.0 / self.n_support, 0.0)
-        first = np.where(self.md, uniform, np.where(self.ipo, m, pi))
+        if self.md:
+            first = np.where(group.support, 1.0 / group.n_support, 0.0)  # uniform on supp pi_ref
+        else:
+            first = m if group.ipo else pi
         y, y2 = draw(first, u[:, 0]), draw(m, u[:, 1])
-        o = u[:, 2] < self.P[lanes, y, y2]  # y beats y'
+        o = u[:, 2] < group.P[lanes, y, y2]  # y beats y'
         flat = (lanes * n + y).ravel()
         if self.md:
             wins = np.bincount(flat, o.ravel().astype(float), L * n).reshape(L, n)
-            estimate = self.n_support * wins / B  # E = (P m)_k
-            return np.where(self.support, self.tau * X - estimate, 0.0)
-        # pg: -(o - 1/2)(e_y - pi) averaged, plus the exact KL gradient tau pi (X - pi·X)
+            estimate = group.n_support * wins / B  # E = (P m)_k
+            return np.where(group.support, group.tau * X - estimate, 0.0)
+        if group.ipo:  # winner and loser by the label, 2 (h - 1/(2 tau)) (e_w - e_l) averaged
+            w, loser = np.where(o, y, y2), np.where(o, y2, y)
+            c = (2.0 * (X[lanes, w] - X[lanes, loser] - 0.5 / group.tau) / B).ravel()
+            return (np.bincount((lanes * n + w).ravel(), c, L * n)
+                    - np.bincount((lanes * n + loser).ravel(), c, L * n)).reshape(L, n)
+        # policy gradient: -(o - 1/2)(e_y - pi) averaged, plus the exact KL gradient tau pi (X - pi·X)
         r = (o - 0.5).astype(float)
         pg = -np.bincount(flat, r.ravel(), L * n).reshape(L, n) / B + pi * r.mean(axis=1, keepdims=True)
-        pg += self.tau * updates.centred(pi, np.where(self.support, X, 0.0))
-        # ipo: winner and loser by the label, 2 (h - 1/(2 tau)) (e_w - e_l) averaged
-        w, loser = np.where(o, y, y2), np.where(o, y2, y)
-        tau = np.where(self.tau > 0, self.tau, 1.0)
-        h = X[lanes, w] - X[lanes, loser]
-        c = 2.0 * (h - 0.5 / tau) / B
-        ipo = (np.bincount((lanes * n + w).ravel(), c.ravel(), L * n)
-               - np.bincount((lanes * n + loser).ravel(), c.ravel(), L * n)).reshape(L, n)
-        return np.where(self.ipo, ipo, pg)
+        return pg + group.tau * updates.centred(pi, np.where(group.support, X, 0.0))
 
     def gradient(self, X: np.ndarray, i: int) -> np.ndarray:
-        """The block's direction at the `i`-th step of the current chunk. EGPO lanes take it from `X` against
-        the opponent at the half step `X - lr_t d(X)` (extragradient: `pi_{t+1} ∝ pi_t^(1 - eta tau)
-        pi_ref^(eta tau) exp(eta P pi_{t+1/2})`)."""
+        """The block's direction at the `i`-th step of the current chunk, group by group. EGPO lanes take it
+        from `X` against the opponent at the half step `X - lr_t d(X)` (extragradient: `pi_{t+1} ∝
+        pi_t^(1 - eta tau) pi_ref^(eta tau) exp(eta P pi_{t+1/2})`)."""
         t = self.t0 + i + 1
         Xb = X[self.start : self.stop]
-        b = self.mixtures(t)
-        u = None if self.batch == 0 else self.uniforms[i]
-        d = self.direction(Xb, b, None if u is None else u[:, 0], Xb)
-        if not self.any_extragradient:
-            return d
-        half = Xb - self.rate(t) * d
-        d_half = self.direction(Xb, b, None if u is None else u[:, 1], half)
-        return np.where(self.extragradient, d_half, d)
+        for k, group in enumerate(self.groups):
+            Xg = Xb[group.idx]
+            b = self.mixtures(group, t)
+            u = None if self.batch == 0 else self.uniforms[i, self.group_streams[k]]
+            d = self.direction(group, Xg, b, None if u is None else u[:, 0], Xg)
+            if group.extragradient:
+                half = Xg - self.rate(t) * d
+                d = self.direction(group, Xg, b, None if u is None else u[:, 1], half)
+            self.G[group.idx] = d
+        return self.G
 
 
 def draw(q: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -130,6 +130,8 @@ class OnlineFamily:
             g = updates.score(X, P, m, np.array([[lane.tau]]), support)
             return updates.centred(pi, g)[0]
 
+        if not self.rule.regularised:
+            report.note(sppo_note(lane.P, pi_ref))
         report.stage("offsets", gradient, run.lane, scale)
         if not self.rule.regularised:
             return updates.replicator_residual(lane.P, pi_ref, report.policy)
@@ -150,16 +152,22 @@ def sppo_limit(P: np.ndarray, pi_ref: np.ndarray) -> Solution:
     """SPPO's answer: the limit of the average of its iterates from `pi_ref`, the maximal lottery of `P` on
     `supp pi_ref` (multiplicative weights in a symmetric zero-sum game; Freund & Schapire 1999); tau plays
     no role. With a Condorcet winner the last iterate converges to it too; otherwise it does not."""
-    from psipo_cli.methods.nash.lottery import condorcet_winner, maximal_lottery
+    from psipo_cli.methods.nash.lottery import maximal_lottery
 
     support = pi_ref > 0
     pi = np.zeros_like(pi_ref)
     pi[support] = maximal_lottery(P[np.ix_(support, support)], pi_ref[support])
-    if condorcet_winner(P[np.ix_(support, support)]) is not None:
-        last = "a Condorcet winner exists: the last iterate converges to it as well"
-    else:
-        last = ("no Condorcet winner: the last iterate does not converge (it cycles towards the boundary), only "
-                "its average does")
-    detail = (f"SPPO (no reference, no tau): the average of the iterates converges to the maximal lottery; "
-              f"{last}")
+    note = sppo_note(P, pi_ref)
+    detail = f"SPPO (no reference, no tau): the average of the iterates converges to the maximal lottery; {note}"
     return Solution(policy=pi, status=AVERAGE, loss=updates.replicator_residual(P, pi_ref, pi), detail=detail)
+
+
+def sppo_note(P: np.ndarray, pi_ref: np.ndarray) -> str:
+    """Whether SPPO's last iterate converges: with a Condorcet winner on `supp pi_ref`, to it; otherwise not."""
+    from psipo_cli.methods.nash.lottery import condorcet_winner
+
+    support = pi_ref > 0
+    if condorcet_winner(P[np.ix_(support, support)]) is not None:
+        return "a Condorcet winner exists: the last iterate converges to it as well"
+    return ("no Condorcet winner: the last iterate does not converge (it cycles towards the boundary), only the "
+            "average of the iterates does")
