@@ -515,15 +515,18 @@ def _gap_curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray
 
 def tau_grid(
     problem: Problem, specs: list[MethodSpec], taus: Sequence[float], objective: str | None, datasets: int = 1,
-    points: int = 41,
+    points: int = 41, settings: GradientSettings | None = None,
 ) -> pd.DataFrame:
     """Exact policies, KL and win rate on a dense log grid around `taus` (for `policy_vs_tau.png` and
-    `frontier.png`): `points` values from `min(taus) / 4` to `max(taus) * 4`, plus the `taus` themselves."""
+    `frontier.png`): `points` values from `min(taus) / 4` to `max(taus) * 4`, plus the `taus` themselves.
+    `settings`: the run's gradient settings, which an exact answer may depend on (`Method.settings`)."""
+    from dataclasses import replace
+
     from psipo_cli.config.settings import GradientSettings
 
     lo, hi = min(taus) / 4.0, max(taus) * 4.0
     grid = sorted(set(np.geomspace(lo, hi, points).tolist()) | set(taus))
-    settings = GradientSettings(seeds=datasets)
+    settings = replace(settings if settings is not None else GradientSettings(), seeds=datasets)
     frames = solve(problem, specs, grid, solver=EXACT, objective=objective, settings=settings)
     merged = frames.policy.merge(
         frames.metrics[["method", "tau", "context", "kl", "win_rate_ref", "status"]], on=["method", "tau", "context"]

@@ -368,3 +368,14 @@ def test_stationary_points_hold_on_a_random_10_action_game_from_tau_1e_3_to_10()
             assert np.ptp(odds) < 1e-9 * max(1.0, 1 / tau), (name, tau)
             if not kept.all():
                 assert logits[~kept].max() < logits[kept].min()
+
+
+def test_the_dense_tau_grid_of_the_figures_uses_the_run_s_step() -> None:
+    # policy_vs_tau.png's exact Nash-MD curve is the run's: with lr = 1 its mixture at tau = 0.5 is 0.5.
+    from psipo_cli.api import tau_grid
+
+    tau = 0.5
+    fixed = iterate(lambda pi: nash_md_step(pi, 0.2, tau, 0.5), 20000)
+    grid = tau_grid(problem(), [method_spec("nash-md")], [tau], "population", settings=GradientSettings(lr=1.0))
+    rows = grid[grid.tau == tau].sort_values("action")
+    np.testing.assert_allclose(rows["prob"], fixed, atol=1e-10)
