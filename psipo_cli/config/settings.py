@@ -145,7 +145,8 @@ SETTINGS: tuple[Setting, ...] = (
     _steps("steps", 18000, "Optimiser steps (of the policy stage, for RLHF)", identity=True),
     Setting("lr", "real", 0.01, "Learning rate (Adam and SGD; the step eta of --optimizer md)", identity=True),
     Setting("batch_size", "int", 9, "Comparisons per minibatch, drawn with replacement with probability "
-            "W[w, l] / sum W; 0 = full batch (the exact expected gradient)", minimum=0, identity=True),
+            "W[w, l] / sum W (online methods: pairs from the current policy or its mixture, labelled by P); "
+            "0 = full batch (the exact expected gradient)", minimum=0, identity=True),
     Setting("optimizer", "choice", "adam", "", choices=choices.OPTIMIZERS, identity=True),
     Setting("seeds", "int", 10, "Gradient runs per method and tau (and datasets, when the problem samples "
             "them)"),
