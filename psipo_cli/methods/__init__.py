@@ -4,13 +4,15 @@ Families (one driver each, implementing `spec.Family`):
 
 - `pairwise`: losses of `tau h` on the comparisons (DPO, IPO), one generic exact solver;
 - `reward_model`: a reward model fitted on the comparisons, then the KL-regularised policy (RLHF);
-- `population`: ΨPO on the preferences (paper Eq. 6), with the Psi registry (`PSI_BUILTIN`).
+- `population`: ΨPO on the preferences (paper Eq. 6), with the Psi registry (`PSI_BUILTIN`);
+- `game`: the Nash equilibrium of the KL-regularised preference game on the preferences (`nash`).
 
 Adding a method to a family means one module declaring its `Method` and one entry in `METHODS`.
 """
 
 from __future__ import annotations
 
+from psipo_cli.methods.nash.nash import NASH
 from psipo_cli.methods.pairwise.dpo import DPO
 from psipo_cli.methods.pairwise.ipo import IPO
 from psipo_cli.methods.population.psi import BUILTIN as PSI_BUILTIN
@@ -24,7 +26,7 @@ __all__ = [
     "get_method", "methods_markdown",
 ]
 
-METHODS: dict[str, Method] = {method.name: method for method in (RLHF, DPO, IPO, PSIPO)}
+METHODS: dict[str, Method] = {method.name: method for method in (RLHF, DPO, IPO, PSIPO, NASH)}
 
 
 #: How the docs name each kind of exact answer.
