@@ -62,6 +62,7 @@ ALLOWED_INPUT_ERRORS = (
     "needs every pair of compared actions observed",  # psipo from data (docs/maths.md §2.5)
     "no comparisons",  # population DPO/IPO/RLHF when mu supports fewer than two actions
     "iterates overflowed",  # gradient run diverging numerically (a learning rate too large for tau)
+    "has an exact answer only for now",  # nash: no gradient route yet
 )
 
 
