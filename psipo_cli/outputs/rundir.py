@@ -124,7 +124,8 @@ def run_tables(frames: Any) -> dict[str, pd.DataFrame]:
     """The tables of a `psipo_cli.api.Frames` beyond policy, metrics and curves, by the stem of their file
     (``runs.csv`` holds `Frames.per_seed`)."""
     return {
-        "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap
+        "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap,
+        "social_choice": frames.social_choice,
     }
 
 
