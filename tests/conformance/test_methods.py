@@ -32,6 +32,8 @@ REWARDS = [0.8, 0.1, -0.3, 0.4]  # Bradley–Terry preferences P = sigmoid(r_y -
 PI_REF = np.array([0.1, 0.4, 0.3, 0.2])
 PI_REF_ZERO = np.array([0.4, 0.3, 0.0, 0.3])
 TAUS = [0.25, 1.0, 3.0]
+#: Methods with an exact answer only, for now (their gradient route refuses in one line: tests/methods).
+NO_GRADIENT = {"nash"}
 
 
 
@@ -145,9 +147,9 @@ def test_pi_ref_zero_stays_zero_and_policies_sum_to_one(name: str) -> None:
     for model in ({"rewards": REWARDS}, {"order": ACTIONS}):
         layer = {"name": "zero", "actions": ACTIONS, "pi_ref": PI_REF_ZERO.tolist(), "mu": [0.25] * 4, **model}
         problem, specs = build_problem(layer), [method_spec(name)]
-        runs = solve_exact(problem, specs, TAUS, "population") + run_gradient(
-            problem, specs, TAUS, settings, "population"
-        )[1]
+        runs = solve_exact(problem, specs, TAUS, "population")
+        if name not in NO_GRADIENT:
+            runs += run_gradient(problem, specs, TAUS, settings, "population")[1]
         for run in runs:
             assert not np.isnan(run.policy).any()
             assert run.policy[2] == 0.0
@@ -158,6 +160,8 @@ def test_pi_ref_zero_stays_zero_and_policies_sum_to_one(name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_full_batch_sgd_reaches_the_exact_answer(name: str) -> None:
+    if name in NO_GRADIENT:
+        pytest.skip(f"{name} has no gradient route yet")
     exact = {run.tau: run for run in exact_runs(name)}
     runs = short_gradient(name, W_CONNECTED, PI_REF, optimizer="sgd", batch_size=0, lr=1.0, steps=6000, seeds=1)
     for run in runs:
@@ -173,6 +177,8 @@ def test_tau_values_together_or_one_at_a_time_change_nothing(name: str) -> None:
     for a, b in zip(together, alone, strict=True):
         assert a.tau == b.tau and a.status == b.status
         np.testing.assert_array_equal(a.policy, b.policy)
+    if name in NO_GRADIENT:
+        return
     grad_together = short_gradient(name, W_CONNECTED, PI_REF)
     layer, objective = problem_for(METHODS[name], W_CONNECTED, PI_REF)
     settings = GradientSettings(steps=200, seeds=2, records=5)
