@@ -34,6 +34,7 @@ from psipo_cli.schema import (
     POLICY_COLUMNS,
     REWARD_COLUMNS,
     RUN_COLUMNS,
+    SOCIAL_CHOICE_COLUMNS,
     SUMMARY_COLUMNS,
     TAU_GRID_COLUMNS,
 )
@@ -80,6 +81,11 @@ class Frames:
         deterministic limit), the total variation between the population optima of DPO and ΨPO-logit
         per tau and context: the paper's Prop. 1 (they coincide) needs Bradley–Terry. Empty otherwise, and
         when no DPO, RLHF or ΨPO-logit ran.
+    social_choice : for every context whose preferences (the model, or `P_hat` from data where every pair
+        was observed) are non-transitive — their majority relation has a cycle — the score and rank each
+        objective gives each action of `supp pi_ref`: RLHF/DPO's Bradley–Terry reward fitted to
+        `mu(w) mu(l) P[w, l]`, IPO's `P(y ≻ mu)`, and the maximal lottery (Nash's `tau -> 0` limit). Empty
+        when every context is transitive.
     """
 
     policy: pd.DataFrame
@@ -92,6 +98,7 @@ class Frames:
     per_seed: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS), repr=False)
     logit_gap: pd.DataFrame = field(default_factory=lambda: _empty(LOGIT_GAP_COLUMNS), repr=False)
     gap_curves: pd.DataFrame = field(default_factory=lambda: _empty(GAP_CURVE_COLUMNS), repr=False)
+    social_choice: pd.DataFrame = field(default_factory=lambda: _empty(SOCIAL_CHOICE_COLUMNS), repr=False)
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
@@ -229,6 +236,7 @@ def solve(
         per_seed=_per_seed_frame(problem, runs),
         logit_gap=_logit_gap_frame(problem, specs, taus),
         gap_curves=_gap_curves_frame(problem, runs, steps),
+        social_choice=social_choice_frame(problem),
     )
 
 
@@ -458,6 +466,47 @@ def _logit_gap_frame(problem: Problem, specs: list[MethodSpec], taus: list[float
                 (tau, ctx.name, ctx.model, dpo.status, logit.status, total_variation(dpo.policy, logit.policy))
             )
     return pd.DataFrame.from_records(records, columns=LOGIT_GAP_COLUMNS)
+
+
+def social_choice_frame(problem: Problem) -> pd.DataFrame:
+    """`Frames.social_choice`: the rankings of RLHF/DPO, IPO and Nash in every non-transitive context
+    (`psipo_cli.methods.nash.social.social_choice`), on the context's preference model, else on `P_hat` from
+    its recorded data when every pair of compared actions was observed (as ΨPO and `nash` require)."""
+    import pandas as pd
+
+    from psipo_cli.methods.nash.social import social_choice
+    from psipo_cli.methods.population.psipo import empirical_preferences
+    from psipo_cli.problem import realise
+
+    parts = []
+    realised = None
+    for c, ctx in enumerate(problem.contexts):
+        P, mu = ctx.preferences, ctx.mu
+        if P is None:
+            if problem.is_sampled:
+                continue
+            realised = realised or realise(problem, 0)
+            try:
+                P, mu = empirical_preferences(np.asarray(realised.contexts[c].wins))
+            except InputError:
+                continue
+        found = social_choice(P, mu, ctx.pi_ref)
+        if found is None:
+            continue
+        names = [problem.actions[i] for i in found.actions]
+        cycle = "; ".join("{" + ", ".join(names[i] for i in group) + "}" for group in found.cycles)
+        bt = found.bradley_terry if found.bradley_terry is not None else np.full(len(names), np.nan)
+        frame = pd.DataFrame({
+            "context": ctx.name, "action": names, "cycle": cycle,
+            "condorcet": [int(i == found.condorcet) for i in range(len(names))], "bradley_terry": bt,
+            "borda": found.borda,
+            "lottery": found.lottery,
+        })
+        for score in ("bradley_terry", "borda", "lottery"):
+            # Rank 1 is the best; equal scores (to 1e-12) share the better rank.
+            frame[f"{score}_rank"] = frame[score].round(12).rank(ascending=False, method="min").astype("Int64")
+        parts.append(frame[SOCIAL_CHOICE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else _empty(SOCIAL_CHOICE_COLUMNS)
 
 
 def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | None) -> pd.DataFrame:

@@ -46,6 +46,13 @@ RUN_COLUMNS = [
     "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
 ]
 LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
+#: The ranking each objective induces on a non-transitive model (`psipo_cli.methods.nash.social`): rank 1 is
+#: the best; `cycle` lists the majority relation's cycles (the same on every row of a context); `condorcet` is
+#: 1 on the Condorcet winner, if any, else 0.
+SOCIAL_CHOICE_COLUMNS = [
+    "context", "action", "cycle", "condorcet", "bradley_terry", "bradley_terry_rank", "borda", "borda_rank",
+    "lottery", "lottery_rank",
+]
 
 #: The layout of every CSV file a run directory may hold, by file stem (`runs.csv` holds `Frames.per_seed`).
 FRAME_COLUMNS: dict[str, list[str]] = {
@@ -58,13 +65,14 @@ FRAME_COLUMNS: dict[str, list[str]] = {
     "rewards": REWARD_COLUMNS,
     "runs": RUN_COLUMNS,
     "logit_gap": LOGIT_GAP_COLUMNS,
+    "social_choice": SOCIAL_CHOICE_COLUMNS,
 }
 
 #: Columns that hold names (methods, solvers, contexts, actions, statuses). They are read back as strings
 #: whatever they look like: an action called "1" or "NA" must stay that string.
 TEXT_COLUMNS = (
     "method", "solver", "context", "action", "status", "objective", "detail", "model", "dpo_status",
-    "psipo_logit_status",
+    "psipo_logit_status", "cycle",
 )
 
 #: `results.csv` of a sweep: the keys of a cell row, the policy, the metrics (those of `metrics.csv` that a

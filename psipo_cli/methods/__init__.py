@@ -5,6 +5,7 @@ Families (one driver each, implementing `spec.Family`):
 - `pairwise`: losses of `tau h` on the comparisons (DPO, IPO), one generic exact solver;
 - `reward_model`: a reward model fitted on the comparisons, then the KL-regularised policy (RLHF);
 - `population`: ΨPO on the preferences (paper Eq. 6), with the Psi registry (`PSI_BUILTIN`);
+- `game`: the Nash equilibrium of the KL-regularised preference game on the preferences (`nash`).
 - `online`: self-play methods chasing the regularised preference game's equilibrium (Nash-MD, online IPO,
   IPO-MD, SPPO, INPO, EGPO), each with its `OnlineRule`.
 
@@ -13,6 +14,7 @@ Adding a method to a family means one module declaring its `Method` and one entr
 
 from __future__ import annotations
 
+from psipo_cli.methods.nash.nash import NASH
 from psipo_cli.methods.online.egpo import EGPO
 from psipo_cli.methods.online.inpo import INPO
 from psipo_cli.methods.online.ipo_md import IPO_MD
@@ -35,7 +37,7 @@ __all__ = [
 
 METHODS: dict[str, Method] = {
     method.name: method
-    for method in (RLHF, DPO, IPO, PSIPO, ONLINE_IPO, IPO_MD, NASH_MD, NASH_MD_PG, SPPO, INPO, EGPO)
+    for method in (RLHF, DPO, IPO, PSIPO, NASH, ONLINE_IPO, IPO_MD, NASH_MD, NASH_MD_PG, SPPO, INPO, EGPO)
 }
 
 

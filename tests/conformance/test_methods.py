@@ -150,9 +150,8 @@ def test_pi_ref_zero_stays_zero_and_policies_sum_to_one(name: str) -> None:
     for model in ({"rewards": REWARDS}, {"order": ACTIONS}):
         layer = {"name": "zero", "actions": ACTIONS, "pi_ref": PI_REF_ZERO.tolist(), "mu": [0.25] * 4, **model}
         problem, specs = build_problem(layer), [method_spec(name)]
-        runs = solve_exact(problem, specs, TAUS, "population") + run_gradient(
-            problem, specs, TAUS, settings, "population"
-        )[1]
+        runs = solve_exact(problem, specs, TAUS, "population")
+        runs += run_gradient(problem, specs, TAUS, settings, "population")[1]
         for run in runs:
             assert not np.isnan(run.policy).any()
             assert run.policy[2] == 0.0

@@ -11,9 +11,9 @@ from psipo_cli.methods import METHODS, PSI_BUILTIN, Exact, get_method
 def test_registry_order_and_families() -> None:
     # The order of `METHODS` is the order of help texts and tables (unchanged by the move to families).
     online = ["online-ipo", "ipo-md", "nash-md", "nash-md-pg", "sppo", "inpo", "egpo"]
-    assert list(METHODS) == ["rlhf", "dpo", "ipo", "psipo", *online]
+    assert list(METHODS) == ["rlhf", "dpo", "ipo", "psipo", "nash", *online]
     assert {name: m.family.name for name, m in METHODS.items()} == {
-        "rlhf": "reward-model", "dpo": "pairwise", "ipo": "pairwise", "psipo": "population",
+        "rlhf": "reward-model", "dpo": "pairwise", "ipo": "pairwise", "psipo": "population", "nash": "game",
         **dict.fromkeys(online, "online"),
     }
     assert get_method("rlhf").options == ("rm_l2", "rm_steps")

@@ -90,8 +90,20 @@ def sppo(delta: np.ndarray, *, P: np.ndarray, pi_ref: np.ndarray, **_: object) -
     return float(np.max((P @ pi)[pi_ref > 0]) - 0.5)
 
 
+def nash(delta: np.ndarray, *, P: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+    """The duality gap of the KL-regularised preference game (Munos et al., arXiv 2312.00886), minimised (at 0)
+    exactly by its Nash equilibrium: `2 max_pi' f(pi', pi) - 1` with `f(pi', pi) = pi'^T P pi -
+    tau KL(pi' || pi_ref) + tau KL(pi || pi_ref)` and the inner maximum in closed form,
+    `tau log sum_y pi_ref(y) exp((P pi)_y / tau)`."""
+    pi = _policy(delta, pi_ref)
+    m, s = pi > 0, pi_ref > 0
+    z = np.log(pi_ref[s]) + (P @ pi)[s] / tau
+    best = tau * (z.max() + np.log(np.sum(np.exp(z - z.max()))))
+    return float(2.0 * (best + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m]))) - 1.0)
+
+
 REFERENCE: dict[str, Callable[..., float]] = {
-    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo,
+    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "nash": nash,
     "online-ipo": stationarity(0.0), "inpo": stationarity(0.0), "egpo": stationarity(0.0),
     "ipo-md": stationarity(0.125), "nash-md-pg": stationarity(0.5),
     # Nash-MD without --mixture: the mixture is eta tau, eta the default learning rate 0.01.

@@ -92,6 +92,10 @@ def check_first_order(problem, method: str, tau: float, opts: dict, objective: s
             S = W + W.T
             P = np.where(S > 0, W / np.where(S > 0, S, 1), 0.5)
             mu = (W.sum(0) + W.sum(1)) / (2 * W.sum())
+        if method == "nash":
+            # The equilibrium is the ΨPO (identity) optimum whose behaviour policy is the equilibrium itself
+            # (pi* = softmax(log pi_ref + P pi* / tau)): the same conditions with mu = pi, held fixed.
+            mu = pi
         g = P @ mu
         f, h = (lambda d: -psipo_value(d, pi_ref, g, tau)), 1e-5
         # d pi_y / d delta_z = pi_y (1{y = z} - pi_z), so with q = g - tau log(pi / pi_ref):
