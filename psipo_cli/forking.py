@@ -117,7 +117,7 @@ def _run_child(pipe: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs:
 
     try:
         outcome: tuple[Any, ...] = (_VALUE, fn(*args, progress=progress, **kwargs))
-    except Exception as exc:  # the call's own error: raised again in the parent
+    except BaseException as exc:  # the call's own error (or Ctrl-C, which reaches both): raised in the parent
         outcome = (_RAISED, exc)
     try:
         data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import psipo_cli
-from psipo_cli import forking
+from psipo_cli import api, forking
 from psipo_cli.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,11 +52,20 @@ def test_forked_call_raises_the_childs_error_here() -> None:
     assert exc.value.line() == "--lr = 5.0: the iterates overflowed: use a smaller learning rate"
 
 
+def _interrupted(progress=None) -> None:
+    raise KeyboardInterrupt  # Ctrl-C reaches the whole process group: the child's is this process' too
+
+
+def test_an_interrupted_child_interrupts_this_process_rather_than_running_again_here() -> None:
+    with pytest.raises(KeyboardInterrupt):
+        forking.Forked(_interrupted).result(retry=lambda: pytest.fail("ran again after Ctrl-C"))
+
+
 def test_a_child_that_dies_is_replaced_by_the_call_here() -> None:
     assert forking.Forked(_dies_in_child, os.getpid()).result() == os.getpid()
 
 
-def _frames(solver: str) -> psipo_cli.api.Frames:
+def _frames(solver: str) -> api.Frames:
     return psipo_cli.solve("paper-d1", ["dpo", "ipo"], [0.5, 2.0], solver=solver, steps=3000, seeds=3)
 
 
@@ -72,7 +81,7 @@ def test_solve_runs_the_engine_in_a_child_with_the_same_bits(monkeypatch: pytest
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(forking, "fork_pays", lambda: True)
-    monkeypatch.setattr(psipo_cli.api, "FORK_SECONDS", 0.0)
+    monkeypatch.setattr(api, "FORK_SECONDS", 0.0)
     monkeypatch.setattr(forking.Forked, "__init__", spy)
     forked = _frames("both")
     assert started == [1]
@@ -84,7 +93,7 @@ def test_solve_runs_the_engine_in_a_child_with_the_same_bits(monkeypatch: pytest
 
 def test_solve_raises_the_engines_error_from_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forking, "fork_pays", lambda: True)
-    monkeypatch.setattr(psipo_cli.api, "FORK_SECONDS", 0.0)
+    monkeypatch.setattr(api, "FORK_SECONDS", 0.0)
     with pytest.raises(InputError, match="overflowed"):
         psipo_cli.solve("paper-d1", "ipo", 1e-3, solver="both", steps=2000, seeds=2, lr=1e6, optimizer="sgd")
 
