@@ -13,6 +13,10 @@ command once, and the best round is reported), wall time and CPU time (user + sy
 
 Run: `python benchmarks/whole_process.py` (about 2 minutes, mostly the loop), `--rounds 5` for more
 rounds, `--base <commit>` for another baseline (default d859a62). Timing is never part of the test suite.
+
+`--same-as <commit>` first checks that this tree writes the same bytes as that commit: every CSV and PNG of
+the `compare` run directory, and the four `--table`s of the gradient command's `--format csv` (a speed
+change must not move a digit). The script stops if a file differs.
 """
 
 from __future__ import annotations
@@ -48,18 +52,46 @@ def timed(argv: list[str], tree: Path, extra_path: str = "") -> tuple[float, flo
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def tree_of(commit: str, where: Path) -> Path:
+    """`git archive commit` extracted into `where` (created)."""
+    where.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", commit], cwd=HERE, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def outputs(tree: Path, dest: Path) -> dict[str, bytes]:
+    """The files a speed change must leave alone, written by `tree`: name -> bytes."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    py = [sys.executable, "-m", "psipo_cli"]
+    subprocess.run([*py, "compare", FIG1, "--out", str(dest), "--name", "check", "-q"], cwd=tree, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    run = next(dest.iterdir())
+    files = {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.suffix in (".csv", ".png")}
+    for table in ("policy", "metrics", "summary", "curves"):
+        files[f"gradient --table {table}"] = subprocess.run(
+            [*py, "compare", FIG1, "--solver", "gradient", "--no-save", "-q", "--format", "csv", "--table", table],
+            cwd=tree, env=env, check=True, capture_output=True).stdout
+    return files
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best is reported)")
     parser.add_argument("--base", default="d859a62", help="baseline commit [d859a62]")
     parser.add_argument("--no-loop", action="store_true", help="skip the per-run loop (~12 s a round)")
+    parser.add_argument("--same-as", metavar="COMMIT", help="first check the outputs are that commit's bytes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        base = Path(tmp) / "base"
-        base.mkdir()
-        archive = subprocess.run(["git", "archive", args.base], cwd=HERE, check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+        if args.same_as:
+            ref = outputs(tree_of(args.same_as, Path(tmp) / "ref"), Path(tmp) / "ref-out")
+            mine = outputs(HERE, Path(tmp) / "this-out")
+            differ = sorted(k for k in ref.keys() | mine.keys() if ref.get(k) != mine.get(k))
+            if differ:
+                sys.exit(f"outputs differ from {args.same_as}: {', '.join(differ)}")
+            print(f"same bytes as {args.same_as}: {len(ref)} files (CSVs, PNGs, gradient --format csv tables)")
+        base = tree_of(args.base, Path(tmp) / "base")
         out = Path(tmp) / "runs"
         py = [sys.executable, "-m", "psipo_cli"]
         commands = {

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from psipo_cli.config.settings import GradientSettings
+    from psipo_cli.forking import Forked
 
 SOLVERS = choices.SOLVERS
 
@@ -214,14 +215,24 @@ def solve(
     seeds = settings.seeds if settings is not None else 1
     runs: list[RunResult] = []
     steps: np.ndarray | None = None
-    if solver in (EXACT, "both"):
-        runs += solve_exact(problem, specs, taus, objective, datasets=seeds, settings=settings)
-    if solver in (GRADIENT, "both"):
-        from psipo_cli.solvers.gradient import run_gradient
+    gradient = _start_gradient(problem, specs, taus, settings, objective, solver) if solver != EXACT else None
+    try:
+        if solver in (EXACT, "both"):
+            runs += solve_exact(problem, specs, taus, objective, datasets=seeds, settings=settings)
+        if solver in (GRADIENT, "both"):
+            if gradient is not None:
+                import pandas  # noqa: F401  (the frames below need it: imported while the child computes)
 
-        assert settings is not None
-        steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
-        runs += gradient_runs
+                steps, gradient_runs = gradient.result(progress)
+            else:
+                from psipo_cli.solvers.gradient import run_gradient
+
+                assert settings is not None
+                steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
+            runs += gradient_runs
+    finally:
+        if gradient is not None:
+            gradient.close()
     optima = population_optima(problem, specs, taus, settings)
     components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
     rows = summarise(problem, runs, optima, components)
@@ -238,6 +249,33 @@ def solve(
         gap_curves=_gap_curves_frame(problem, runs, steps),
         social_choice=social_choice_frame(problem),
     )
+
+
+#: Estimated engine seconds (`estimate_resources`) from which `solve` runs the engine in a forked child.
+FORK_SECONDS = 0.25
+
+
+def _start_gradient(
+    problem: Problem, specs: list[MethodSpec], taus: list[float], settings: GradientSettings | None, objective: str,
+    solver: str,
+) -> Forked | None:
+    """`run_gradient` started in a forked child (`psipo_cli.forking`), or None to run it in this process.
+
+    Forked when this process has work to do meanwhile — the exact solve, or importing pandas for the
+    frames (about 0.2 s) — the engine is estimated to take at least `FORK_SECONDS`, and a fork is usable
+    (`fork_pays`). The child computes the same bits; only the wall time changes.
+    """
+    import sys
+
+    from psipo_cli.forking import Forked, fork_pays
+    from psipo_cli.solvers.gradient import estimate_resources, run_gradient
+
+    assert settings is not None
+    if solver == GRADIENT and "pandas" in sys.modules:  # nothing to do meanwhile
+        return None
+    if not fork_pays() or estimate_resources(problem, specs, taus, settings, objective).seconds < FORK_SECONDS:
+        return None
+    return Forked(run_gradient, problem, specs, taus, settings, objective)
 
 
 def setting_names() -> tuple[str, ...]:

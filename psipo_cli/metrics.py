@@ -13,7 +13,6 @@ objective, `E_{x ~ rho}` (paper Eq. 6).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +27,7 @@ from psipo_cli.schema import GAUGE_NOTE, METRIC_NAMES, MIXED
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.inputs import DATASET, POPULATION, method_inputs
 from psipo_cli.solvers.runs import EXACT, MethodSpec, RunResult, group_runs
+from psipo_cli.student_t import t_quantile_975
 
 #: Metrics aggregated over contexts by their maximum rather than their weighted mean: `grad_norm` is an
 #: inf-norm, and the inf-norm of the gradient over every context's parameters is the largest per context.
@@ -55,15 +55,6 @@ def t_interval(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarra
         return mean, unknown, unknown.copy()
     half = t_quantile_975(S - 1) * values.std(axis=axis, ddof=1) / np.sqrt(S)
     return mean, mean - half, mean + half
-
-
-@functools.cache
-def t_quantile_975(dof: int) -> float:
-    """`t_{0.975, dof}`, the Student-t quantile, via `scipy.special.stdtrit` (scipy.stats would cost ~0.4 s
-    of import per process, and `t.ppf` milliseconds per call); cached, since a grid asks for few `dof`."""
-    from scipy.special import stdtrit
-
-    return float(stdtrit(dof, 0.975))
 
 
 @dataclass(frozen=True)

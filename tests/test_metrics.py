@@ -112,3 +112,32 @@ def test_t_interval_against_scipy() -> None:
     mean, lo, hi = t_interval(np.array([[0.3, 0.7]]))
     np.testing.assert_array_equal(mean, [0.3, 0.7])
     assert np.isnan(lo).all() and np.isnan(hi).all()
+
+
+def test_t_quantile_table_is_scipys_stdtrit_bit_for_bit() -> None:
+    # The intervals' quantile comes from a table (no scipy import); every entry, and the first value past
+    # the table (which asks scipy), must be exactly what scipy.special.stdtrit returns, so that the CSVs
+    # are the same bytes with or without the table.
+    from scipy.special import stdtrit
+
+    from psipo_cli.student_t import T_975, t_quantile_975
+
+    assert len(T_975) >= 100
+    for dof in range(1, len(T_975) + 2):
+        assert t_quantile_975(dof) == float(stdtrit(dof, 0.975)), dof
+    # By hand (standard tables): t_{0.975, 1} = tan(0.475 pi) = 12.7062..., t_{0.975, 9} = 2.2622...
+    assert t_quantile_975(1) == pytest.approx(math.tan(0.475 * math.pi), rel=1e-13)
+    assert t_quantile_975(9) == pytest.approx(2.262157, abs=1e-6)
+
+
+def test_gradient_solve_with_seed_intervals_imports_no_scipy() -> None:
+    # A gradient solve's statistics need only the t quantile: importing scipy.special for it cost about
+    # 0.15 s per process (its array-API layer loads numpy.f2py and numpy.testing).
+    import subprocess
+    import sys
+
+    code = ("import sys, psipo_cli; f = psipo_cli.solve('paper-d1', ['dpo', 'ipo'], [0.5, 1.0], solver='gradient', "
+            "steps=20, seeds=3); assert f.policy.prob_lo.notna().all(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out == "[]\n"

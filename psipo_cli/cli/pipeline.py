@@ -89,14 +89,23 @@ def execute(
 
         check_root(out, create=True)
 
-    with _progress(quiet) as progress:
-        frames = api.solve(problem, specs, config.tau, solver=config.solver, objective=objective,
-                           settings=settings, progress=progress)
-    run_dir = None
-    if save:
-        run_dir = _save(config, problem, specs, frames, settings, out, plots, log_prob)
-        if not quiet:
-            print(f"wrote {run_dir}", file=sys.stderr)
+    painter = None
+    if save and plots:  # the figures' child gets matplotlib ready while this process solves
+        from psipo_cli.outputs.figures import Painter
+
+        painter = Painter.start(log_prob)
+    try:
+        with _progress(quiet) as progress:
+            frames = api.solve(problem, specs, config.tau, solver=config.solver, objective=objective,
+                               settings=settings, progress=progress)
+        run_dir = None
+        if save:
+            run_dir = _save(config, problem, specs, frames, settings, out, plots, log_prob, painter)
+            if not quiet:
+                print(f"wrote {run_dir}", file=sys.stderr)
+    finally:
+        if painter is not None:
+            painter.close()
     _print(frames, run_dir, fmt, header, problem, table)
 
 
@@ -115,7 +124,7 @@ def _check_table(frames_type: type, table: str, fmt: str) -> None:
 
 def _save(
     config: RunConfig, problem: Any, specs: list, frames: Any, settings: Any, out: Path, plots: bool,
-    log_prob: bool = False,
+    log_prob: bool = False, painter: Any = None,
 ) -> Path:
     from psipo_cli import api
     from psipo_cli.outputs import figures, report
@@ -135,7 +144,12 @@ def _save(
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)
         # Drawn from the CSVs just written, by the function `psipo plot` runs: one path, the same figures.
-        figure_paths = figures.render_figures(rd.path, log_prob=log_prob) if plots else []
+        if not plots:
+            figure_paths = []
+        elif painter is not None:
+            figure_paths = painter.paint(rd.path)
+        else:
+            figure_paths = figures.render_figures(rd.path, log_prob=log_prob)
         rd.write_text("report.md", report.render_report(recorded, frames.policy, frames.metrics, figure_paths,
                                                         tables=tables))
     return rd.final_path

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -985,6 +986,78 @@ def draw_in_parallel(tasks: Sequence[Callable[[], Path | None]]) -> list[Path | 
     else:
         child = [task() for task in theirs]
     return child + drawn
+
+
+class Painter:
+    """`render_figures` of a run directory in a forked child that gets ready while this process computes.
+
+    Matplotlib's import, its font and the first drawing's caches cost about 0.4 s of a ``psipo compare``,
+    which this process would otherwise spend after the solve. `Painter.start()` forks the child early (when
+    `forking.fork_pays`); the child imports and warms up, then waits for `paint(run_dir)` to send the
+    directory once its CSVs are written, and draws from those CSVs with the code ``psipo plot`` runs (the
+    same bytes). If the child fails, `paint` draws here.
+    """
+
+    def __init__(self, log_prob: bool) -> None:
+        from psipo_cli.forking import Forked
+
+        self.log_prob = log_prob
+        read_end, go = os.pipe()
+        self.go: int | None = go
+        self.child = Forked(_paint_when_told, read_end, go, log_prob)
+        os.close(read_end)
+
+    @classmethod
+    def start(cls, log_prob: bool = False) -> Painter | None:
+        """A started painter, or None where a fork does not pay (`forking.fork_pays`)."""
+        from psipo_cli.forking import fork_pays
+
+        return cls(log_prob) if fork_pays() else None
+
+    def paint(self, run_dir: str | Path) -> list[Path]:
+        """The figures of `run_dir` (whose CSVs are written), drawn by the child: `render_figures`' paths."""
+        go, self.go = self.go, None
+        try:
+            with os.fdopen(go, "wb") as pipe:
+                pickle.dump(str(run_dir), pipe)
+        except BrokenPipeError:
+            pass  # the child is gone: `result` draws here
+        paths = self.child.result(retry=lambda: render_figures(run_dir, log_prob=self.log_prob))
+        return [Path(p) for p in paths]
+
+    def close(self) -> None:
+        """End the child without painting (an error in this process); idempotent."""
+        if self.go is not None:
+            os.close(self.go)
+            self.go = None
+        self.child.close()
+
+
+def _paint_when_told(
+    go: int, parent_end: int, log_prob: bool, progress: Callable[[int, int], None] | None = None
+) -> list[str]:
+    """In the painter's child: import and warm up matplotlib, wait for the run directory on `go`, draw.
+
+    `parent_end` is the parent's end of the pipe, inherited by the fork: closed here, so that the read
+    ends (with no directory) when the parent closes its end or dies."""
+    os.close(parent_end)
+    import gc
+
+    import pandas  # noqa: F401  (render_figures reads the CSVs)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1), dpi=DPI)  # loads the font and fills matplotlib's first-draw caches
+    FigureCanvasAgg(fig)
+    fig.subplots().set_title("τ")
+    fig.canvas.draw()
+    # The imported modules' objects live as long as the process: kept out of the garbage collector's
+    # passes, which otherwise walk them over and over while the figures allocate (about a fifth of the
+    # drawing's CPU time).
+    gc.freeze()
+    with os.fdopen(go, "rb") as pipe:
+        run_dir = pickle.load(pipe)  # EOFError when the parent closed its end without a directory
+    return [str(p) for p in render_figures(run_dir, log_prob=log_prob)]
 
 
 def render_frames(

@@ -174,13 +174,13 @@ class PairBlock:
         if X is not self._X:
             self._views(X)
         idx = self.idx[0 if self.constant else i]
+        # `[g | -g]` in one call: `f' / B` and `f' / (-B)` (or `f' w` and `f' (-w)`) are `g` and exactly `-g`.
         if self.by_pair:
             x = self._flat[self.pair_idx]  # fancy indexing: faster than `np.take(..., out=)` on small arrays
             np.subtract(x[: self.pair_half], x[self.pair_half :], out=self._hp_flat)
             for h, tau, g, fn in self._pair_calls:
                 g[...] = fn(h, tau)
-            np.divide(self._fp, self.batch_size, out=self._fp)  # the mean over the minibatch
-            np.negative(self._fp, out=self._minus_fp)
+            np.divide(self._fp, self._signed_batch, out=self._pair_g2)  # the mean over the minibatch
             weights = self._pair_g[self.rows[i]]
         else:
             x = self._flat[idx]
@@ -188,10 +188,9 @@ class PairBlock:
             for h, tau, g, fn in self._calls:
                 g[...] = fn(h, tau)
             if self.weights is None:
-                np.divide(self._g, self.batch_size, out=self._g)  # the mean over the minibatch
+                np.divide(self._raw, self._signed_batch, out=self._g2)  # the mean over the minibatch
             else:
-                np.multiply(self._g, self.weights, out=self._g)
-            np.negative(self._g_flat, out=self._minus_g)
+                np.multiply(self._raw, self._signed_weights, out=self._g2)
             weights = self.weights_buffer
         grad = np.bincount(idx, weights, self.size).reshape(len(self.lanes), self.n)
         if self.has_l2:
@@ -205,16 +204,18 @@ class PairBlock:
         self._flat = self._Xb.reshape(-1)  # a view: the block's rows are contiguous
         self._h = np.empty(self.half)
         h = self._h.reshape(self.shape)
-        self._g_flat = self.weights_buffer[: self.half]
-        self._minus_g = self.weights_buffer[self.half :]
-        self._g = self._g_flat.reshape(self.shape)
-        self._calls = [(h[a:b], self.tau[a:b], self._g[a:b], fn) for a, b, fn in self.segments]
+        self._raw = np.empty(self.shape)  # f' of each row
+        self._g2 = self.weights_buffer.reshape(2, *self.shape)  # [g | -g]
+        self._signed_batch = np.array([self.batch_size, -self.batch_size], dtype=float).reshape(2, 1, 1)
+        if self.weights is not None:
+            self._signed_weights = np.stack([self.weights, -self.weights])
+        self._calls = [(h[a:b], self.tau[a:b], self._raw[a:b], fn) for a, b, fn in self.segments]
         if self.by_pair:
             self._hp_flat = np.empty(self.pair_half)
             hp = self._hp_flat.reshape(self.pair_shape)
-            self._pair_g = np.empty(2 * self.pair_half)  # [f' | -f'] per lane and comparison
-            self._fp = self._pair_g[: self.pair_half].reshape(self.pair_shape)
-            self._minus_fp = self._pair_g[self.pair_half :].reshape(self.pair_shape)
+            self._pair_g = np.empty(2 * self.pair_half)  # [f' / B | -f' / B] per lane and comparison
+            self._pair_g2 = self._pair_g.reshape(2, *self.pair_shape)
+            self._fp = np.empty(self.pair_shape)  # f' per lane and comparison
             self._pair_calls = [(hp[a:b], self.tau[a:b], self._fp[a:b], fn) for a, b, fn in self.segments]
 
 

@@ -27,8 +27,12 @@ class Optimiser:
         self.adam = settings.optimizer == "adam"
         self.lr, self.b1, self.b2, self.eps = settings.lr, settings.b1, settings.b2, settings.adam_eps
         self.c1, self.c2 = 1.0 - self.b1, 1.0 - self.b2
-        self.m, self.v = np.zeros(shape), np.zeros(shape)
-        self.step_buffer, self.scratch = np.zeros(shape), np.zeros(shape)
+        # The moments as one (2, L, n) array `[m | v]`, so that the steps both take (the decay, the sum, the
+        # bias correction) are one numpy call each: the same operations on each entry, fewer calls.
+        self.moments = np.zeros((2, *shape))
+        self.m, self.v = self.moments[0], self.moments[1]
+        self.step_buffer = np.zeros(shape)
+        self.scratch = np.zeros((2, *shape))
         self.T = int(limit.max())
         self.frozen = None if bool(np.all(limit == self.T)) else limit  # per-lane stopping (RLHF's rm_steps)
         self.schedule, self.final = settings.lr_schedule, settings.lr_final
@@ -40,25 +44,26 @@ class Optimiser:
         A closure over local names, in place, one numpy call per operation: it runs once per step for
         every lane at once, so attribute look-ups would be a measurable share of a small problem's time.
         """
-        step, scratch, m, v = self.step_buffer, self.scratch, self.m, self.v
+        step, moments, scratch = self.step_buffer, self.moments, self.scratch
+        new_m, new_v = scratch[0], scratch[1]  # (1-b1) g and (1-b2) g^2, then m_hat and v_hat
         adam, lr, b1, b2, c1, c2, eps = self.adam, self.lr, self.b1, self.b2, self.c1, self.c2, self.eps
         frozen, constant, schedule, final, T = self.frozen, self.constant, self.schedule, self.final, self.T
+        decay = np.array([b1, b2]).reshape(2, 1, 1)
+        correction = np.ones((2, 1, 1))
 
         def update(G: np.ndarray, t: int) -> np.ndarray:
             if adam:
                 # optax: m = (1-b1) g + b1 m; v = (1-b2) g^2 + b2 v; update = m_hat / (sqrt(v_hat) + eps)
-                np.multiply(m, b1, out=m)
-                np.multiply(G, c1, out=scratch)
-                np.add(m, scratch, out=m)
-                np.multiply(v, b2, out=v)
-                np.multiply(G, G, out=scratch)
-                np.multiply(scratch, c2, out=scratch)
-                np.add(v, scratch, out=v)
-                np.divide(v, 1.0 - b2**t, out=scratch)
-                np.sqrt(scratch, out=scratch)
-                np.add(scratch, eps, out=scratch)
-                np.divide(m, 1.0 - b1**t, out=step)
-                np.divide(step, scratch, out=step)
+                np.multiply(moments, decay, out=moments)
+                np.multiply(G, c1, out=new_m)
+                np.multiply(G, G, out=new_v)
+                np.multiply(new_v, c2, out=new_v)
+                np.add(moments, scratch, out=moments)
+                correction[0], correction[1] = 1.0 - b1**t, 1.0 - b2**t
+                np.divide(moments, correction, out=scratch)  # m_hat, v_hat
+                np.sqrt(new_v, out=new_v)
+                np.add(new_v, eps, out=new_v)
+                np.divide(new_m, new_v, out=step)
                 direction = step
             else:
                 direction = G
