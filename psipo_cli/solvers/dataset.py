@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from psipo_cli.methods import get_method
-from psipo_cli.methods.flat import FlatInputs
+from psipo_cli.methods import Method, get_method
+from psipo_cli.methods.flat import FlatAnswer, FlatInputs
 from psipo_cli.methods.linalg import Pairs
 from psipo_cli.problem.datasets.data import PreferenceData
 from psipo_cli.schema import OPTIMAL
+from psipo_cli.solvers.inputs import data_inputs
 from psipo_cli.solvers.runs import MethodSpec, check_options
 
 
@@ -76,7 +78,8 @@ def flat_inputs(data: PreferenceData) -> FlatInputs:
 
 def solve_dataset(data: PreferenceData, specs: Sequence[MethodSpec], taus: Sequence[float]) -> list[DatasetSolution]:
     """The exact answer of every spec on every context of `data`, for each tau (one `DatasetSolution` per spec,
-    in order), through each method family's `solve_dataset` (all contexts at once, `psipo_cli.methods.flat`).
+    in order), through each method family's `solve_dataset` (all contexts at once, `psipo_cli.methods.flat`;
+    RLHF, DPO, IPO, ΨPO), else its `solve_exact` on one context at a time (`per_context`).
 
     Raises
     ------
@@ -92,10 +95,37 @@ def solve_dataset(data: PreferenceData, specs: Sequence[MethodSpec], taus: Seque
     out = []
     for spec in specs:
         method = get_method(spec.method)
-        answer = method.family.solve_dataset(method, flat, taus, method.option_values(dict(spec.options)))
+        options = method.option_values(dict(spec.options))
+        vectorised = getattr(method.family, "solve_dataset", None)
+        answer = vectorised(method, flat, taus, options) if vectorised else per_context(method, data, taus, options)
         with np.errstate(divide="ignore"):
             log_ratio = np.where(answer.policy > 0, np.log(answer.policy) - data.log_pi_ref, 0.0)
         kl = np.stack([np.bincount(node, weights=row, minlength=data.n_contexts) for row in answer.policy * log_ratio])
         out.append(DatasetSolution(spec.label, spec.method, taus, answer.policy, answer.status.astype(str),
                                    answer.loss, kl, answer.reward))
     return out
+
+
+def per_context(method: Method, data: PreferenceData, taus: tuple[float, ...], options: dict[str, Any]) -> FlatAnswer:
+    """The answer of a family without a vectorised `solve_dataset`: its `solve_exact` on each context's win
+    counts in turn (a Python loop over contexts; the dataset objective, as for a TOML problem with `pairs`).
+    A context without comparisons keeps `pi_ref` (loss 0, reward 0)."""
+    T, n, m = len(taus), data.n_actions, data.n_contexts
+    policy, reward = np.exp(np.tile(data.log_pi_ref, (T, 1))), np.zeros(n)
+    status, loss = np.full((T, m), OPTIMAL, dtype=object), np.zeros((T, m))
+    order = np.argsort(data.context, kind="stable")
+    bounds = np.searchsorted(data.context[order], np.arange(m + 1))
+    for c in range(m):
+        rows = order[bounds[c] : bounds[c + 1]]
+        if not len(rows):
+            continue
+        span = slice(int(data.offsets[c]), int(data.offsets[c + 1]))
+        size = span.stop - span.start
+        W = np.zeros((size, size))
+        np.add.at(W, (data.winner[rows] - span.start, data.loser[rows] - span.start), data.count[rows])
+        pi_ref = policy[0, span] / policy[0, span].sum()
+        inputs = data_inputs(method, W, pi_ref, data.context_ids[c], data.action_ids[span], pi_ref)
+        for t, sol in enumerate(method.family.solve_exact(method, inputs, taus, options)):
+            policy[t, span], status[t, c], loss[t, c] = sol.policy, sol.status, sol.loss
+            reward[span] = np.nan if sol.reward is None else sol.reward
+    return FlatAnswer(policy, status.astype(str), loss, reward)

@@ -348,3 +348,20 @@ def test_one_large_context_meets_the_first_order_conditions(n: int) -> None:
     assert across.any() and (dpo.status == "diverged").all()
     losing = np.isin(strong, strong[l_[across]])
     assert (dpo.policy[:, losing] == 0).all() and np.allclose(dpo.policy.sum(axis=1), 1.0)
+
+
+def test_a_family_without_a_vectorised_solver_is_solved_context_by_context() -> None:
+    # `per_context` (families without `solve_dataset`) must give what the vectorised families give: DPO
+    # through it equals DPO through `PairwiseFamily.solve_dataset`.
+    from psipo_cli.methods import get_method
+    from psipo_cli.solvers.dataset import per_context
+
+    prompts = random_prompts(np.random.default_rng(5), 10)
+    prompts.append({"actions": ["x", "y"], "pairs": []})
+    data = dataset(prompts)
+    dpo = get_method("dpo")
+    slow = per_context(dpo, data, tuple(TAUS), dpo.option_values({}))
+    fast = solve_dataset(data, [method_spec("dpo")], TAUS)[0]
+    np.testing.assert_allclose(slow.policy, fast.policy, atol=1e-12)
+    assert (slow.status == fast.status).all()
+    np.testing.assert_allclose(slow.loss, fast.loss, rtol=1e-12, atol=1e-14)

@@ -63,7 +63,7 @@ class PairwiseFamily:
         """Every context at once (`flat.pair_loss_flat`); the loss is the mean pair loss at `delta = z / tau`."""
         from psipo_cli.methods.flat import pair_loss_flat
 
-        loss, pairs = method.loss, flat.pairs
+        loss, pairs = method.loss_at(options), flat.pairs
         assert loss is not None
 
         def value(z: np.ndarray, tau: float) -> np.ndarray:

@@ -59,7 +59,7 @@ class RewardModelFamily:
         loss is the reward model's objective on each context."""
         from psipo_cli.methods.flat import pair_loss_flat
 
-        loss, pairs, rm_l2 = method.loss, flat.pairs, float(options.get("rm_l2") or 0.0)
+        loss, pairs, rm_l2 = method.loss_at(options), flat.pairs, float(options.get("rm_l2") or 0.0)
         assert loss is not None
         reward = implied_reward(pairs, loss, l2=rm_l2) if rm_l2 > 0 else None
         return pair_loss_flat(loss, flat, taus, lambda z, tau: segment_objective(z, pairs, loss, rm_l2), reward)
