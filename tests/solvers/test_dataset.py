@@ -274,13 +274,13 @@ def test_conjugate_gradients_solve_the_laplacian_system_of_a_large_context(monke
 
 
 def random_dataset(rng: np.random.Generator, m: int, n: int, k: int) -> PreferenceData:
-    """`m` contexts of `n` actions with (about) `k` random comparisons each, Bradley–Terry outcomes from
+    """`m` contexts of `n` actions with `k` random comparisons each, Bradley–Terry outcomes from
     N(0, 1) rewards, the same action names in every context (so that `to_problem` can read it), uniform
     pi_ref."""
     ctx = np.repeat(np.arange(m), k)
-    a, b = rng.integers(0, n, m * k), rng.integers(0, n, m * k)
-    keep = a != b
-    ctx, a, b = ctx[keep], a[keep] + ctx[keep] * n, b[keep] + ctx[keep] * n
+    a = rng.integers(0, n, m * k)
+    b = (a + rng.integers(1, n, m * k)) % n  # never a itself: every context gets its k comparisons
+    a, b = a + ctx * n, b + ctx * n
     r = rng.normal(size=m * n)
     first = rng.random(len(a)) < 1 / (1 + np.exp(-(r[a] - r[b])))
     w, l_ = np.where(first, a, b), np.where(first, b, a)
