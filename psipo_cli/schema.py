@@ -19,13 +19,14 @@ LIMIT = "limit"  # the population objective is infinite (Psi(0) or Psi(1) infini
 UNBOUNDED = "unbounded"  # the loss goes to -inf (rDPO on deterministic data): no optimum, no limit policy
 SET = "set"  # the minimisers form a set: the policy is one documented point of it (the detail says which)
 LOCAL = "local"  # not convex: the policy is the best point of a documented multi-start search
+UNDEFINED = "undefined"  # no exact answer (APO-down): the infimum's limit policy depends on the path
 #: Gradient engine (README, "Gradient statuses").
 CONVERGED = "converged"
 RUNNING = "running"
 STALLED = "stalled"
 #: A summary over contexts whose statuses differ.
 MIXED = "mixed"
-EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT, UNBOUNDED, SET, LOCAL)
+EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT, UNBOUNDED, SET, LOCAL, UNDEFINED)
 GRADIENT_STATUSES = (CONVERGED, RUNNING, STALLED)
 
 # -- columns ----------------------------------------------------------------------------------------------

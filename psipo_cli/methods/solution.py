@@ -13,6 +13,7 @@ from psipo_cli.schema import LOCAL as LOCAL
 from psipo_cli.schema import OPTIMAL as OPTIMAL
 from psipo_cli.schema import SET as SET
 from psipo_cli.schema import UNBOUNDED as UNBOUNDED
+from psipo_cli.schema import UNDEFINED as UNDEFINED
 
 NAMES_SHOWN = 8  # names (and components) listed in a detail before "... (+k more)"
 

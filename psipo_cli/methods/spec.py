@@ -35,6 +35,18 @@ class Exact(Enum):
     #: Attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem (status
     #: `limit`; population ΨPO).
     EPS_LIMIT = "eps-limit"
+    #: A sum of one function per action minimised on the simplex: `optimal` where a Lagrange multiplier
+    #: certifies the global optimum (actions at probability exactly 0 included), `set` where the loss does not
+    #: depend on some actions' masses, `local` (best of a multi-start search) otherwise.
+    SIMPLEX = "simplex"
+    #: A fixed point of a reference point held fixed in the gradient (KTO's `z0`), each one solved as `SIMPLEX`.
+    FIXED_POINT = "fixed-point"
+    #: Convex in the logits, attained on the simplex (`optimal`).
+    CONVEX = "convex"
+    #: Not convex: the best of a documented multi-start local search (`local`).
+    LOCAL_SEARCH = "local-search"
+    #: No exact optimum as an offline tabular objective (`undefined`).
+    NO_OPTIMUM = "none"
 
 
 @dataclass(frozen=True)
