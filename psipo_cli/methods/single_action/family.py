@@ -14,9 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from psipo_cli.methods.actions import (
-    ComparisonLoss, action_weights, offsets_gradient, offsets_loss, terms_value,
-)
+from psipo_cli.methods.actions import ComparisonLoss, action_weights, offsets_gradient, offsets_loss, terms_value
 from psipo_cli.methods.kl import kl_divergence
 from psipo_cli.methods.linalg import log_of
 from psipo_cli.methods.single_action.simplex import Separable, SimplexAnswer, solve_simplex
