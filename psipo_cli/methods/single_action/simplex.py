@@ -94,14 +94,20 @@ def solve_simplex(problem: Separable) -> SimplexAnswer:
     if n == 1:
         return SimplexAnswer(np.ones(1), OPTIMAL, problem.value(np.ones(1)), "", 0.0)
     lagrangian = _Lagrangian(problem)
-    monotone = lagrangian.one_decreasing()
-    if monotone is not None:
-        m = np.where(np.arange(n) == monotone, 1.0, 0.0)
-        detail = (
-            "certified globally optimal by monotonicity: one action's loss decreases with its mass and every "
-            "other action's does not, so all the mass goes to it"
-        )
-        return SimplexAnswer(m, OPTIMAL, problem.value(m), detail, 0.0)
+    rising, falling = lagrangian.monotone()
+    if falling.any() and rising.any():
+        # Mass moved from an action whose loss never falls with its mass to one whose loss never rises never
+        # increases the sum: the former have mass 0 at an optimum, and the rest is solved without them.
+        keep = ~rising
+        # (pi_ref restricted, not renormalised: the offsets stay log(m / pi_ref); nothing needs sum pi_ref = 1)
+        sub = solve_simplex(Separable(problem.terms, problem.a[keep], problem.b[keep], c[keep], problem.tau,
+                                      problem.z0))
+        m = np.zeros(n)
+        m[keep] = sub.masses
+        detail = (f"{int(rising.sum())} action(s) whose loss never falls with their mass give it to one whose loss "
+                  "never rises (probability 0, by monotonicity)")
+        return SimplexAnswer(m, sub.status, problem.value(m), "; ".join(x for x in (sub.detail, detail) if x),
+                             sub.multiplier)
     lo, hi = lagrangian.bracket()
     s_lo, s_hi = lagrangian.total(lo), lagrangian.total(hi)
     for _ in range(BISECTIONS):
@@ -158,15 +164,13 @@ class _Lagrangian:
         self.at_zero = problem.phi(np.full(len(c), -np.inf))  # psi_y(0), the limit delta -> -inf
         self.at_one = problem.phi(self.d_hi)
 
-    def one_decreasing(self) -> int | None:
-        """The one action whose `phi'` is negative somewhere, if it is non-positive everywhere and every other
-        action's `phi'` is non-negative everywhere (on the grid): then `psi` of that action is minimal at
-        `m = 1` and every other `psi` at `m = 0`, so the one-hot point is the global minimum."""
+    def monotone(self) -> tuple[np.ndarray, np.ndarray]:
+        """Actions whose `phi'` is >= 0 on the whole grid (their `psi` never falls with the mass) and, among the
+        others, those whose `phi'` is <= 0 on it (their `psi` never rises)."""
         slope = self.problem.dphi(self.grid)
-        falling = np.flatnonzero(np.any(slope < 0, axis=1))
-        if len(falling) == 1 and np.all(slope[falling[0]] <= 0) and np.all(np.delete(slope, falling, axis=0) >= 0):
-            return int(falling[0])
-        return None
+        rising = np.all(slope >= 0, axis=1)  # the indifferent ones included
+        falling = np.all(slope <= 0, axis=1) & ~rising
+        return rising, falling
 
     def bracket(self) -> tuple[float, float]:
         """Multipliers below and above every crossing: the total mass is <= 1 at the first, >= 1 at the
@@ -225,7 +229,7 @@ def _local_search(problem: Separable, m_lo: np.ndarray, m_hi: np.ndarray, nu: fl
         g = problem.dphi(d)
         return float(np.sum(problem.phi(d))), g - pi * g.sum()
 
-    starts = [c, np.full(n, 1.0 / n), m_lo / max(m_lo.sum(), 1e-300), m_hi / m_hi.sum()]
+    starts = [c / c.sum(), np.full(n, 1.0 / n), m_lo / max(m_lo.sum(), 1e-300), m_hi / m_hi.sum()]
     starts += [np.where(np.arange(n) == k, 0.98, 0.02 / (n - 1)) for k in range(n)]
     best_m, best_value = c, np.inf
     for start in starts:
