@@ -236,3 +236,33 @@ def test_method_options_are_checked() -> None:
         exact("kto", W4, PI4, [1.0], kto_desirable_weight=0.0)
     (a,), (b,) = exact("kto", W4, PI4, [1.0]), exact("kto", W4, PI4, [1.0], kto_desirable_weight=1.0)
     np.testing.assert_array_equal(a.policy, b.policy)
+
+
+def test_an_action_in_no_comparison_takes_the_slack_as_a_set() -> None:
+    # BCO on a > b 3 times, b > a once, c never compared, pi_ref = (0.1, 0.1, 0.8), tau = 1: the per-action
+    # optima are e^d = W/L, pi = (0.1 * 3, 0.1 / 3) = (0.3, 1/30), summing to 1/3 < 1. c's loss is 0 whatever
+    # its mass, so it takes the remaining 2/3 and every split of that slack among such actions is optimal.
+    W = np.zeros((3, 3))
+    W[0, 1], W[1, 0] = 3.0, 1.0
+    (run,) = exact("bco", W, np.array([0.1, 0.1, 0.8]), [1.0])
+    assert run.status == "set" and "does not depend" in run.detail
+    np.testing.assert_allclose(run.policy, [0.3, 1.0 / 30.0, 2.0 / 3.0], rtol=1e-9)
+
+
+def test_the_block_gradient_is_the_exact_gradient_at_full_batch() -> None:
+    from psipo_cli.solvers.gradient.actions import ActionBlock, ActionLane
+    from psipo_cli.solvers.gradient.streams import comparisons
+
+    W = np.array([[0, 2, 1, 1], [1, 0, 2, 0], [2, 1, 0, 3], [0, 1, 1, 0]], float)
+    pi_ref = np.array([0.3, 0.2, 0.4, 0.1])
+    names = ["nca", "nca", "kto", "cpo", "orpo", "apo-down"]
+    losses = [METHODS[m].family.loss_at(METHODS[m], {}) for m in names]
+    taus = [0.5, 2.0, 1.5, 0.7, 1.0, 3.0]
+    data = comparisons(W, "t")
+    lanes = [ActionLane(loss, tau, data, None, np.log(pi_ref)) for loss, tau in zip(losses, taus, strict=True)]
+    block = ActionBlock(lanes, 0, 4, GradientSettings(batch_size=0))
+    X = np.random.default_rng(1).normal(0.0, 0.5, (len(lanes), 4))
+    G = block.gradient(X, 0)
+    for k, (loss, tau) in enumerate(zip(losses, taus, strict=True)):
+        np.testing.assert_allclose(G[k], offsets_gradient(X[k], W, loss, tau, np.log(pi_ref)), rtol=1e-12,
+                                   atol=1e-15)
