@@ -46,9 +46,9 @@ EXACT_TEXT = {
     "the limit of the ridge path (`diverged`)",
     Exact.EPS_LIMIT: "attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem "
     "(`limit`)",
-    Exact.SIMPLEX: "optimality conditions on the simplex: `optimal` where a Lagrange multiplier certifies the global "
-    "optimum (actions at probability exactly 0 included); `set` where the loss ignores some masses; `local` "
-    "(best of a multi-start search) otherwise",
+    Exact.SIMPLEX: "optimality conditions on the simplex: `optimal` where a Lagrange multiplier (or monotonicity) "
+    "certifies the global optimum (actions at probability exactly 0 included); `set` where the loss ignores some "
+    "masses; `local` (best of a multi-start search) otherwise",
     Exact.FIXED_POINT: "a fixed point of the reference point `z0 = max(0, KL)` (held fixed in the gradient), each "
     "solved on the simplex as above; `set` when there are several",
     Exact.CONVEX: "convex in the logits; attained on the simplex, never-winning actions at probability 0 "

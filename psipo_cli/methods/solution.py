@@ -27,7 +27,8 @@ class Solution:
     policy : array (n,)
         The optimal (or limit) policy.
     status : str
-        One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`).
+        One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`,
+        `undefined`).
     loss : float
         The method's own objective at the solution, or its infimum when `status` is not `optimal`.
     offsets : array (n,) or None

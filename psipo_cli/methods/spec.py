@@ -97,6 +97,9 @@ class Family(Protocol):
     exact : Exact or None
         The kind of exact answer of the family's methods that have no pairwise loss to say it (population
         ΨPO); None where each method's `PairLoss.exact` says it.
+    self_comparisons : bool, optional
+        A family may declare it True (losses of single actions): on the population its counts keep the
+        diagonal `W[y, y] = mu(y)^2 / 2` (`problem.model.expected_wins`). Absent means False.
     """
 
     name: str
