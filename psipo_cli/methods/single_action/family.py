@@ -30,6 +30,9 @@ class ActionLanes:
     block; the run's status from the exact gradient in the offsets (the normalisation's term included)."""
 
     name: str
+    #: On the population the counts keep the diagonal (module docstring): every loss of this kind has terms of
+    #: single actions (CPO's and ORPO's winner NLL too).
+    self_comparisons = True
     #: Rule 1's unit: tau (offsets scale as 1/tau), 1 where the loss has no tau (ORPO).
     tau_scaled = True
 
@@ -66,7 +69,6 @@ class SingleActionFamily(ActionLanes):
     name = "single-action"
     on_comparisons = True
     reward_stage = False
-    self_comparisons = True
 
     def __init__(self, loss: ComparisonLoss | Callable[..., ComparisonLoss], exact: Exact) -> None:
         self._loss, self.exact = loss, exact
