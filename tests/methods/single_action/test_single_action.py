@@ -266,3 +266,15 @@ def test_the_block_gradient_is_the_exact_gradient_at_full_batch() -> None:
     for k, (loss, tau) in enumerate(zip(losses, taus, strict=True)):
         np.testing.assert_allclose(G[k], offsets_gradient(X[k], W, loss, tau, np.log(pi_ref)), rtol=1e-12,
                                    atol=1e-15)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_cpo_closed_form_on_paper_d1(alpha: float) -> None:
+    # D1: a > b, b > c, a > c once each. c never wins: mass 0. With pi(a) = p, pi(b) = 1 - p and tau = 1,
+    # softplus(-log(p / (1 - p))) = -log p, so 3 L = -log p - alpha (2 log p + log(1 - p)); its zero derivative
+    # (1 + 2 alpha) / p = alpha / (1 - p) gives p = (1 + 2 alpha) / (1 + 3 alpha).
+    W = np.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]], float)
+    (run,) = exact("cpo", W, np.full(3, 1.0 / 3.0), [1.0], cpo_alpha=alpha)
+    p = (1.0 + 2.0 * alpha) / (1.0 + 3.0 * alpha)
+    np.testing.assert_allclose(run.policy, [p, 1.0 - p, 0.0], rtol=1e-12, atol=0.0)
+    assert run.status == OPTIMAL
