@@ -14,17 +14,25 @@ from psipo_cli.methods.reference_free.family import ReferenceFreeFamily
 from psipo_cli.methods.spec import Exact, Method
 from psipo_cli.numerics import sigmoid
 
+#: `1 - p` is floored here: where `p` rounds to 1 (every other action below about 1e-16) the odds' log and its
+#: derivative stay finite (`1 / (1 - p)` at most 2^53) instead of infinite; below the floor `1 - p` is not
+#: representable next to `p` anyway.
+REST_FLOOR = 2.0**-53
+
+
+def rest(u: np.ndarray) -> np.ndarray:
+    """`1 - p` at `u = log p`, floored at `REST_FLOOR`."""
+    return np.maximum(-np.expm1(u), REST_FLOOR)
+
 
 def log_odds(u: np.ndarray) -> np.ndarray:
-    """`log(p / (1 - p))` at `u = log p` (`-inf` at `p = 0`, `+inf` at `p = 1`)."""
-    with np.errstate(divide="ignore"):
-        return u - np.log(-np.expm1(u))
+    """`log(p / (1 - p))` at `u = log p` (`-inf` at `p = 0`)."""
+    return u - np.log(rest(u))
 
 
 def inverse_rest(u: np.ndarray) -> np.ndarray:
     """`d log odds / du = 1 / (1 - p)`."""
-    with np.errstate(divide="ignore"):
-        return 1.0 / -np.expm1(u)
+    return 1.0 / rest(u)
 
 
 @cache
@@ -33,17 +41,12 @@ def loss_of(orpo_lambda: float) -> ComparisonLoss:
     lam = float(orpo_lambda)
 
     def value(uw: np.ndarray, ul: np.ndarray, tau: Any, z0: Any) -> np.ndarray:
-        with np.errstate(invalid="ignore"):
-            margin = np.nan_to_num(log_odds(uw) - log_odds(ul), nan=np.inf)  # +inf - (+inf): one-hot, no loser
+        margin = log_odds(uw) - log_odds(ul)  # +inf where the loser has probability 0
         return -uw + lam * softplus(-margin)
 
     def grad(uw: np.ndarray, ul: np.ndarray, tau: Any, z0: Any) -> tuple[np.ndarray, np.ndarray]:
-        with np.errstate(invalid="ignore"):
-            margin = np.nan_to_num(log_odds(uw) - log_odds(ul), nan=np.inf)
-            slope = lam * sigmoid(-margin)
-            gw = np.where(slope > 0, slope * inverse_rest(uw), 0.0)
-            gl = np.where(slope > 0, slope * inverse_rest(ul), 0.0)
-        return -1.0 - gw, gl
+        slope = lam * sigmoid(-(log_odds(uw) - log_odds(ul)))
+        return -1.0 - slope * inverse_rest(uw), slope * inverse_rest(ul)
 
     return ComparisonLoss(value, grad, reference_free=True)
 
