@@ -133,8 +133,14 @@ def _polish(x: np.ndarray, W: np.ndarray, loss: ComparisonLoss, tau: float, log_
             e[k] = POLISH_H
             H[:, j] = (grad(x + e) - grad(x - e)) / (2.0 * POLISH_H)
         H = 0.5 * (H + H.T) + np.ones((len(idx), len(idx))) / len(idx)  # the shift direction pinned
+        if not np.isfinite(H).all():
+            break
+        try:
+            step = np.linalg.solve(H, g)
+        except np.linalg.LinAlgError:  # curvature lost to rounding (extreme pi_ref or tau): keep L-BFGS's point
+            break
         trial = x.copy()
-        trial[idx] -= np.linalg.solve(H, g)
+        trial[idx] -= step
         g_trial = grad(trial)
         if not np.max(np.abs(g_trial)) < np.max(np.abs(g)):
             break
