@@ -20,13 +20,14 @@ UNBOUNDED = "unbounded"  # the loss goes to -inf (rDPO on deterministic data): n
 SET = "set"  # the minimisers form a set: the policy is one documented point of it (the detail says which)
 LOCAL = "local"  # not convex: the policy is the best point of a documented multi-start search
 AVERAGE = "average"  # the last iterate need not converge (SPPO on a cycle): the policy is the limit of its average
+UNDEFINED = "undefined"  # no exact answer (APO-down): the infimum's limit policy depends on the path
 #: Gradient engine (README, "Gradient statuses").
 CONVERGED = "converged"
 RUNNING = "running"
 STALLED = "stalled"
 #: A summary over contexts whose statuses differ.
 MIXED = "mixed"
-EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT, UNBOUNDED, SET, LOCAL, AVERAGE)
+EXACT_STATUSES = (OPTIMAL, DIVERGED, LIMIT, UNBOUNDED, SET, LOCAL, AVERAGE, UNDEFINED)
 GRADIENT_STATUSES = (CONVERGED, RUNNING, STALLED)
 
 # -- columns ----------------------------------------------------------------------------------------------

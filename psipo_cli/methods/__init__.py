@@ -8,6 +8,8 @@ Families (one driver each, implementing `spec.Family`):
 - `game`: the Nash equilibrium of the KL-regularised preference game on the preferences (`nash`).
 - `online`: self-play methods chasing the regularised preference game's equilibrium (Nash-MD, online IPO,
   IPO-MD, SPPO, INPO, EGPO), each with its `OnlineRule`.
+- `single-action`: losses of single actions' offsets (NCA, BCO, SPPO-hard, APO, KTO), solved on the simplex;
+- `reference-free`: losses of the log-probabilities plus an NLL (CPO, ORPO).
 
 Adding a method to a family means one module declaring its `Method` and one entry in `METHODS`.
 """
@@ -26,7 +28,14 @@ from psipo_cli.methods.pairwise.dpo import DPO
 from psipo_cli.methods.pairwise.ipo import IPO
 from psipo_cli.methods.population.psi import BUILTIN as PSI_BUILTIN
 from psipo_cli.methods.population.psipo import PSIPO
+from psipo_cli.methods.reference_free.cpo import CPO
+from psipo_cli.methods.reference_free.orpo import ORPO
 from psipo_cli.methods.reward_model.rlhf import RLHF
+from psipo_cli.methods.single_action.apo import APO_DOWN, APO_ZERO
+from psipo_cli.methods.single_action.bco import BCO
+from psipo_cli.methods.single_action.kto import KTO
+from psipo_cli.methods.single_action.nca import NCA
+from psipo_cli.methods.single_action.sppo_hard import SPPO_HARD
 from psipo_cli.methods.solution import AVERAGE, DIVERGED, LIMIT, OPTIMAL, Solution
 from psipo_cli.methods.spec import Exact, Family, Method, PairLoss
 
@@ -37,7 +46,10 @@ __all__ = [
 
 METHODS: dict[str, Method] = {
     method.name: method
-    for method in (RLHF, DPO, IPO, PSIPO, NASH, ONLINE_IPO, IPO_MD, NASH_MD, NASH_MD_PG, SPPO, INPO, EGPO)
+    for method in (
+        RLHF, DPO, IPO, PSIPO, NCA, BCO, SPPO_HARD, APO_ZERO, APO_DOWN, KTO, CPO, ORPO, NASH, ONLINE_IPO, IPO_MD,
+        NASH_MD, NASH_MD_PG, SPPO, INPO, EGPO,
+    )
 }
 
 
@@ -49,6 +61,15 @@ EXACT_TEXT = {
     Exact.EPS_LIMIT: "attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem "
     "(`limit`)",
     Exact.AVERAGE: "the limit of the average of the iterates, the maximal lottery (`average`)",
+    Exact.SIMPLEX: "optimality conditions on the simplex: `optimal` where a Lagrange multiplier (or monotonicity) "
+    "certifies the global optimum (actions at probability exactly 0 included); `set` where the loss ignores some "
+    "masses; `local` (best of a multi-start search) otherwise",
+    Exact.FIXED_POINT: "a fixed point of the reference point `z0 = max(0, KL)` (held fixed in the gradient), each "
+    "solved on the simplex as above; `set` when there are several",
+    Exact.CONVEX: "convex in the logits; attained on the simplex, never-winning actions at probability 0 "
+    "(`optimal`)",
+    Exact.LOCAL_SEARCH: "not convex: the best of a documented multi-start search (`local`)",
+    Exact.NO_OPTIMUM: "no exact optimum as an offline tabular objective (`undefined`)",
 }
 
 

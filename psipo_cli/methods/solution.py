@@ -14,6 +14,7 @@ from psipo_cli.schema import LOCAL as LOCAL
 from psipo_cli.schema import OPTIMAL as OPTIMAL
 from psipo_cli.schema import SET as SET
 from psipo_cli.schema import UNBOUNDED as UNBOUNDED
+from psipo_cli.schema import UNDEFINED as UNDEFINED
 
 NAMES_SHOWN = 8  # names (and components) listed in a detail before "... (+k more)"
 
@@ -28,7 +29,7 @@ class Solution:
         The optimal (or limit) policy.
     status : str
         One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`,
-        `average`).
+        `average`, `undefined`).
     loss : float
         The method's own objective at the solution, or its infimum when `status` is not `optimal`.
     offsets : array (n,) or None

@@ -38,6 +38,18 @@ class Exact(Enum):
     #: The iterates need not converge; the answer is the limit of their average (status `average`; SPPO,
     #: whose last iterate cycles on a non-transitive `P`).
     AVERAGE = "average"
+    #: A sum of one function per action minimised on the simplex: `optimal` where a Lagrange multiplier
+    #: certifies the global optimum (actions at probability exactly 0 included), `set` where the loss does not
+    #: depend on some actions' masses, `local` (best of a multi-start search) otherwise.
+    SIMPLEX = "simplex"
+    #: A fixed point of a reference point held fixed in the gradient (KTO's `z0`), each one solved as `SIMPLEX`.
+    FIXED_POINT = "fixed-point"
+    #: Convex in the logits, attained on the simplex (`optimal`).
+    CONVEX = "convex"
+    #: Not convex: the best of a documented multi-start local search (`local`).
+    LOCAL_SEARCH = "local-search"
+    #: No exact optimum as an offline tabular objective (`undefined`).
+    NO_OPTIMUM = "none"
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,9 @@ class Family(Protocol):
     exact : Exact or None
         The kind of exact answer of the family's methods that have no pairwise loss to say it (population
         ΨPO); None where each method's `PairLoss.exact` says it.
+    self_comparisons : bool, optional
+        A family may declare it True (losses of single actions): on the population its counts keep the
+        diagonal `W[y, y] = mu(y)^2 / 2` (`problem.model.expected_wins`). Absent means False.
     """
 
     name: str

@@ -108,13 +108,18 @@ def bradley_terry_matrix(rewards: np.ndarray) -> np.ndarray:
         return sigmoid(r[:, None] - r[None, :])
 
 
-def expected_wins(mu: np.ndarray, preferences: np.ndarray) -> np.ndarray:
+def expected_wins(mu: np.ndarray, preferences: np.ndarray, diagonal: bool = False) -> np.ndarray:
     """Population win counts `W[w, l] = mu(w) mu(l) P[w, l]` off the diagonal (docs/maths.md §2.5).
 
-    The diagonal is dropped: a comparison of an action with itself has `h = 0` and carries no signal.
+    The diagonal is dropped unless `diagonal`: a comparison of an action with itself has `h = 0` and carries no
+    signal for a loss of `h`; a loss of single actions sees it (`W[y, y] = mu(y)^2 / 2`, the action both winner
+    and loser).
     """
     W = np.outer(mu, mu) * preferences
-    np.fill_diagonal(W, 0.0)
+    if diagonal:
+        np.fill_diagonal(W, 0.5 * np.asarray(mu, float) ** 2)
+    else:
+        np.fill_diagonal(W, 0.0)
     return W
 
 

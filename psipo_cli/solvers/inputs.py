@@ -57,7 +57,9 @@ def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[s
                 f"the population {method.name} objective has no comparisons: mu (default pi_ref) must put mass "
                 "on at least two actions",
             )
-        return MethodInputs(ctx.pi_ref, ctx.mu, W=expected_wins(ctx.mu, ctx.preferences))
+        # A family of single-action losses keeps the self-comparisons (`expected_wins`).
+        diagonal = getattr(method.family, "self_comparisons", False)
+        return MethodInputs(ctx.pi_ref, ctx.mu, W=expected_wins(ctx.mu, ctx.preferences, diagonal=diagonal))
     return MethodInputs(ctx.pi_ref, ctx.mu, P=ctx.preferences)
 
 

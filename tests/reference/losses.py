@@ -102,8 +102,72 @@ def nash(delta: np.ndarray, *, P: np.ndarray, tau: float, pi_ref: np.ndarray, **
     return float(2.0 * (best + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m]))) - 1.0)
 
 
+def _sig(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _single(per_comparison: Callable[[np.ndarray, np.ndarray], np.ndarray], win_only: bool = False) -> Callable:
+    """A loss of single actions' offsets `d = log(pi / pi_ref)`, the mean over the comparisons of
+    `per_comparison(d_w, d_l)`, written as `(win term of w) + (lose term of l)` and restricted to the actions in
+    supp pi_ref (their terms only: those of other actions do not depend on the policy)."""
+
+    def loss(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+        pi = _policy(delta, pi_ref)
+        on = pi_ref > 0
+        d = np.where(on, np.log(np.where(on, pi, 1.0)) - np.log(np.where(on, pi_ref, 1.0)), 0.0)
+        w, l_, c = _comparisons(W)
+        win, lose = per_comparison(d, tau)
+        return float(np.sum(c * (np.where(on[w], win[w], 0.0) + np.where(on[l_], lose[l_], 0.0))) / c.sum())
+
+    return loss
+
+
+# TRL's loss branches, with `x = tau d` (tau is TRL's beta): nca_pair, bco_pair, sppo_hard, apo_zero.
+nca = _single(lambda d, tau: (-np.log(_sig(tau * d)) - 0.5 * np.log(_sig(-tau * d)), -0.5 * np.log(_sig(-tau * d))))
+bco = _single(lambda d, tau: (-np.log(_sig(tau * d)), -np.log(_sig(-tau * d))))
+sppo_hard = _single(lambda d, tau: ((d - 0.5 / tau) ** 2, (d + 0.5 / tau) ** 2))
+apo_zero = _single(lambda d, tau: (1.0 - _sig(tau * d), _sig(tau * d)))
+
+
+def kto(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, z0: float | None = None,
+        **_: object) -> float:
+    """KTO (arXiv 2402.01306) on paired data, weights 1: `1 - sigma(tau (d_w - z0)) + 1 - sigma(tau (z0 - d_l))`,
+    `z0 = max(0, KL(pi || pi_ref))` unless given (the gradient holds it fixed)."""
+    pi = _policy(delta, pi_ref)
+    m = pi > 0
+    z = max(0.0, float(np.sum(pi[m] * np.log(pi[m] / pi_ref[m])))) if z0 is None else z0
+    return _single(lambda d, tau: (1.0 - _sig(tau * (d - z)), 1.0 - _sig(tau * (z - d))))(
+        delta, W=W, tau=tau, pi_ref=pi_ref)
+
+
+def apo_down(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+    """TRL apo_down: `sigma(tau d_w) + 1 - sigma(tau (d_w - d_l))`."""
+    pi = _policy(delta, pi_ref)
+    d = np.log(pi / pi_ref)
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * (_sig(tau * d[w]) + 1.0 - _sig(tau * (d[w] - d[l_])))) / c.sum())
+
+
+def cpo(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, cpo_alpha: float = 1.0,
+        **_: object) -> float:
+    """CPO (arXiv 2401.08417): `-log sigma(tau (log pi_w - log pi_l)) - alpha log pi_w`."""
+    lp = np.log(_policy(delta, pi_ref))
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * (np.log1p(np.exp(-tau * (lp[w] - lp[l_]))) - cpo_alpha * lp[w])) / c.sum())
+
+
+def orpo(delta: np.ndarray, *, W: np.ndarray, pi_ref: np.ndarray, orpo_lambda: float = 0.1, **_: object) -> float:
+    """ORPO (arXiv 2403.07691): `-log pi_w - lambda log sigma(log odds_w - log odds_l)`, odds = p / (1 - p)."""
+    p = _policy(delta, pi_ref)
+    w, l_, c = _comparisons(W)
+    odds = np.log(p / (1.0 - p))
+    return float(np.sum(c * (-np.log(p[w]) - orpo_lambda * np.log(_sig(odds[w] - odds[l_])))) / c.sum())
+
+
 REFERENCE: dict[str, Callable[..., float]] = {
     "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "nash": nash,
+    "nca": nca, "bco": bco, "sppo-hard": sppo_hard, "apo-zero": apo_zero, "apo-down": apo_down, "kto": kto,
+    "cpo": cpo, "orpo": orpo,
     "online-ipo": stationarity(0.0), "inpo": stationarity(0.0), "egpo": stationarity(0.0),
     "ipo-md": stationarity(0.125), "nash-md-pg": stationarity(0.5),
     # Nash-MD without --mixture: the mixture is eta tau, eta the default learning rate 0.01.

@@ -41,7 +41,7 @@ def foc_cases():
     """(problem, method, tau, options, objective) for every preset plus random problems."""
     cases = []
     for name, objective in preset_objectives():
-        # The methods whose loss this file writes out (the online methods' stationarity: tests/methods).
+        # The methods whose losses this file writes out (the other families have their own tests).
         for method in ("rlhf", "dpo", "ipo", "psipo"):
             for tau in (0.1, 1.0, 5.0):
                 opts = {"rm_l2": 0.05} if method == "rlhf" else {}

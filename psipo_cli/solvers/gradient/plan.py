@@ -87,6 +87,11 @@ class LanePlan:
             return self._add(KL, (spec, tau, target), KLLane(tau, None, self.log_pi_ref, target.index))
         return self._add(KL, (spec, tau, data_key, context), KLLane(tau, target, self.log_pi_ref))
 
+    def comparisons(self, W: np.ndarray) -> Comparisons:
+        """The comparisons of counts `W` of the current run's context, for a family's own block (an
+        `InputError` naming the context when there are none)."""
+        return comparisons(np.asarray(W, float), self._where[3])
+
     @property
     def stream(self) -> tuple[int, int] | None:
         """The current run's minibatch stream `(seed k, context c)`; None for the full batch."""
