@@ -12,6 +12,8 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "inverse-time", "cosine", "exponential")
 #: `--average`: report the last iterate, or a (Polyak or exponential) average of the iterates.
 AVERAGES = ("none", "polyak", "ema")
+#: `--f-divergence` (fdpo): TRL's `f_divergence_type` scores other than the reverse KL (which is DPO).
+F_DIVERGENCES = ("forward-kl", "js", "alpha")
 #: `--format`.
 FORMATS = ("table", "csv", "json", "path")
 #: `--table` (with `--format csv`): attributes of `psipo_cli.api.Frames`.

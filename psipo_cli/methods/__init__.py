@@ -11,8 +11,13 @@ Adding a method to a family means one module declaring its `Method` and one entr
 
 from __future__ import annotations
 
+from psipo_cli.methods.pairwise.chipo import CHIPO
+from psipo_cli.methods.pairwise.discopop import DISCOPOP
 from psipo_cli.methods.pairwise.dpo import DPO
+from psipo_cli.methods.pairwise.exo import EXO
+from psipo_cli.methods.pairwise.fdpo import FDPO
 from psipo_cli.methods.pairwise.ipo import IPO
+from psipo_cli.methods.pairwise.simpo import SIMPO
 from psipo_cli.methods.population.psi import BUILTIN as PSI_BUILTIN
 from psipo_cli.methods.population.psipo import PSIPO
 from psipo_cli.methods.reward_model.rlhf import RLHF
@@ -24,7 +29,9 @@ __all__ = [
     "get_method", "methods_markdown",
 ]
 
-METHODS: dict[str, Method] = {method.name: method for method in (RLHF, DPO, IPO, PSIPO)}
+METHODS: dict[str, Method] = {
+    method.name: method for method in (RLHF, DPO, IPO, PSIPO, EXO, DISCOPOP, SIMPO, CHIPO, FDPO)
+}
 
 
 #: How the docs name each kind of exact answer.

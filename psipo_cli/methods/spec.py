@@ -59,6 +59,9 @@ class PairLoss:
         A closed form for `z*` overriding the generic damped Newton solve (checked against it in tests).
     closed_form : callable `W -> (tau -> str)`, optional
         The sentence a solution carries when a closed form's preconditions hold on `W` (empty otherwise).
+    convex : bool
+        Whether `margin` is convex. A loss that is not (EXO, DiscoPOP) is solved by a multi-start search
+        (`psipo_cli.methods.pairwise._local`) and its attained answers have status `local`.
     """
 
     pair_loss: PairFn
@@ -69,6 +72,7 @@ class PairLoss:
     exact: Exact
     implied_reward: Callable[[np.ndarray], np.ndarray] | None = None
     closed_form: Callable[[np.ndarray], Callable[[float], str]] | None = None
+    convex: bool = True
 
 
 class Family(Protocol):
@@ -137,6 +141,9 @@ class Method:
         `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
     loss : PairLoss or None
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
+    reference_free : bool
+        The loss does not use `pi_ref` (SimPO): both solvers see the uniform policy on `supp pi_ref` as the
+        reference (`solvers.inputs.method_inputs`), so that its offsets are `log pi + const` on that support.
     loss_of : callable `(**options) -> PairLoss`, optional
         For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
         called with every option of `options` (`option_values`). It must return the same object for the same
@@ -152,6 +159,7 @@ class Method:
     twin: str = ""
     loss: PairLoss | None = None
     loss_of: Callable[..., PairLoss] | None = None
+    reference_free: bool = False
 
     def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
         """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied

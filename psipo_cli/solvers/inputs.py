@@ -5,7 +5,7 @@ Shared by the exact and the gradient solver, so that both optimise exactly the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,7 +44,14 @@ class MethodInputs:
 
 
 def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[str, ...]) -> MethodInputs:
-    """The counts or preferences of `ctx` for `method` under `objective` (data already realised)."""
+    """The counts or preferences of `ctx` for `method` under `objective` (data already realised).
+
+    A reference-free method (`Method.reference_free`: SimPO) sees the uniform policy on `supp pi_ref` as its
+    reference: its loss reads `log pi`, which is `delta` plus a constant on that support.
+    """
+    if method.reference_free:
+        support = np.asarray(ctx.pi_ref, float) > 0
+        ctx = replace(ctx, pi_ref=support / support.sum())
     if method.family.on_comparisons:
         if objective == DATASET:
             if ctx.wins is None:

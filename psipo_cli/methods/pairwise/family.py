@@ -7,12 +7,14 @@ and its kind of exact answer); nothing here depends on which method it is.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from psipo_cli.methods.linalg import comparison_graph, log_of, mean_pair_grad, mean_pair_loss, unseen_actions
 from psipo_cli.methods.pairwise._limit import separated_limit
+from psipo_cli.methods.pairwise._local import flow_note, local_solutions
 from psipo_cli.methods.pairwise.solver import implied_reward, mean_loss_at, tempered
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method, PairLoss
@@ -23,7 +25,8 @@ def solve_pair_loss(loss: PairLoss, W: Any, pi_ref: Any, taus: Sequence[float]) 
 
     `z*` (`loss.implied_reward` when the method has a closed form, else the generic damped Newton solve) is
     computed once; `delta = z* / tau`. A `SEPARATED_LIMIT` loss on data with a separating comparison has no
-    minimiser: every tau then gets the ridge path's limit (status `diverged`).
+    minimiser: every tau then gets the ridge path's limit (status `diverged`). A loss that is not convex
+    (`loss.convex`) gets the multi-start search of `_local` (status `local`).
     """
     log_pi_ref = log_of(pi_ref)
     unseen = unseen_actions(W, pi_ref)
@@ -31,7 +34,13 @@ def solve_pair_loss(loss: PairLoss, W: Any, pi_ref: Any, taus: Sequence[float]) 
         graph = comparison_graph(W)
         if not graph.has_minimiser:
             limit = separated_limit(W, log_pi_ref, graph, loss)
-            return [limit.solution(log_pi_ref, tau, unseen) for tau in taus]
+            solutions = [limit.solution(log_pi_ref, tau, unseen) for tau in taus]
+            if loss.convex:
+                return solutions
+            note = flow_note(W, loss, graph.separating)
+            return [replace(s, detail="; ".join(filter(None, (s.detail, note)))) for s in solutions]
+    if not loss.convex:
+        return local_solutions(W, loss, log_pi_ref, taus, unseen)
     z = loss.implied_reward(W) if loss.implied_reward is not None else implied_reward(W, loss)
     closed = loss.closed_form(W) if loss.closed_form is not None else lambda tau: ""
     return tempered(z, log_pi_ref, taus, mean_loss_at(W, loss), unseen, closed)
