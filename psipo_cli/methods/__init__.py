@@ -44,6 +44,15 @@ EXACT_TEXT = {
 }
 
 
+def exact_text(method: Method) -> str:
+    """How the docs name a method's kind of exact answer; a loss that is not convex adds its search."""
+    loss = method.loss_at({})
+    text = EXACT_TEXT[method.exact]
+    if loss is not None and not loss.convex:
+        text += "; not convex: where attained, the best point of a multi-start search (`local`)"
+    return text
+
+
 def methods_markdown() -> str:
     """`docs/methods.md`: every registered method with its family, TRL name, kind of exact answer, options and
     summary, in registry order. Regenerate with
@@ -55,7 +64,7 @@ def methods_markdown() -> str:
     for m in METHODS.values():
         options = ", ".join(f"`{o}`" for o in m.options) or "—"
         trl = f"`{m.trl}`" if m.trl else "—"
-        rows.append(f"| `{m.name}` | {m.family.name} | {trl} | {EXACT_TEXT[m.exact]} | {options} | {m.summary} |")
+        rows.append(f"| `{m.name}` | {m.family.name} | {trl} | {exact_text(m)} | {options} | {m.summary} |")
     head = (
         "# Methods\n\n"
         "Generated from the registry (`psipo_cli.methods.METHODS`); a test checks that this file is up to date.\n"

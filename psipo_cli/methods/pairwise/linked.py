@@ -95,7 +95,12 @@ class LinkedLoss:
 
     link: Link
     r_max: float = np.inf
-    convex: bool = False  # in the offsets (the link is not affine); the problem in the potential is DPO's
+
+    @property
+    def convex(self) -> bool:
+        """Whether `margin` is convex in the potential (without a clip: DPO's problem; the loss is not convex
+        in the offsets either way, the link is not affine)."""
+        return bool(np.isinf(self.r_max))
 
     @property
     def exact(self) -> Exact:
