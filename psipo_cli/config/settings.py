@@ -174,6 +174,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rm_l2", "real", 0.0, "rlhf: ridge on the reward model", roles=(METHOD,), interval=NON_NEGATIVE),
     Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,),
             placeholder="NAME|MODULE:FUNCTION"),
+    Setting("label_smoothing", "real", 0.1, "cdpo, rdpo: the label-flip rate eps of cDPO and rDPO (TRL's "
+            "label_smoothing)", roles=(METHOD,), interval=Interval(0.0, 0.5, lo_open=False)),
+    Setting("gpo_f", "choice", "logistic", "gpo: the function f of the loss f(tau h)", roles=(METHOD,),
+            choices=choices.GPO_FUNCTIONS),
     Setting("solver", "choice", "both", "", roles=(RUN,), choices=choices.SOLVERS),
     Setting("objective", "choice", "auto", "", roles=(RUN,), choices=choices.OBJECTIVES,
             shown="auto: data if the problem has any"),
