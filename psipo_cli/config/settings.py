@@ -174,8 +174,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rm_l2", "real", 0.0, "rlhf: ridge on the reward model", roles=(METHOD,), interval=NON_NEGATIVE),
     Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,),
             placeholder="NAME|MODULE:FUNCTION"),
-    Setting("label_smoothing", "real", 0.1, "cdpo, rdpo, exo: label smoothing eps (exo: 1e-3 by default, > 0)",
-            roles=(METHOD,), interval=Interval(0.0, 0.5, lo_open=False)),
+    Setting("label_smoothing", "real", 0.1, "cdpo, rdpo, exo: the label-flip rate eps of cDPO, rDPO and EXO "
+            "(TRL's label_smoothing; exo: 1e-3 by default, > 0)", roles=(METHOD,),
+            interval=Interval(0.0, 0.5, lo_open=False)),
+    Setting("gpo_f", "choice", "logistic", "gpo: the function f of the loss f(tau h)", roles=(METHOD,),
+            choices=choices.GPO_FUNCTIONS),
     Setting("discopop_tau", "real", 0.05, "discopop: temperature of the log-ratio modulation (TRL's "
             "discopop_tau)", roles=(METHOD,)),
     Setting("gamma", "real", 0.5, "simpo: target reward margin (SimPO's simpo_gamma)", roles=(METHOD,),

@@ -349,8 +349,9 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
     W : (n, n) win counts, with at least one separating comparison.
     log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
     graph : `comparison_graph(W)`.
-    loss : the logistic-tailed loss (DPO's; RLHF's reward model), whose minimiser inside each component is
-        the finite part.
+    loss : a loss whose tails are exponential, `-f'(x) ~ C e^{-k x}` (DPO's and RLHF's reward model's,
+        `k = 1`; GPO's exponential, `k = 1`, and Savage's, `k = 2`: `loss.tail_rate`); its minimiser inside
+        each component (`loss.minimisers` for a non-convex loss) is the finite part.
 
     Returns
     -------
@@ -361,7 +362,9 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
     """
     n = W.shape[0]
     internal = np.where(graph.separating, 0.0, W)
-    r_internal = implied_reward(internal, loss) if internal.any() else np.zeros(n)
+    r_internal = np.zeros(n)
+    if internal.any():  # a non-convex loss (Savage's) brings its own search for the minimiser inside the SCCs
+        r_internal = loss.minimisers(internal).z if loss.minimisers is not None else implied_reward(internal, loss)
     _, _, c_all = pairs_of(W)
     w, l_, c = pairs_of(internal)
     infimum = float(np.sum(c * loss.margin(r_internal[w] - r_internal[l_])) / c_all.sum())
@@ -376,7 +379,11 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
         losers = int(np.sum(graph.active & ~top))
         note = f"{losers} of the compared actions get probability 0"
     else:
-        winners, offsets, note = _tie_split(W, graph, r_internal, top)
+        # The split between tied components is set by the tails -f'(x) ~ C e^{-k x}: in the units k z they are
+        # the logistic tails `_tie_split` is written for.
+        rate = loss.tail_rate
+        winners, offsets, note = _tie_split(W, graph, rate * r_internal, top)
+        offsets = offsets / rate
     components, losing = _component_listing(graph)
     return SeparatedLimit(winners, offsets, infimum, note, components, losing)
 

@@ -25,4 +25,5 @@ def loss_of(r_max: float | None) -> LinkedLoss:
 CHIPO = Method(
     "chipo", "χPO: DPO's logistic loss on the potential tau (u + log u), u = pi / pi_ref (arXiv 2407.13399)", LINKED,
     options=("r_max",), loss_of=loss_of,
+    formula="-log sigma(clip(tau (phi(u_w) - phi(u_l)), -2 r_max, 2 r_max)), phi(u) = u + log u, u = pi / pi_ref",
 )

@@ -7,18 +7,20 @@ separates two strongly connected components, as DPO), its tail is `e^-x` as the 
 convex: `f'(0) = (1 - log 2) / (4 t) - 3/4 > 0` for `t < 0.36`, so at `pi_ref` the descent direction lowers the
 winner, and gradient descent from `pi_ref` can stop at a wrong-way local minimum (`x < 0` on a
 deterministic pair). Where a minimiser exists the exact answer is the best point of a multi-start search
-(status `local`).
+(`multistart`, status `local`); where none exists, DPO's limit (`diverged`), and the detail says where
+gradient descent from `pi_ref` stops instead when it stops (`flow.flow_note`).
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import numpy as np
 
 from psipo_cli.methods.pairwise.family import PAIRWISE
-from psipo_cli.methods.spec import Exact, Method, PairLoss
+from psipo_cli.methods.pairwise.gpo import tau_loss
+from psipo_cli.methods.pairwise.multistart import multistart
+from psipo_cli.methods.spec import Exact, ImpliedReward, Method, PairLoss
 from psipo_cli.numerics import sigmoid
 
 
@@ -56,16 +58,15 @@ def loss_of(discopop_tau: float) -> PairLoss:
             + m_bar * s * (1.0 - s) + me
         )
 
-    def pair_loss(h: np.ndarray, tau: Any) -> np.ndarray:
-        return margin(tau * np.asarray(h))
+    def minimisers(W: np.ndarray) -> ImpliedReward:
+        return multistart(W, loss).answer()
 
-    def pair_grad(h: np.ndarray, tau: Any) -> np.ndarray:
-        return tau * margin_grad(tau * np.asarray(h))
-
-    return PairLoss(pair_loss, pair_grad, margin, margin_grad, margin_curv, Exact.SEPARATED_LIMIT, convex=False)
+    loss = tau_loss(margin, margin_grad, margin_curv, Exact.LOCAL, minimisers=minimisers, diverges_when_separated=True)
+    return loss
 
 
 DISCOPOP = Method(
     "discopop", "DiscoPOP: logistic/exponential blend modulated by sigma(tau h / t) (arXiv 2406.08414)", PAIRWISE,
     options=("discopop_tau",), trl="discopop", loss_of=loss_of,
+    formula="(1 - sigma(tau h / t)) log(1 + e^(-tau h)) + sigma(tau h / t) e^(-tau h)",
 )

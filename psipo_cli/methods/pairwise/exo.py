@@ -7,20 +7,21 @@ Per comparison, with `x = tau h` and label smoothing `eps` (> 0):
 (`f'' < 0` far from the minimum); it always attains its minimum (capping every gap between sorted implied
 rewards at `logit(1 - eps)` lowers no comparison's loss, so a minimiser lies in a bounded box), and on graphs
 with cycles the minimiser can break the data's symmetry and be non-unique. The exact answer is the best
-point of a multi-start search (status `local`). One pair with win fraction `p`: `a f'(x) = b f'(-x)` gives
-`z* = (2 p - 1) logit(1 - eps)`.
+point of the multi-start search (`multistart`, status `local`). One pair with win fraction `p`:
+`a f'(x) = b f'(-x)` gives `z* = (2 p - 1) logit(1 - eps)`.
 """
 
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import numpy as np
 
 from psipo_cli.errors import InputError
 from psipo_cli.methods.pairwise.family import PAIRWISE
-from psipo_cli.methods.spec import Exact, Method, PairLoss
+from psipo_cli.methods.pairwise.gpo import tau_loss
+from psipo_cli.methods.pairwise.multistart import multistart
+from psipo_cli.methods.spec import Exact, ImpliedReward, Method, PairLoss
 from psipo_cli.numerics import sigmoid
 
 DEFAULT_EPS = 1e-3  # TRL's exo_pair replaces label_smoothing = 0 by 1e-3
@@ -56,17 +57,15 @@ def loss_of(label_smoothing: float) -> PairLoss:
         s = sigmoid(z)
         return s * sigmoid(-z) * ((1.0 - 2.0 * s) * (z - target) + 1.0)
 
-    def pair_loss(h: np.ndarray, tau: Any) -> np.ndarray:
-        return margin(tau * np.asarray(h))
+    def minimisers(W: np.ndarray) -> ImpliedReward:
+        return multistart(W, loss).answer()
 
-    def pair_grad(h: np.ndarray, tau: Any) -> np.ndarray:
-        return tau * margin_grad(tau * np.asarray(h))
-
-    return PairLoss(pair_loss, pair_grad, margin, margin_grad, margin_curv, Exact.ATTAINED, convex=False)
+    loss = tau_loss(margin, margin_grad, margin_curv, Exact.LOCAL, minimisers=minimisers)
+    return loss
 
 
 EXO = Method(
     "exo", "EXO, pairwise: KL(Bern(sigma(tau h)) || Bern(1 - eps)) (arXiv 2402.00856)", PAIRWISE,
     options=("label_smoothing",), defaults=(("label_smoothing", DEFAULT_EPS),), trl="exo_pair",
-    loss_of=loss_of,
+    loss_of=loss_of, formula="KL(Bern(sigma(tau h)) || Bern(1 - eps))",
 )

@@ -25,4 +25,5 @@ def loss_of(f_divergence: str, f_alpha: float) -> LinkedLoss:
 FDPO = Method(
     "fdpo", "f-DPO: DPO's logistic loss on f-divergence scores psi(log pi / pi_ref) (arXiv 2309.16240)", LINKED,
     options=("f_divergence", "f_alpha"), trl="sigmoid + f_divergence_type", loss_of=loss_of,
+    formula="-log sigma(tau (psi(delta_w) - psi(delta_l))), psi = -e^-delta | log sigma(delta) | -e^(-a delta) / a",
 )

@@ -34,7 +34,7 @@ import numpy as np
 
 from psipo_cli.methods.linalg import comparison_graph, log_of, pairs_of, unseen_actions
 from psipo_cli.methods.solution import DIVERGED, LOCAL, OPTIMAL, Solution
-from psipo_cli.methods.spec import Exact, Method, PairLoss
+from psipo_cli.methods.spec import Exact, Method
 from psipo_cli.numerics import sigmoid
 
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -87,24 +87,16 @@ JS = Link(
 
 @dataclass(frozen=True)
 class LinkedLoss:
-    """`-log sigmoid(clip(tau (psi(delta_w) - psi(delta_l)), -2 r_max, 2 r_max))` (no clip: `r_max = inf`).
-
-    `exact` is the kind of exact answer (`SEPARATED_LIMIT` without clip, as DPO's: the Bradley–Terry MLE in
-    the potential); with a clip see `clipped_solutions`.
-    """
+    """`-log sigmoid(clip(tau (psi(delta_w) - psi(delta_l)), -2 r_max, 2 r_max))` (no clip: `r_max = inf`)."""
 
     link: Link
     r_max: float = np.inf
 
-    @property
-    def convex(self) -> bool:
-        """Whether `margin` is convex in the potential (without a clip: DPO's problem; the loss is not convex
-        in the offsets either way, the link is not affine)."""
-        return bool(np.isinf(self.r_max))
 
     @property
     def exact(self) -> Exact:
-        return Exact.SEPARATED_LIMIT
+        """`SEPARATED_LIMIT` without a clip (DPO's problem in the potential), `LOCAL` with one."""
+        return Exact.SEPARATED_LIMIT if np.isinf(self.r_max) else Exact.LOCAL
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """The loss of a potential difference `x`: `softplus(-clip(x))`."""
@@ -230,11 +222,10 @@ def clipped_solutions(
     """With a clip (`r_max`): `softplus(-clip(x, -2R, 2R))` is flat beyond both ends (lowest for `x >= 2R`,
     highest for `x <= -2R`), so it is not convex in the potential either and the minimisers form a set
     (a comparison beyond `2R` may move freely as long as it stays there). The potential `z` is the best point
-    of `_local`'s multi-start search on the clipped loss (status `local`), mapped through `psi^-1` as without
-    a clip; the detail says that the minimisers form a set."""
-    from psipo_cli.methods.pairwise._local import local_search
-    from psipo_cli.methods.pairwise.dpo import LOSS as LOGISTIC
-    from psipo_cli.methods.pairwise.solver import implied_reward
+    of the multi-start search (`multistart`) on the clipped loss (status `local`), mapped through `psi^-1`
+    as without a clip; the detail says that the minimisers form a set."""
+    from psipo_cli.methods.pairwise.gpo import tau_loss
+    from psipo_cli.methods.pairwise.multistart import multistart
 
     bound = 2.0 * loss.r_max
 
@@ -242,13 +233,7 @@ def clipped_solutions(
         s = sigmoid(-np.asarray(x, float))
         return np.where(np.abs(x) < bound, s * (1.0 - s), 0.0)
 
-    def scaled(fn: Fn) -> Callable[[np.ndarray, Any], np.ndarray]:
-        return lambda h, tau: fn(tau * np.asarray(h))
-
-    pair = PairLoss(scaled(loss.margin), scaled(loss.margin_grad), loss.margin, loss.margin_grad, curv,
-                    Exact.ATTAINED, convex=False)
-    mle = implied_reward(W, LOGISTIC) if comparison_graph(W).has_minimiser else None
-    search = local_search(W, pair, mle)
+    search = multistart(W, tau_loss(loss.margin, loss.margin_grad, curv, Exact.LOCAL))
     w, l_, _ = pairs_of(W)
     beyond = int(np.sum(np.abs(search.z[w] - search.z[l_]) >= bound))
     note = (

@@ -12,11 +12,11 @@ makes both solvers use that reference; the policy is then `pi ∝ exp(z* / tau)`
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 import numpy as np
 
 from psipo_cli.methods.pairwise.family import PAIRWISE
+from psipo_cli.methods.pairwise.gpo import tau_loss
 from psipo_cli.methods.spec import Exact, Method, PairLoss
 from psipo_cli.numerics import sigmoid
 
@@ -39,16 +39,11 @@ def loss_of(gamma: float) -> PairLoss:
         s = sigmoid(g - np.asarray(z, float))
         return s * (1.0 - s)
 
-    def pair_loss(h: np.ndarray, tau: Any) -> np.ndarray:
-        return margin(tau * np.asarray(h))
-
-    def pair_grad(h: np.ndarray, tau: Any) -> np.ndarray:
-        return tau * margin_grad(tau * np.asarray(h))
-
-    return PairLoss(pair_loss, pair_grad, margin, margin_grad, margin_curv, Exact.SEPARATED_LIMIT)
+    return tau_loss(margin, margin_grad, margin_curv, Exact.SEPARATED_LIMIT)
 
 
 SIMPO = Method(
     "simpo", "SimPO, reference-free: -log sigmoid(tau (log pi_w - log pi_l) - gamma) (arXiv 2405.14734)",
     PAIRWISE, options=("gamma",), trl="simpo (CPOTrainer)", loss_of=loss_of, reference_free=True,
+    formula="-log sigma(tau (log pi_w - log pi_l) - gamma)",
 )
