@@ -247,3 +247,38 @@ def test_simpo_matches_a_multistart_and_diverges_like_dpo() -> None:
     frames = psipo_cli.solve("paper-d1", "simpo", [0.1, 1.0], solver="exact")
     assert set(frames.metrics.status) == {"diverged"}
     np.testing.assert_array_equal(frames.policy.prob.to_numpy().reshape(2, 3), [[1, 0, 0], [1, 0, 0]])
+
+
+@pytest.mark.parametrize(("name", "lr"), [("exo", 0.5), ("simpo", 0.1)])
+def test_full_batch_gradient_descent_reaches_the_exact_policy(name: str, lr: float) -> None:
+    """On strongly connected data EXO's best minimiser is where gradient descent from pi_ref goes here, and
+    SimPO is convex; SimPO's run uses the uniform reference as the exact solver does."""
+    frames = psipo_cli.solve(
+        problem_from(STRONG, PI_REF), name, [2.0, 5.0], solver="both", optimizer="sgd", lr=lr, steps=60000,
+        batch_size=0, seeds=1,
+    )
+    p = frames.policy
+    for tau in (2.0, 5.0):
+        e = p[(p.solver == "exact") & (p.tau == tau)].prob.to_numpy()
+        g = p[(p.solver == "gradient") & (p.tau == tau)].prob.to_numpy()
+        np.testing.assert_allclose(g, e, atol=1e-7)
+    assert set(frames.metrics[frames.metrics.solver == "gradient"].status) == {"converged"}
+
+
+def test_discopop_gradient_descent_stops_at_a_worse_local_minimum_and_the_exact_detail_says_so() -> None:
+    """On STRONG, gradient descent from pi_ref converges to a stationary point of DiscoPOP's loss (BFGS on the
+    definition started there does not move it) whose loss is higher than the exact answer's."""
+    tau = 2.0
+    frames = psipo_cli.solve(
+        problem_from(STRONG, PI_REF), "discopop", tau, solver="both", optimizer="sgd", lr=0.01, steps=40000,
+        batch_size=0, seeds=1,
+    )
+    m = frames.metrics.set_index("solver")
+    assert m.loc["gradient", "status"] == "converged"
+    assert "gradient descent from pi_ref (z = 0) ends at a different local minimum" in m.loc["exact", "detail"]
+    g = frames.policy[frames.policy.solver == "gradient"].prob.to_numpy()
+    z = tau * np.log(g / PI_REF)
+    z -= z.mean()
+    polished = minimize(lambda x: mean_loss(discopop_f, x, STRONG), z, method="BFGS", options={"gtol": 1e-12}).x
+    np.testing.assert_allclose(polished - polished.mean(), z, atol=1e-6)
+    assert mean_loss(discopop_f, z, STRONG) > m.loc["exact", "loss"] + 1e-3
