@@ -7,6 +7,10 @@ values are closed forms derived in the comments, or scipy.optimize multi-starts 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,3 +286,14 @@ def test_discopop_gradient_descent_stops_at_a_worse_local_minimum_and_the_exact_
     polished = minimize(lambda x: mean_loss(discopop_f, x, STRONG), z, method="BFGS", options={"gtol": 1e-12}).x
     np.testing.assert_allclose(polished - polished.mean(), z, atol=1e-6)
     assert mean_loss(discopop_f, z, STRONG) > m.loc["exact", "loss"] + 1e-3
+
+
+def test_cli_refuses_exo_without_label_smoothing_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "psipo_cli", "run", "exo", "--label-smoothing", "0", "--solver", "exact", "--out",
+         str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["psipo: --label-smoothing = 0.0: exo needs 0 < label smoothing < 0.5"]
+    assert not (tmp_path / "out").exists()
