@@ -17,6 +17,7 @@ from psipo_cli.config.settings import GradientSettings
 from psipo_cli.methods import DIVERGED, LIMIT, METHODS, OPTIMAL, Method
 from psipo_cli.methods.pairwise.solver import implied_reward
 from psipo_cli.problem import build_problem
+from psipo_cli.schema import LOCAL
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.gradient import run_gradient
 from psipo_cli.solvers.inputs import MethodInputs, method_inputs
@@ -106,7 +107,7 @@ def test_exact_answer_satisfies_the_first_order_conditions(name: str) -> None:
     # On a problem where every method attains its optimum, the reference objective's gradient in the
     # offsets vanishes at the exact offsets (on supp pi_ref; the objective is invariant to a common shift).
     for run in exact_runs(name):
-        assert run.status == OPTIMAL, run.detail
+        assert run.status in (OPTIMAL, LOCAL), run.detail  # a local minimum satisfies them too
         kwargs = reference_kwargs(name, W_CONNECTED, PI_REF, run.tau)
         delta = np.log(run.policy / PI_REF)
         grad = central_diff(lambda d, kwargs=kwargs: REFERENCE[name](d, **kwargs), delta, h=1e-5)
@@ -124,7 +125,7 @@ def test_exact_answer_is_optimal_or_carries_its_limit_status(name: str) -> None:
         layer = {"name": "order", "actions": ACTIONS, "pi_ref": PI_REF.tolist(), "order": ACTIONS}
         runs = solve_exact(build_problem(layer), [method_spec(name)], TAUS, "population")
     for run in runs:
-        assert run.status in (OPTIMAL, DIVERGED, LIMIT)
+        assert run.status in (OPTIMAL, DIVERGED, LIMIT, LOCAL)
         if run.status != OPTIMAL:
             assert run.detail
         assert np.all(np.isfinite(run.policy)) and abs(run.policy.sum() - 1.0) < 1e-12
@@ -156,12 +157,29 @@ def test_pi_ref_zero_stays_zero_and_policies_sum_to_one(name: str) -> None:
                 assert np.all(run.curve[:, 2] == 0.0) and np.allclose(run.curve.sum(axis=1), 1.0, atol=1e-12)
 
 
+#: SGD's step must stay below 2 / curvature: χPO's and f-DPO's scores `psi(delta)` steepen the loss of the
+#: offsets by `psi'(delta)^2` (`e^delta + 1` for χPO), DiscoPOP's modulation by up to `1 / t^2`.
+LR = {"chipo": 0.1, "fdpo": 0.3, "discopop": 0.02}
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_full_batch_sgd_reaches_the_exact_answer(name: str) -> None:
     exact = {run.tau: run for run in exact_runs(name)}
-    runs = short_gradient(name, W_CONNECTED, PI_REF, optimizer="sgd", batch_size=0, lr=1.0, steps=6000, seeds=1)
+    lr = LR.get(name, 1.0)
+    runs = short_gradient(name, W_CONNECTED, PI_REF, optimizer="sgd", batch_size=0, lr=lr, steps=round(6000 / lr),
+                          seeds=1)
     for run in runs:
-        assert exact[run.tau].status == OPTIMAL
+        assert exact[run.tau].status in (OPTIMAL, LOCAL)
+        assert run.status == "converged", run.detail
+        if "ends at a different local minimum" in exact[run.tau].detail:
+            # Not convex, and the exact detail says descent from pi_ref stops elsewhere: at a stationary
+            # point of the reference objective, not at the best one.
+            kwargs = reference_kwargs(name, W_CONNECTED, PI_REF, run.tau)
+            delta = np.log(run.policy / PI_REF)
+            grad = central_diff(lambda d, kwargs=kwargs: REFERENCE[name](d, **kwargs), delta, h=1e-5)
+            np.testing.assert_allclose(grad, 0.0, atol=2e-6)
+            assert REFERENCE[name](delta, **kwargs) > exact[run.tau].loss
+            continue
         np.testing.assert_allclose(run.policy, exact[run.tau].policy, atol=1e-6)
 
 

@@ -66,4 +66,64 @@ def psipo(delta: np.ndarray, *, P: np.ndarray, mu: np.ndarray, tau: float, pi_re
     return float(-(pi @ g) + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m])))
 
 
-REFERENCE: dict[str, Callable[..., float]] = {"dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo}
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _mean(W: np.ndarray, loss_of_pair: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * loss_of_pair(w, l_)) / c.sum())
+
+
+def exo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 1e-3, **_: object) -> float:
+    """EXO (arXiv 2402.00856 Eq. 16; TRL exo_pair): `sigma(x) (log sigma(x) - log(1 - eps)) + sigma(-x)
+    (log sigma(-x) - log eps)`, `x = tau h`."""
+    eps = label_smoothing
+
+    def f(w: np.ndarray, l_: np.ndarray) -> np.ndarray:
+        x = tau * (delta[w] - delta[l_])
+        s = 1.0 / (1.0 + np.exp(-x))
+        return s * (-_softplus(-x) - np.log(1 - eps)) + (1 - s) * (-_softplus(x) - np.log(eps))
+
+    return _mean(W, f)
+
+
+def discopop(delta: np.ndarray, *, W: np.ndarray, tau: float, discopop_tau: float = 0.05, **_: object) -> float:
+    """DiscoPOP (arXiv 2406.08414 Eq. 5; TRL discopop): `(1 - m) softplus(-x) + m e^-x`, `m = sigma(x / t)`."""
+
+    def f(w: np.ndarray, l_: np.ndarray) -> np.ndarray:
+        x = tau * (delta[w] - delta[l_])
+        m = 1.0 / (1.0 + np.exp(-x / discopop_tau))
+        return (1 - m) * _softplus(-x) + m * np.exp(-x)
+
+    return _mean(W, f)
+
+
+def simpo(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, gamma: float = 0.5,
+          **_: object) -> float:
+    """SimPO (arXiv 2405.14734 Eq. 6, one token per action): `-log sigma(tau (log pi_w - log pi_l) - gamma)`."""
+    log_pi = np.log(_policy(delta, pi_ref))
+    return _mean(W, lambda w, l_: _softplus(-(tau * (log_pi[w] - log_pi[l_]) - gamma)))
+
+
+def _potential(score: Callable[[np.ndarray], np.ndarray]) -> Callable[..., float]:
+    """`-log sigma(tau (score(d_w) - score(d_l)))`, `d = log(pi / pi_ref)` of the normalised policy."""
+
+    def objective(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+        d = np.log(_policy(delta, pi_ref) / np.where(pi_ref > 0, pi_ref, 1.0))
+        s = score(d)
+        return _mean(W, lambda w, l_: _softplus(-tau * (s[w] - s[l_])))
+
+    return objective
+
+
+#: χPO (arXiv 2407.13399 Eq. 9, no clip): `phi(u) = u + log u`, `u = pi / pi_ref`.
+chipo = _potential(lambda d: np.exp(d) + d)
+#: f-DPO's default, TRL's forward KL score `-e^-delta` (`(e^-d_l - e^-d_w)` in TRL's logits).
+fdpo = _potential(lambda d: -np.exp(-d))
+
+
+REFERENCE: dict[str, Callable[..., float]] = {
+    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "exo": exo, "discopop": discopop, "simpo": simpo,
+    "chipo": chipo, "fdpo": fdpo,
+}
