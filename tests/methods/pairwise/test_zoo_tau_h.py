@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from reference.routes import TAUS, central_diff, one_policy, problem_from, softmax
 from scipy.optimize import brentq, minimize
@@ -297,3 +298,31 @@ def test_cli_refuses_exo_without_label_smoothing_in_one_line(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["psipo: --label-smoothing = 0.0: exo needs 0 < label smoothing < 0.5"]
     assert not (tmp_path / "out").exists()
+
+
+def test_experiment_zoo_discopop_wrong_way() -> None:
+    """`psipo compare experiments/zoo-discopop-wrong-way.toml`: the claim of its header, through the real
+    command (the reversed order is derived in `test_discopop_gradient_descent_from_pi_ref_ends_...`)."""
+    import json
+
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-m", "psipo_cli", "compare", str(root / "experiments" / "zoo-discopop-wrong-way.toml"),
+         "--no-save", "--format", "json"], capture_output=True, text=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    policy, metrics = pd.DataFrame(doc["policy"]), pd.DataFrame(doc["metrics"])
+    status = metrics.set_index(["method", "solver", "tau"])
+    for tau in (0.1, 0.5, 1.0, 2.0):
+        rows = policy[(policy.tau == tau) & (policy.method == "discopop")]
+        exact = rows[rows.solver == "exact"].prob.to_numpy()
+        gradient = rows[rows.solver == "gradient"].prob.to_numpy()
+        np.testing.assert_array_equal(exact, [1.0, 0.0, 0.0])
+        assert gradient[2] > gradient[1] > gradient[0]
+        assert status.loc[("discopop", "exact", tau), "status"] == "diverged"
+        assert "ranks the loser above the winner" in status.loc[("discopop", "exact", tau), "detail"]
+        assert status.loc[("discopop", "gradient", tau), "status"] == "converged"
+        dpo = policy[(policy.tau == tau) & (policy.method == "dpo") & (policy.solver == "gradient")].prob.to_numpy()
+        assert dpo[0] > dpo[1] > dpo[2]
