@@ -148,8 +148,6 @@ def normalised_offsets(z: np.ndarray, log_pi_ref: np.ndarray, on: np.ndarray, li
     log(-psi(0))` gives a sum `<= 1`, `s = log(-psi(-log pi_ref(top)))` one `>= 1` (the top action alone).
     The root of the log of the sum is found by Brent's method to rounding.
     """
-    from scipy.optimize import brentq
-
     a = z[on] / tau
     lp = log_pi_ref[on]
     top = int(np.argmax(a))
@@ -165,15 +163,25 @@ def normalised_offsets(z: np.ndarray, log_pi_ref: np.ndarray, on: np.ndarray, li
 
         lo = float(np.log(-link.score(np.array(-lp[top]))))
         hi = float(np.log(-link.score(np.array(0.0))))
-        s = lo if lo >= hi else brentq(lambda s: log_mass(shifted(s)), lo, hi, xtol=1e-15, rtol=1e-15)
-        delta_on = shifted(s)
+        delta_on = shifted(_root(lambda s: log_mass(shifted(s)), lo, hi))
     else:
         lo, hi = 1.0 - a.max(), 1.0 - a.min()
-        c = lo if hi <= lo else brentq(lambda c: log_mass(link.inverse(a + c)), lo, hi, xtol=1e-15, rtol=1e-15)
-        delta_on = link.inverse(a + c)
+        delta_on = link.inverse(a + _root(lambda c: log_mass(link.inverse(a + c)), lo, hi))
     delta = np.full(len(z), -np.inf)
     delta[on] = delta_on - log_mass(delta_on)  # the root to rounding; renormalised exactly
     return delta
+
+
+def _root(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """The root of the monotone `f` between the brackets `lo`, `hi` of `normalised_offsets` (Brent's method).
+    In exact arithmetic `f` changes sign between them; in floating point an end can be the root to rounding
+    (all actions tied: the sum is exactly 1 at a bracket), and then that end is the answer."""
+    from scipy.optimize import brentq
+
+    f_lo, f_hi = f(lo), f(hi)
+    if f_lo == 0.0 or f_hi == 0.0 or (f_lo > 0) == (f_hi > 0):
+        return lo if abs(f_lo) <= abs(f_hi) else hi
+    return float(brentq(f, lo, hi, xtol=1e-15, rtol=1e-15))
 
 
 def _solution(delta: np.ndarray, log_pi_ref: np.ndarray, status: str, loss: float, **kw: Any) -> Solution:
