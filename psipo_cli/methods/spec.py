@@ -75,6 +75,9 @@ class PairLoss:
         A loss whose infimum is approached only at infinite margins (`inf f = 0` only as `x -> +inf`) that is
         not `SEPARATED_LIMIT` itself (Savage's, of kind `LOCAL`): on data where a comparison separates two
         strongly connected components it too gets the ridge path's limit (status `diverged`).
+    kinks : tuple of float
+        Margins `x` where `f` is not twice differentiable (the hinge's `f'` jumps at 1, the truncated
+        quadratic's `f''`): finite-difference checks leave them out.
     tail_rate : float
         `k` with `-f'(x) ~ C e^{-k x}` as `x -> +inf` (1 for the logistic and exponential losses, 2 for
         Savage's): the separated limit splits tied components in the units `k z`.
@@ -92,6 +95,7 @@ class PairLoss:
     closed_form: Callable[[np.ndarray], Callable[[float], str]] | None = None
     minimisers: Callable[[np.ndarray], ImpliedReward] | None = None
     diverges_when_separated: bool = False
+    kinks: tuple[float, ...] = ()
     tail_rate: float = 1.0
 
 

@@ -79,7 +79,7 @@ SQUARED = tau_loss(lambda x: (x - 1.0) ** 2, lambda x: 2.0 * (x - 1.0), lambda x
                    Exact.ATTAINED)
 TRUNCATED_QUADRATIC = tau_loss(
     lambda x: _hinge_part(x) ** 2, lambda x: -2.0 * _hinge_part(x), lambda x: 2.0 * (np.asarray(x) < 1.0),
-    Exact.SET, minimisers=quadratic_minimisers,
+    Exact.SET, minimisers=quadratic_minimisers, kinks=(1.0,),
 )
 SAVAGE = tau_loss(
     _savage, _savage_grad, _savage_curv, Exact.LOCAL, minimisers=_savage_minimisers, diverges_when_separated=True,
@@ -87,7 +87,7 @@ SAVAGE = tau_loss(
 )
 HINGE = tau_loss(
     _hinge_part, lambda x: -(np.asarray(x) < 1.0).astype(float), lambda x: np.zeros(np.shape(x)), Exact.SET,
-    minimisers=hinge_minimisers,
+    minimisers=hinge_minimisers, kinks=(1.0,),
 )
 FUNCTIONS: dict[str, PairLoss] = {
     "logistic": dpo.LOSS, "exponential": EXPONENTIAL, "squared": SQUARED, "truncated-quadratic": TRUNCATED_QUADRATIC,
