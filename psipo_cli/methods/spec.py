@@ -244,13 +244,15 @@ class Method:
 
     @property
     def pair_loss(self) -> PairFn | None:
-        """`loss.pair_loss` (None without a pairwise loss)."""
-        return None if self.loss is None else self.loss.pair_loss
+        """The pairwise loss's `pair_loss` at the default options (None without a pairwise loss)."""
+        loss = self.loss_at({})
+        return None if loss is None else loss.pair_loss
 
     @property
     def pair_grad(self) -> PairFn | None:
-        """`loss.pair_grad` (None without a pairwise loss)."""
-        return None if self.loss is None else self.loss.pair_grad
+        """The pairwise loss's `pair_grad` at the default options (None without a pairwise loss)."""
+        loss = self.loss_at({})
+        return None if loss is None else loss.pair_grad
 
     def solve_exact(self, inputs: Any, taus: Sequence[float], **options: Any) -> list[Solution]:
         """The exact solution for each tau (`Family.solve_exact`)."""
