@@ -75,6 +75,9 @@ class PairLoss:
         A loss whose infimum is approached only at infinite margins (`inf f = 0` only as `x -> +inf`) that is
         not `SEPARATED_LIMIT` itself (Savage's, of kind `LOCAL`): on data where a comparison separates two
         strongly connected components it too gets the ridge path's limit (status `diverged`).
+    kinks : tuple of float
+        Margins `x` where `f` is not twice differentiable (the hinge's `f'` jumps at 1, the truncated
+        quadratic's `f''`): finite-difference checks leave them out.
     tail_rate : float
         `k` with `-f'(x) ~ C e^{-k x}` as `x -> +inf` (1 for the logistic and exponential losses, 2 for
         Savage's): the separated limit splits tied components in the units `k z`.
@@ -92,6 +95,7 @@ class PairLoss:
     closed_form: Callable[[np.ndarray], Callable[[float], str]] | None = None
     minimisers: Callable[[np.ndarray], ImpliedReward] | None = None
     diverges_when_separated: bool = False
+    kinks: tuple[float, ...] = ()
     tail_rate: float = 1.0
 
 
@@ -190,9 +194,6 @@ class Method:
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
     formula : str
         The loss per comparison (or the objective) in one line, as `psipo methods` and `docs/methods.md` show it.
-    reference_free : bool
-        The loss does not use `pi_ref` (SimPO): both solvers see the uniform policy on `supp pi_ref` as the
-        reference (`solvers.inputs.method_inputs`), so that its offsets are `log pi + const` on that support.
     loss_of : callable `(**options) -> PairLoss`, optional
         For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
         called with every option of `options` (`option_values`). It must return the same object for the same
@@ -209,7 +210,6 @@ class Method:
     loss: PairLoss | None = None
     loss_of: Callable[..., PairLoss] | None = None
     formula: str = ""
-    reference_free: bool = False
 
     def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
         """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied
@@ -244,15 +244,15 @@ class Method:
 
     @property
     def pair_loss(self) -> PairFn | None:
-        """The pairwise loss's `pair_loss` at the default options (None without a pairwise loss of `tau h`)."""
+        """The pairwise loss's `pair_loss` at the default options (None without a pairwise loss)."""
         loss = self.loss_at({})
-        return loss.pair_loss if isinstance(loss, PairLoss) else None
+        return None if loss is None else loss.pair_loss
 
     @property
     def pair_grad(self) -> PairFn | None:
-        """The pairwise loss's `pair_grad` at the default options (None without a pairwise loss of `tau h`)."""
+        """The pairwise loss's `pair_grad` at the default options (None without a pairwise loss)."""
         loss = self.loss_at({})
-        return loss.pair_grad if isinstance(loss, PairLoss) else None
+        return None if loss is None else loss.pair_grad
 
     def solve_exact(self, inputs: Any, taus: Sequence[float], **options: Any) -> list[Solution]:
         """The exact solution for each tau (`Family.solve_exact`)."""

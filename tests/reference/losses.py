@@ -66,8 +66,45 @@ def psipo(delta: np.ndarray, *, P: np.ndarray, mu: np.ndarray, tau: float, pi_re
     return float(-(pi @ g) + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m])))
 
 
+def _mean_of(f: Callable[[np.ndarray], np.ndarray], W: np.ndarray, delta: np.ndarray, tau: float) -> float:
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * f(tau * (delta[w] - delta[l_]))) / c.sum())
+
+
 def _softplus(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+    return np.logaddexp(0.0, x)
+
+
+def cdpo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 0.1, **_: object) -> float:
+    """cDPO (Mitchell 2023): `mean -(1 - e) log sigmoid(tau h) - e log sigmoid(-tau h)`."""
+    e = label_smoothing
+    return _mean_of(lambda x: (1 - e) * _softplus(-x) + e * _softplus(x), W, delta, tau)
+
+
+def rdpo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 0.1, **_: object) -> float:
+    """rDPO (arXiv 2403.00409): `mean [(1 - e) (-log sigmoid(tau h)) - e (-log sigmoid(-tau h))] / (1 - 2 e)`."""
+    e = label_smoothing
+    return _mean_of(lambda x: ((1 - e) * _softplus(-x) - e * _softplus(x)) / (1 - 2 * e), W, delta, tau)
+
+
+def hinge(delta: np.ndarray, *, W: np.ndarray, tau: float, **_: object) -> float:
+    """SLiC / RSO hinge (arXiv 2305.10425, 2309.06657): `mean max(0, 1 - tau h)`."""
+    return _mean_of(lambda x: np.maximum(0.0, 1.0 - x), W, delta, tau)
+
+
+GPO_F: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # GPO (arXiv 2402.05749), Table 1
+    "logistic": lambda x: _softplus(-x),
+    "exponential": lambda x: np.exp(-x),
+    "squared": lambda x: (x - 1.0) ** 2,
+    "truncated-quadratic": lambda x: np.maximum(0.0, 1.0 - x) ** 2,
+    "savage": lambda x: 1.0 / (1.0 + np.exp(x)) ** 2,
+    "hinge": lambda x: np.maximum(0.0, 1.0 - x),
+}
+
+
+def gpo(delta: np.ndarray, *, W: np.ndarray, tau: float, gpo_f: str = "logistic", **_: object) -> float:
+    """GPO: `mean f(tau h)` for the chosen `f`."""
+    return _mean_of(GPO_F[gpo_f], W, delta, tau)
 
 
 def _mean(W: np.ndarray, loss_of_pair: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
@@ -124,6 +161,6 @@ fdpo = _potential(lambda d: -np.exp(-d))
 
 
 REFERENCE: dict[str, Callable[..., float]] = {
-    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "exo": exo, "discopop": discopop, "simpo": simpo,
-    "chipo": chipo, "fdpo": fdpo,
+    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "cdpo": cdpo, "rdpo": rdpo, "hinge": hinge, "gpo": gpo,
+    "exo": exo, "discopop": discopop, "simpo": simpo, "chipo": chipo, "fdpo": fdpo,
 }

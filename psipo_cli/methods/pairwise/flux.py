@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from psipo_cli.methods.linalg import pairs_of
+from psipo_cli.errors import InputError
+from psipo_cli.methods.linalg import LaplacianSystem, pairs_of
 from psipo_cli.methods.pairwise.solver import implied_reward
 from psipo_cli.methods.spec import ImpliedReward, PairLoss
 from psipo_cli.schema import OPTIMAL, UNBOUNDED
@@ -40,12 +41,16 @@ def inflow(W: np.ndarray, eps: float, S: np.ndarray) -> float:
 
 
 def worst_subset(W: np.ndarray, eps: float) -> tuple[np.ndarray, float]:
-    """The subset of actions with the least de-noised inflow, and that inflow (`<= 0`: the empty set has 0).
+    """The proper subset of actions (inside one connected component of the comparison graph) with the least
+    de-noised inflow, and that inflow.
 
     Minimises the Lovász extension `R(v)` (module docstring) over `0 <= v <= 1` by linear programming, with
     one variable `t_e >= max(-eps y_e, -(1-eps) y_e)`, `y_e = v_w - v_l`, per recorded comparison; the
-    minimum of a submodular function is attained at a level set of any minimiser of its extension, so every
-    level set of the solution is tried and the best is returned.
+    minimum of a submodular function is attained at a level set of any minimiser of its extension. A subset
+    that is proper must separate some action `j` from the first action `k` of its component, so the programs
+    are solved with `v_k = 1, v_j = 0` and with `v_k = 0, v_j = 1` for every other `j` of the component, and
+    every level set of each solution is tried. (The whole component has inflow 0 and is no witness: it is
+    the gauge.)
     """
     from scipy.optimize import linprog
 
@@ -59,19 +64,27 @@ def worst_subset(W: np.ndarray, eps: float) -> tuple[np.ndarray, float]:
         A[k * E + rows, w] -= slope
         A[k * E + rows, l_] += slope
         A[k * E + rows, n + rows] = -1.0
-    res = linprog(
-        np.concatenate([np.zeros(n), c]), A_ub=A, b_ub=np.zeros(2 * E),
-        bounds=[(0.0, 1.0)] * n + [(None, None)] * E, method="highs",
-    )
-    v = res.x[:n] if res.status == 0 else np.zeros(n)
-    best, best_flux = np.zeros(n, dtype=bool), 0.0
-    for level in np.unique(v):
-        S = v >= level
-        if S.all():
-            continue
-        flux = inflow(W, eps, S)
-        if flux < best_flux:
-            best, best_flux = S, flux
+    cost = np.concatenate([np.zeros(n), c])
+    labels = LaplacianSystem(w, l_, c, n).labels
+    active = np.zeros(n, dtype=bool)
+    active[w] = active[l_] = True
+    best, best_flux = np.zeros(n, dtype=bool), np.inf
+    for component in np.unique(labels[active]):
+        members = np.flatnonzero(active & (labels == component))
+        first = members[0]
+        for j in members[1:]:
+            for top, bottom in ((first, j), (j, first)):
+                bounds = [(0.0, 1.0)] * n + [(None, None)] * E
+                bounds[top], bounds[bottom] = (1.0, 1.0), (0.0, 0.0)
+                res = linprog(cost, A_ub=A, b_ub=np.zeros(2 * E), bounds=bounds, method="highs")
+                v = res.x[:n]
+                for level in np.unique(v[members]):
+                    S = (v >= level) & (labels == component) & active
+                    if S.sum() == len(members):
+                        continue
+                    flux = inflow(W, eps, S)
+                    if flux < best_flux:
+                        best, best_flux = S, flux
     return best, best_flux
 
 
@@ -95,8 +108,16 @@ def rdpo_minimisers(W: np.ndarray, loss: PairLoss, eps: float) -> ImpliedReward:
     inflow; otherwise `unbounded`, with the subset that shows it and gradient flow's velocity."""
     S, flux = worst_subset(W, eps)
     scale = 1e-12 * float(W.sum())
-    if flux >= -scale:
+    if flux > scale:
         return ImpliedReward(implied_reward(W, loss), OPTIMAL)
+    if flux >= -scale:
+        # On the boundary (measure zero in eps) the loss is bounded below but its infimum is not attained, and
+        # the limit of minimising sequences depends on lower-order terms this solver does not resolve.
+        raise InputError(
+            "--label-smoothing", eps, f"rdpo: the de-noised inflow into a subset of actions ({S.sum()} of them) is "
+            "exactly 0 at this eps: the loss is bounded but has no minimiser and no limit psipo resolves; "
+            "move eps off this boundary",
+        )
     velocity = flow_velocity(W, eps)
     detail = (
         f"the loss is unbounded below (it goes to -inf): the de-noised counts ((1-eps) W - eps W^T) / (1 - 2 eps) "

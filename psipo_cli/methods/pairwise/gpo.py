@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -32,16 +33,17 @@ from psipo_cli.numerics import sigmoid
 Margin = Callable[[np.ndarray], np.ndarray]
 
 
-def tau_loss(f: Margin, df: Margin, d2f: Margin, exact: Exact, **extra: object) -> PairLoss:
-    """The `PairLoss` `pair_loss(h, tau) = f(tau h)`, `pair_grad(h, tau) = tau f'(tau h)`, margin `f`."""
+def tau_loss(f: Margin, df: Margin, d2f: Margin, exact: Exact, **extra: Any) -> PairLoss:
+    """The `PairLoss` `pair_loss(h, tau) = f(tau h)`, `pair_grad(h, tau) = tau f'(tau h)`, margin `f` (tau a
+    float or an array broadcasting with `h`, one value per lane)."""
 
-    def pair_loss(h: np.ndarray, tau: object) -> np.ndarray:
-        return f(tau * np.asarray(h))  # type: ignore[operator]
+    def pair_loss(h: np.ndarray, tau: Any) -> np.ndarray:
+        return f(tau * np.asarray(h))
 
-    def pair_grad(h: np.ndarray, tau: object) -> np.ndarray:
-        return tau * df(tau * np.asarray(h))  # type: ignore[operator]
+    def pair_grad(h: np.ndarray, tau: Any) -> np.ndarray:
+        return tau * df(tau * np.asarray(h))
 
-    return PairLoss(pair_loss, pair_grad, f, df, d2f, exact, **extra)  # type: ignore[arg-type]
+    return PairLoss(pair_loss, pair_grad, f, df, d2f, exact, **extra)
 
 
 def _exp(x: np.ndarray) -> np.ndarray:
@@ -77,7 +79,7 @@ SQUARED = tau_loss(lambda x: (x - 1.0) ** 2, lambda x: 2.0 * (x - 1.0), lambda x
                    Exact.ATTAINED)
 TRUNCATED_QUADRATIC = tau_loss(
     lambda x: _hinge_part(x) ** 2, lambda x: -2.0 * _hinge_part(x), lambda x: 2.0 * (np.asarray(x) < 1.0),
-    Exact.SET, minimisers=quadratic_minimisers,
+    Exact.SET, minimisers=quadratic_minimisers, kinks=(1.0,),
 )
 SAVAGE = tau_loss(
     _savage, _savage_grad, _savage_curv, Exact.LOCAL, minimisers=_savage_minimisers, diverges_when_separated=True,
@@ -85,7 +87,7 @@ SAVAGE = tau_loss(
 )
 HINGE = tau_loss(
     _hinge_part, lambda x: -(np.asarray(x) < 1.0).astype(float), lambda x: np.zeros(np.shape(x)), Exact.SET,
-    minimisers=hinge_minimisers,
+    minimisers=hinge_minimisers, kinks=(1.0,),
 )
 FUNCTIONS: dict[str, PairLoss] = {
     "logistic": dpo.LOSS, "exponential": EXPONENTIAL, "squared": SQUARED, "truncated-quadratic": TRUNCATED_QUADRATIC,
@@ -101,5 +103,6 @@ def gpo_loss(gpo_f: str) -> PairLoss:
 
 GPO = Method(
     "gpo", "Generalised preference optimisation f(tau h), f chosen by --gpo-f (arXiv 2402.05749)", PAIRWISE,
-    options=("gpo_f",), loss_of=gpo_loss, formula="f(tau h), f by --gpo-f (logistic: DPO; squared: IPO at tau / 2)",
+    options=("gpo_f",), loss_of=gpo_loss,
+    formula="f(tau h), f by --gpo-f (logistic: DPO; squared: IPO at tau / 2)",
 )

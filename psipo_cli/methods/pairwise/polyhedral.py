@@ -152,9 +152,9 @@ def margin_ranges(
     return i, j, lo, hi
 
 
-def hinge_set(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The minimisers of the mean hinge loss as margin ranges, with the minimum `F*` (linear programming:
-    `min q . t` over `t >= 0`, `t >= 1 - A z`)."""
+def hinge_set(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The minimisers of the mean hinge loss as margin ranges: the minimum `F*` by linear programming
+    (`min q . t` over `t >= 0`, `t >= 1 - A z`), then the ranges over `{(z, t) : those, q . t <= F*}`."""
     from scipy.optimize import linprog
 
     n = W.shape[0]
@@ -166,7 +166,7 @@ def hinge_set(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
                   method="highs")
     best = float(res.fun)
     optimal = np.vstack([A_ub, np.concatenate([np.zeros(n), q])])
-    return (*margin_ranges(W, optimal, np.append(b_ub, best + 1e-12 * (1.0 + best)), None, None, E), best)
+    return margin_ranges(W, optimal, np.append(b_ub, best + 1e-12 * (1.0 + best)), None, None, E)
 
 
 def quadratic_set(W: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -223,9 +223,7 @@ def describe_set(
 
 def hinge_minimisers(W: np.ndarray) -> ImpliedReward:
     """The hinge loss's exact answer: sub-gradient flow's end point, and the set it lies in."""
-    z = hinge_flow(W)
-    *ranges, _ = hinge_set(W)
-    return describe_set(z, tuple(ranges), "sub-gradient flow")  # type: ignore[arg-type]
+    return describe_set(hinge_flow(W), hinge_set(W), "sub-gradient flow")
 
 
 def quadratic_minimisers(W: np.ndarray) -> ImpliedReward:

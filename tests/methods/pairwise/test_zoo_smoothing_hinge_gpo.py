@@ -326,3 +326,21 @@ def test_label_smoothing_outside_zero_half_is_refused(bad: float) -> None:
 def test_gpo_f_unknown_is_refused() -> None:
     with pytest.raises(InputError):
         psipo_cli.solve("paper-d1", "gpo", 1.0, gpo_f="cubic")
+
+
+def test_rdpo_on_the_boundary_is_refused_with_a_reason() -> None:
+    # a = 3, b = 1, eps = 1/4: sigma(z*) = (3/4 - 1/4) / (1/2) = 1, z* = +inf, while the slope at infinity is
+    # ((1-e) b - e a) / (1 - 2e) = 0: bounded, not attained (by hand). Refused, not a fake optimum.
+    with pytest.raises(InputError) as info:
+        exact_solution("rdpo", two(3.0, 1.0), UNIFORM2, 1.0, label_smoothing=0.25)
+    assert "exactly 0" in info.value.reason
+
+
+def test_rdpo_subset_search_sees_sets_inside_a_component() -> None:
+    # Two components: {0, 1} with a deterministic pair (unbounded on its own) and {2, 3} compared both ways.
+    # The witness is {0}: inflow (0.9 * 0 - 0.1 * 2) / 0.8 = -0.25.
+    W = np.zeros((4, 4))
+    W[0, 1] = 2.0
+    W[2, 3], W[3, 2] = 1.0, 1.0
+    sol = exact_solution("rdpo", W, np.full(4, 0.25), 1.0, label_smoothing=0.1)
+    assert sol.status == "unbounded" and sol.named == ((0,),) and "-0.25" in sol.detail
