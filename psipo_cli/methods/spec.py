@@ -194,6 +194,9 @@ class Method:
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
     formula : str
         The loss per comparison (or the objective) in one line, as `psipo methods` and `docs/methods.md` show it.
+    reference_free : bool
+        The loss does not use `pi_ref` (SimPO): both solvers see the uniform policy on `supp pi_ref` as the
+        reference (`solvers.inputs.method_inputs`), so that its offsets are `log pi + const` on that support.
     loss_of : callable `(**options) -> PairLoss`, optional
         For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
         called with every option of `options` (`option_values`). It must return the same object for the same
@@ -210,6 +213,7 @@ class Method:
     loss: PairLoss | None = None
     loss_of: Callable[..., PairLoss] | None = None
     formula: str = ""
+    reference_free: bool = False
 
     def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
         """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied
@@ -246,13 +250,13 @@ class Method:
     def pair_loss(self) -> PairFn | None:
         """The pairwise loss's `pair_loss` at the default options (None without a pairwise loss)."""
         loss = self.loss_at({})
-        return None if loss is None else loss.pair_loss
+        return loss.pair_loss if isinstance(loss, PairLoss) else None  # not a loss of tau h (chipo): None
 
     @property
     def pair_grad(self) -> PairFn | None:
         """The pairwise loss's `pair_grad` at the default options (None without a pairwise loss)."""
         loss = self.loss_at({})
-        return None if loss is None else loss.pair_grad
+        return loss.pair_grad if isinstance(loss, PairLoss) else None
 
     def solve_exact(self, inputs: Any, taus: Sequence[float], **options: Any) -> list[Solution]:
         """The exact solution for each tau (`Family.solve_exact`)."""
