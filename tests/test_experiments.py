@@ -158,6 +158,8 @@ def test_nash_online_who_reaches_the_regularised_equilibrium() -> None:
             assert m.loc[(method, "gradient", tau), "nash_gap"] > 1e-7
         assert m.loc[("sppo", "exact", tau), "status"] == "average"
         assert m.loc[("sppo", "gradient", tau), "status"] == "running"
+
+
 def test_nash_cycle_dpo_ipo_rlhf_miss_the_equilibrium() -> None:
     policy, metrics = compare("nash-cycle")
     P = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
@@ -208,3 +210,66 @@ def test_nash_cycle_plain_iteration_diverges_where_rho_exceeds_one() -> None:
     e = solve_equilibrium(P, pi_ref, 2.0)
     assert e.certificate.rho < 1
     assert np.abs(iterate(2.0, 1.0, pi_ref, 2000) - e.policy).max() < 1e-12
+# ----------------------------------------------------------------------------------- the loss zoo (issue 12)
+def test_zoo_label_smoothing_bounds_cdpo_and_unbounds_rdpo() -> None:
+    policy, metrics = compare("zoo-label-smoothing")
+    status = metrics.set_index(["method", "solver", "tau"])["status"]
+    for tau in TAUS:
+        assert status[("dpo", "exact", tau)] == "diverged"
+        assert status[("rdpo-0.1", "exact", tau)] == "unbounded"
+        assert status[("rdpo-0.1", "gradient", tau)] == "running"
+        for eps in (0.1, 0.25):
+            # cDPO on D1 is DPO on (1-e) W + e W^T: every pair compared both ways, so the BT MLE exists (attained,
+            # interior), and the smoothed data tie more as e grows (pi(a) falls towards pi_ref's 1/3).
+            assert status[(f"cdpo-{eps}", "exact", tau)] == "optimal"
+            assert probs(policy, f"cdpo-{eps}", "exact", tau).min() > 0.0
+        assert probs(policy, "cdpo-0.25", "exact", tau)["a"] < probs(policy, "cdpo-0.1", "exact", tau)["a"] < 1.0
+    detail = metrics[(metrics.method == "rdpo-0.1") & (metrics.solver == "exact")]["detail"].iloc[0]
+    assert "into {a}" in detail
+
+
+def test_zoo_flip_noise_rdpo_recovers_the_reward() -> None:
+    # P = e + (1 - 2e) sigma(r_i - r_j): the de-noised counts are sigma(r_i - r_j) exactly, so rDPO's implied
+    # reward is r (up to a constant) and pi = pi_ref exp(r / tau) / Z with the uniform pi_ref of the file.
+    policy, _ = compare("zoo-flip-noise")
+    r = np.array([1.0, 0.2, -0.4, -0.8])
+    for tau in (0.5, 1.0, 2.0):
+        expected = np.exp(r / tau) / np.exp(r / tau).sum()
+        np.testing.assert_allclose(probs(policy, "rdpo-0.2", "exact", tau).to_numpy(), expected, atol=1e-9)
+        # DPO fits the noisy P: a smaller spread than r's (its implied reward difference a - d is
+        # logit-like of P(a > d) = 0.715 < sigma(1.8) = 0.858).
+        dpo = probs(policy, "dpo", "exact", tau).to_numpy()
+        assert tau * np.log(dpo[0] / dpo[3]) < 1.8 - 0.5
+
+
+def test_zoo_hinge_set_gradient_flow_point() -> None:
+    # Gradient flow from pi_ref reaches r = (1, 0, -1) (derived by hand in tests/methods/pairwise): the exact
+    # policy is softmax(r / tau) on the uniform pi_ref of D1, status set for both losses.
+    policy, metrics = compare("zoo-hinge-set")
+    status = metrics.set_index(["method", "solver", "tau"])["status"]
+    for tau in TAUS:
+        expected = np.exp(np.array([1.0, 0.0, -1.0]) / tau)
+        for method in ("hinge", "gpo-truncated-quadratic"):
+            assert status[(method, "exact", tau)] == "set"
+            np.testing.assert_allclose(probs(policy, method, "exact", tau).to_numpy(), expected / expected.sum(),
+                                       atol=1e-9)
+
+
+def test_zoo_every_loss_of_tau_h_is_rlhf_with_its_own_reward() -> None:
+    # pi_tau ∝ pi_ref exp(z* / tau) with z* free of tau: z* read off the smallest tau predicts every other tau.
+    policy, _ = compare("zoo-implied-reward")
+    pi_ref = np.array([0.1, 0.2, 0.3, 0.4])
+    rewards = {}
+    for method in policy.method.unique():
+        z = 0.1 * np.log(probs(policy, method, "exact", 0.1).to_numpy() / pi_ref)
+        for tau in (0.5, 1.0, 2.0):
+            w = pi_ref * np.exp(z / tau)
+            np.testing.assert_allclose(probs(policy, method, "exact", tau).to_numpy(), w / w.sum(), atol=1e-9)
+        rewards[method] = z - z.mean()
+    # The loss, not tau, sets the reward. GPO's (x - 1)^2 is IPO's (x - 1/2)^2 at twice the margin
+    # (z = 2 z_IPO); the truncated quadratic is the squared loss wherever every margin is below 1 (here).
+    np.testing.assert_allclose(rewards["gpo-squared"], 2 * rewards["ipo"], atol=1e-9)
+    np.testing.assert_allclose(rewards["gpo-truncated-quadratic"], rewards["gpo-squared"], atol=1e-9)
+    others = ["dpo", "cdpo", "rdpo", "hinge", "gpo-exponential", "gpo-squared", "gpo-savage"]
+    spreads = [round(float(np.ptp(rewards[m])), 3) for m in others]
+    assert len(set(spreads)) == len(others)

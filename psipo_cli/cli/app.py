@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from psipo_cli.cli import compare, plot, problem, run, sweep
+from psipo_cli.cli import compare, methods, plot, problem, run, sweep
 from psipo_cli.errors import InputError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -201,6 +201,7 @@ app = PsipoApp(
 # Each command group owns its Typer app; the root composes them (Typer's "one file per command" layout).
 app.add_typer(run.app)
 app.add_typer(compare.app)
+app.add_typer(methods.app)
 app.add_typer(problem.app, name="problem")
 app.add_typer(plot.app)
 app.add_typer(sweep.app)

@@ -41,7 +41,8 @@ def compare(
     config: Annotated[Path | None, typer.Argument(help="Experiment file (experiments/*.toml).",
                                                   metavar="CONFIG")] = None,
     methods: Annotated[list[str] | None, typer.Option(
-        help=f"Methods, as dpo,ipo or by repeating the flag [{','.join(DEFAULT_METHODS)}].",
+        help=f"Methods, as dpo,ipo or by repeating the flag (`psipo methods` lists them) "
+        f"[{','.join(DEFAULT_METHODS)}].",
         metavar="METHOD[,METHOD...]")] = None,
     tau: Tau = None,
     beta: Beta = None,

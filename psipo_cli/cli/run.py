@@ -34,7 +34,8 @@ app = typer.Typer()
 @app.command()
 @with_settings(SETTINGS)
 def run(
-    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo.",
+    method: Annotated[str, typer.Argument(help="A registered method (psipo_cli.METHODS), e.g. dpo; `psipo methods` "
+                                          "lists each with its loss, TRL name, options and kind of exact answer.",
                                           metavar="METHOD")],
     tau: Tau = None,
     beta: Beta = None,

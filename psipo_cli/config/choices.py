@@ -12,6 +12,10 @@ OPTIMIZERS = ("adam", "sgd", "md")
 SCHEDULES = ("constant", "inverse-time", "cosine", "exponential")
 #: `--average`: report the last iterate, or a (Polyak or exponential) average of the iterates.
 AVERAGES = ("none", "polyak", "ema")
+#: `--gpo-f`: the convex (and Savage's non-convex) functions of GPO (arXiv 2402.05749, Table 1).
+GPO_FUNCTIONS = ("logistic", "exponential", "squared", "truncated-quadratic", "savage", "hinge")
+#: `--f-divergence` (fdpo): TRL's `f_divergence_type` scores other than the reverse KL (which is DPO).
+F_DIVERGENCES = ("forward-kl", "js", "alpha")
 #: `--format`.
 FORMATS = ("table", "csv", "json", "path")
 #: `--table` (with `--format csv`): attributes of `psipo_cli.api.Frames`.

@@ -91,6 +91,14 @@ def as_pairs(W: np.ndarray | Pairs) -> Pairs:
     return W if isinstance(W, Pairs) else Pairs.of(np.asarray(W))
 
 
+def dense_wins(pairs: Pairs) -> np.ndarray:
+    """The win-count matrix `W[w, l] = sum of count over the comparisons (w, l)` of `pairs` (n x n: for the
+    small problems of a non-convex loss's own search, which take a matrix)."""
+    W = np.zeros((pairs.n, pairs.n))
+    np.add.at(W, (pairs.winner, pairs.loser), pairs.count)
+    return W
+
+
 def segment_peak(values: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
     """`max |values|` over the entries of each segment (0 for an empty one)."""
     out = np.zeros(n_segments)

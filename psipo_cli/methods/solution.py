@@ -50,6 +50,10 @@ class Solution:
         probability 0 for every tau).
     closed_form : str
         The closed form the solution satisfies, when its preconditions were checked on this input.
+    named : tuple of tuples of int
+        Groups of actions the detail refers to: `detail` is then a `str.format` template whose `{0}`,
+        `{1}`, ... `describe` replaces by the groups' action names (the subset that makes rDPO unbounded,
+        the pairs whose margin the set leaves free); the solver knows indices, not names.
     """
 
     policy: np.ndarray
@@ -62,6 +66,7 @@ class Solution:
     components: tuple[tuple[int, ...], ...] = ()
     losing: tuple[int, ...] = ()
     closed_form: str = ""
+    named: tuple[tuple[int, ...], ...] = ()
 
 
 def describe(solution: Solution, actions: Sequence[str], twin: str = "") -> str:
@@ -84,7 +89,8 @@ def describe(solution: Solution, actions: Sequence[str], twin: str = "") -> str:
             f"{losing} {verb} probability 0 for every tau"
         )
     if solution.detail:
-        parts.append(solution.detail)
+        groups = [_names(group, actions) for group in solution.named]
+        parts.append(solution.detail.format(*groups) if groups else solution.detail)
     if solution.unseen:
         where = "outside supp mu" if twin else "in no comparison"
         them, their, offsets, stay = ("it", "its", "offset", "stays") if len(solution.unseen) == 1 else (

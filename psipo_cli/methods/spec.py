@@ -46,10 +46,18 @@ class Exact(Enum):
     FIXED_POINT = "fixed-point"
     #: Convex in the logits, attained on the simplex (`optimal`).
     CONVEX = "convex"
-    #: Not convex: the best of a documented multi-start local search (`local`).
-    LOCAL_SEARCH = "local-search"
     #: No exact optimum as an offline tabular objective (`undefined`).
     NO_OPTIMUM = "none"
+    #: A loss unbounded below in some directions (rDPO, arXiv 2403.00409): attained iff every non-empty proper
+    #: subset of each connected component has positive inflow of the de-noised counts; otherwise the loss goes
+    #: to -inf (status `unbounded`; `psipo_cli.methods.pairwise.flux`).
+    INFLOW = "inflow"
+    #: Minimal on a half-line (hinge, truncated quadratic): always attained, but the minimisers can form a
+    #: polyhedron (status `set`: the point gradient flow from pi_ref reaches; `optimal` where it is one point).
+    SET = "set"
+    #: Not convex: the best point of a documented multi-start search (status `local`;
+    #: `psipo_cli.methods.pairwise.multistart`).
+    LOCAL = "local"
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,23 @@ class PairLoss:
         `f(z)`, `f'(z)`, `f''(z)` of the implied margin: the generic exact solver's objective, gradient and
         curvature (its Hessian is the comparison graph's Laplacian weighted by `W f''`).
     exact : Exact
-        `ATTAINED` or `SEPARATED_LIMIT`.
+        Its kind of exact answer (`ATTAINED`, `SEPARATED_LIMIT`, `INFLOW`, `SET`, `LOCAL`).
     implied_reward : callable `W -> z*`, optional
         A closed form for `z*` overriding the generic damped Newton solve (checked against it in tests).
+    minimisers : callable `W -> ImpliedReward`, optional
+        The exact answer in `z` with its status and detail, for the kinds the generic solve cannot give
+        (`INFLOW`, `SET`, `LOCAL`); it is called only where a minimiser may exist (a `SEPARATED_LIMIT`
+        graph without one goes to the ridge path's limit first).
+    diverges_when_separated : bool
+        A loss whose infimum is approached only at infinite margins (`inf f = 0` only as `x -> +inf`) that is
+        not `SEPARATED_LIMIT` itself (Savage's, of kind `LOCAL`): on data where a comparison separates two
+        strongly connected components it too gets the ridge path's limit (status `diverged`).
+    kinks : tuple of float
+        Margins `x` where `f` is not twice differentiable (the hinge's `f'` jumps at 1, the truncated
+        quadratic's `f''`): finite-difference checks leave them out.
+    tail_rate : float
+        `k` with `-f'(x) ~ C e^{-k x}` as `x -> +inf` (1 for the logistic and exponential losses, 2 for
+        Savage's): the separated limit splits tied components in the units `k z`.
     closed_form : callable `W -> (tau -> str)`, optional
         The sentence a solution carries when a closed form's preconditions hold on `W` (empty otherwise).
     """
@@ -84,6 +106,37 @@ class PairLoss:
     exact: Exact
     implied_reward: Callable[[np.ndarray], np.ndarray] | None = None
     closed_form: Callable[[np.ndarray], Callable[[float], str]] | None = None
+    minimisers: Callable[[np.ndarray], ImpliedReward] | None = None
+    diverges_when_separated: bool = False
+    kinks: tuple[float, ...] = ()
+    tail_rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class ImpliedReward:
+    """An exact answer in the implied reward `z = tau delta` (the same for every tau), with its status.
+
+    Attributes
+    ----------
+    z : (n,) array
+        The reported `z` in the canonical gauge (zero sum on each connected component, zero on absent
+        actions). Under `unbounded`: the asymptotic velocity of gradient flow, along which the loss goes to
+        -inf (the offsets grow like `t z`, so the policy's mass goes to the actions of largest `z`).
+    status : str
+        `optimal`, `set`, `local` or `unbounded` (`psipo_cli.schema`).
+    detail : str
+        Why: the set and the point reported, the multi-start, the subset that makes the loss unbounded.
+    value : float
+        `sum W f(z_w - z_l) / sum W` at `z` (`-inf` under `unbounded`).
+    named : tuple of tuples of int
+        The action groups `detail` names through `{0}`, `{1}`, ... (`Solution.named`).
+    """
+
+    z: np.ndarray
+    status: str
+    detail: str = ""
+    value: float = float("nan")
+    named: tuple[tuple[int, ...], ...] = ()
 
 
 class Family(Protocol):
@@ -124,8 +177,9 @@ class Family(Protocol):
 
     def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
         """Optional: the exact answer on every context of a dataset at once (`methods.flat.FlatInputs` ->
-        `methods.flat.FlatAnswer`): per context, what `solve_exact` gives on its win counts. Without it,
-        `solvers.dataset` calls `solve_exact` on one context at a time."""
+        `methods.flat.FlatAnswer`): per context, what `solve_exact` gives on its win counts. Without it, or
+        where it returns None (a method it does not vectorise), `solvers.dataset` calls `solve_exact` on one
+        context at a time."""
         ...
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> tuple[Any, Any]:
@@ -163,6 +217,11 @@ class Method:
         `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
     loss : PairLoss or None
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
+    formula : str
+        The loss per comparison (or the objective) in one line, as `psipo methods` and `docs/methods.md` show it.
+    reference_free : bool
+        The loss does not use `pi_ref` (SimPO): both solvers see the uniform policy on `supp pi_ref` as the
+        reference (`solvers.inputs.method_inputs`), so that its offsets are `log pi + const` on that support.
     loss_of : callable `(**options) -> PairLoss`, optional
         For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
         called with every option of `options` (`option_values`). It must return the same object for the same
@@ -182,6 +241,8 @@ class Method:
     loss: PairLoss | None = None
     loss_of: Callable[..., PairLoss] | None = None
     settings: tuple[str, ...] = ()
+    formula: str = ""
+    reference_free: bool = False
 
     def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
         """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied
@@ -193,7 +254,11 @@ class Method:
     @property
     def exact(self) -> Exact:
         """The kind of exact answer: its pairwise loss's (at the default options), else its family's."""
-        loss = self.loss_at({})
+        return self.exact_at({})
+
+    def exact_at(self, options: dict[str, Any]) -> Exact:
+        """The kind of exact answer at `options`: its pairwise loss's there, else its family's."""
+        loss = self.loss_at(options)
         kind = loss.exact if loss is not None else self.family.exact
         assert kind is not None, f"{self.name}: neither its loss nor its family says its kind of exact answer"
         return kind
@@ -212,13 +277,15 @@ class Method:
 
     @property
     def pair_loss(self) -> PairFn | None:
-        """`loss.pair_loss` (None without a pairwise loss)."""
-        return None if self.loss is None else self.loss.pair_loss
+        """The pairwise loss's `pair_loss` at the default options (None without a pairwise loss)."""
+        loss = self.loss_at({})
+        return loss.pair_loss if isinstance(loss, PairLoss) else None  # not a loss of tau h (chipo): None
 
     @property
     def pair_grad(self) -> PairFn | None:
-        """`loss.pair_grad` (None without a pairwise loss)."""
-        return None if self.loss is None else self.loss.pair_grad
+        """The pairwise loss's `pair_grad` at the default options (None without a pairwise loss)."""
+        loss = self.loss_at({})
+        return loss.pair_grad if isinstance(loss, PairLoss) else None
 
     def solve_exact(self, inputs: Any, taus: Sequence[float], **options: Any) -> list[Solution]:
         """The exact solution for each tau (`Family.solve_exact`)."""

@@ -181,9 +181,21 @@ def _context_finding(comparison: Comparison, rows: list[ComparisonRow]) -> str:
         else:
             text += f"; limit policy {fmt_policy(actions, probs[0])}"
         return text
-    if status == "optimal":
+    if status == "unbounded":
+        text = f"is unbounded below {every} (the loss goes to -inf; no optimum)"
+        if zeros:
+            text += f": gradient flow's policy tends to {fmt_policy(actions, probs[0])}, {_zero_clause(zeros)}"
+        return text
+    heads = {
+        "optimal": f"is optimal {every}",
+        # One point of a set of minimisers, or the best of several local minima: what is reported and why is
+        # in the detail (`exact_details`).
+        "set": f"has a set of minimisers {every}; reported: the point gradient flow from pi_ref reaches",
+        "local": f"is not convex; reported {every}: the best local minimum of a multi-start search",
+    }
+    if status in heads:
         interior = all(p > ZERO for row in probs for p in row)
-        text = f"is optimal {every}"
+        text = heads[status]
         text += " and stays strictly inside the simplex" if interior else ""
         if len(exact) == 1:
             return text + f": pi = {fmt_policy(actions, probs[0])}"
@@ -297,12 +309,18 @@ def gap_cause(
         f"(exact: {exact.detail}): the exact answer takes the ridge path's limit, a gradient run's split is the "
         "optimiser's"
     )
+    unbounded = (
+        "the loss is unbounded below (status unbounded: it goes to -inf, no optimum): a run never stops, its "
+        "offsets grow without bound, and the exact policy is the limit of gradient flow"
+    )
     if g == "running":
         why = "the gradient run is still moving (status running)"
         why += f" — {gradient.detail}" if gradient.detail else ""
         why += ": more steps may close the gap"
         if e == "diverged":
             why += f"; {infimum}" + (f", and {tie}" if _is_tie(exact.detail) else "")
+        if e == "unbounded":
+            why += f"; {unbounded}"
         return "running", why
     if g == "stalled":
         detail = f" — {gradient.detail}" if gradient.detail else ""
@@ -346,6 +364,18 @@ def gap_cause(
         return "set", tie if _is_tie(exact.detail) else (
             f"{infimum}; the status rule calls a run converged once it slows below its jitter"
         )
+    if e == "set":
+        return "set-valued", (
+            f"the minimisers form a set (exact: {exact.detail}): the exact answer is the point gradient flow "
+            "from pi_ref reaches, a run with finite steps (Adam, minibatches) stops at another point of it"
+        )
+    if e == "local":
+        return "local", (
+            f"the loss is not convex (exact: {exact.detail}): a gradient run can end at another local minimum "
+            "than the best one the multi-start search found"
+        )
+    if e == "unbounded":
+        return "unbounded", unbounded
     if e == "limit":
         return "limit", (
             "the exact answer is a limit (status limit: Psi(P) is infinite, the optimum of P clipped to "

@@ -97,7 +97,9 @@ def solve_dataset(data: PreferenceData, specs: Sequence[MethodSpec], taus: Seque
         method = get_method(spec.method)
         options = method.option_values(dict(spec.options))
         vectorised = getattr(method.family, "solve_dataset", None)
-        answer = vectorised(method, flat, taus, options) if vectorised else per_context(method, data, taus, options)
+        answer = vectorised(method, flat, taus, options) if vectorised else None
+        if answer is None:
+            answer = per_context(method, data, taus, options)
         with np.errstate(divide="ignore"):
             log_ratio = np.where(answer.policy > 0, np.log(answer.policy) - data.log_pi_ref, 0.0)
         kl = np.stack([np.bincount(node, weights=row, minlength=data.n_contexts) for row in answer.policy * log_ratio])

@@ -5,7 +5,7 @@ Shared by the exact and the gradient solver, so that both optimise exactly the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -44,7 +44,12 @@ class MethodInputs:
 
 
 def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[str, ...]) -> MethodInputs:
-    """The counts or preferences of `ctx` for `method` under `objective` (data already realised)."""
+    """The counts or preferences of `ctx` for `method` under `objective` (data already realised).
+
+    A reference-free method (`Method.reference_free`: SimPO) sees the uniform policy on `supp pi_ref` as its
+    reference (`reference_for`).
+    """
+    ctx = replace(ctx, pi_ref=reference_for(method, ctx.pi_ref))
     if objective == DATASET:
         if ctx.wins is None:
             raise InputError("problem", ctx.name, "context has no realised dataset")
@@ -63,11 +68,22 @@ def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[s
     return MethodInputs(ctx.pi_ref, ctx.mu, P=ctx.preferences)
 
 
+def reference_for(method: Method, pi_ref: np.ndarray) -> np.ndarray:
+    """The reference `method` sees: `pi_ref`, or for a reference-free method (`Method.reference_free`) the
+    uniform policy on `supp pi_ref` — its loss reads `log pi`, which is `delta` plus a constant there."""
+    if not method.reference_free:
+        return pi_ref
+    support = np.asarray(pi_ref, float) > 0
+    return support / support.sum()
+
+
 def data_inputs(
     method: Method, W: np.ndarray, pi_ref: np.ndarray, name: str, actions: tuple[str, ...], mu: np.ndarray
 ) -> MethodInputs:
     """What `method` sees of one context's recorded win counts `W` (the empirical objective): `W` itself,
-    or the empirical preferences `(P_hat, mu_hat)` (`empirical_preferences`; `mu` is then unused)."""
+    or the empirical preferences `(P_hat, mu_hat)` (`empirical_preferences`; `mu` is then unused), with the
+    reference `reference_for(method, pi_ref)`."""
+    pi_ref = reference_for(method, pi_ref)
     if method.family.on_comparisons:
         return MethodInputs(pi_ref, mu, W=W)
     try:

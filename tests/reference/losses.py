@@ -164,8 +164,103 @@ def orpo(delta: np.ndarray, *, W: np.ndarray, pi_ref: np.ndarray, orpo_lambda: f
     return float(np.sum(c * (-np.log(p[w]) - orpo_lambda * np.log(_sig(odds[w] - odds[l_])))) / c.sum())
 
 
+def _mean_of(f: Callable[[np.ndarray], np.ndarray], W: np.ndarray, delta: np.ndarray, tau: float) -> float:
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * f(tau * (delta[w] - delta[l_]))) / c.sum())
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, x)
+
+
+def cdpo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 0.1, **_: object) -> float:
+    """cDPO (Mitchell 2023): `mean -(1 - e) log sigmoid(tau h) - e log sigmoid(-tau h)`."""
+    e = label_smoothing
+    return _mean_of(lambda x: (1 - e) * _softplus(-x) + e * _softplus(x), W, delta, tau)
+
+
+def rdpo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 0.1, **_: object) -> float:
+    """rDPO (arXiv 2403.00409): `mean [(1 - e) (-log sigmoid(tau h)) - e (-log sigmoid(-tau h))] / (1 - 2 e)`."""
+    e = label_smoothing
+    return _mean_of(lambda x: ((1 - e) * _softplus(-x) - e * _softplus(x)) / (1 - 2 * e), W, delta, tau)
+
+
+def hinge(delta: np.ndarray, *, W: np.ndarray, tau: float, **_: object) -> float:
+    """SLiC / RSO hinge (arXiv 2305.10425, 2309.06657): `mean max(0, 1 - tau h)`."""
+    return _mean_of(lambda x: np.maximum(0.0, 1.0 - x), W, delta, tau)
+
+
+GPO_F: dict[str, Callable[[np.ndarray], np.ndarray]] = {  # GPO (arXiv 2402.05749), Table 1
+    "logistic": lambda x: _softplus(-x),
+    "exponential": lambda x: np.exp(-x),
+    "squared": lambda x: (x - 1.0) ** 2,
+    "truncated-quadratic": lambda x: np.maximum(0.0, 1.0 - x) ** 2,
+    "savage": lambda x: 1.0 / (1.0 + np.exp(x)) ** 2,
+    "hinge": lambda x: np.maximum(0.0, 1.0 - x),
+}
+
+
+def gpo(delta: np.ndarray, *, W: np.ndarray, tau: float, gpo_f: str = "logistic", **_: object) -> float:
+    """GPO: `mean f(tau h)` for the chosen `f`."""
+    return _mean_of(GPO_F[gpo_f], W, delta, tau)
+
+
+def _mean(W: np.ndarray, loss_of_pair: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float:
+    w, l_, c = _comparisons(W)
+    return float(np.sum(c * loss_of_pair(w, l_)) / c.sum())
+
+
+def exo(delta: np.ndarray, *, W: np.ndarray, tau: float, label_smoothing: float = 1e-3, **_: object) -> float:
+    """EXO (arXiv 2402.00856 Eq. 16; TRL exo_pair): `sigma(x) (log sigma(x) - log(1 - eps)) + sigma(-x)
+    (log sigma(-x) - log eps)`, `x = tau h`."""
+    eps = label_smoothing
+
+    def f(w: np.ndarray, l_: np.ndarray) -> np.ndarray:
+        x = tau * (delta[w] - delta[l_])
+        s = 1.0 / (1.0 + np.exp(-x))
+        return s * (-_softplus(-x) - np.log(1 - eps)) + (1 - s) * (-_softplus(x) - np.log(eps))
+
+    return _mean(W, f)
+
+
+def discopop(delta: np.ndarray, *, W: np.ndarray, tau: float, discopop_tau: float = 0.05, **_: object) -> float:
+    """DiscoPOP (arXiv 2406.08414 Eq. 5; TRL discopop): `(1 - m) softplus(-x) + m e^-x`, `m = sigma(x / t)`."""
+
+    def f(w: np.ndarray, l_: np.ndarray) -> np.ndarray:
+        x = tau * (delta[w] - delta[l_])
+        m = 1.0 / (1.0 + np.exp(-x / discopop_tau))
+        return (1 - m) * _softplus(-x) + m * np.exp(-x)
+
+    return _mean(W, f)
+
+
+def simpo(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, gamma: float = 0.5,
+          **_: object) -> float:
+    """SimPO (arXiv 2405.14734 Eq. 6, one token per action): `-log sigma(tau (log pi_w - log pi_l) - gamma)`."""
+    log_pi = np.log(_policy(delta, pi_ref))
+    return _mean(W, lambda w, l_: _softplus(-(tau * (log_pi[w] - log_pi[l_]) - gamma)))
+
+
+def _potential(score: Callable[[np.ndarray], np.ndarray]) -> Callable[..., float]:
+    """`-log sigma(tau (score(d_w) - score(d_l)))`, `d = log(pi / pi_ref)` of the normalised policy."""
+
+    def objective(delta: np.ndarray, *, W: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+        d = np.log(_policy(delta, pi_ref) / np.where(pi_ref > 0, pi_ref, 1.0))
+        s = score(d)
+        return _mean(W, lambda w, l_: _softplus(-tau * (s[w] - s[l_])))
+
+    return objective
+
+
+#: χPO (arXiv 2407.13399 Eq. 9, no clip): `phi(u) = u + log u`, `u = pi / pi_ref`.
+chipo = _potential(lambda d: np.exp(d) + d)
+#: f-DPO's default, TRL's forward KL score `-e^-delta` (`(e^-d_l - e^-d_w)` in TRL's logits).
+fdpo = _potential(lambda d: -np.exp(-d))
+
+
 REFERENCE: dict[str, Callable[..., float]] = {
-    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "nash": nash,
+    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "cdpo": cdpo, "rdpo": rdpo, "hinge": hinge, "gpo": gpo,
+    "exo": exo, "discopop": discopop, "simpo": simpo, "chipo": chipo, "fdpo": fdpo, "nash": nash,
     "nca": nca, "bco": bco, "sppo-hard": sppo_hard, "apo-zero": apo_zero, "apo-down": apo_down, "kto": kto,
     "cpo": cpo, "orpo": orpo,
     "online-ipo": stationarity(0.0), "inpo": stationarity(0.0), "egpo": stationarity(0.0),

@@ -97,12 +97,18 @@ def random_prompts(rng: np.random.Generator, m: int, complete: bool = False) -> 
     return prompts
 
 
-@pytest.mark.parametrize("complete", [False, True])
-def test_every_prompt_equals_its_toml_problem(tmp_path: Path, complete: bool) -> None:
+#: Zoo members through both routes of `solve_dataset`: cDPO vectorised; hinge, rDPO and EXO (losses with their
+#: own search), SimPO (reference-free) and NCA (single actions) one context at a time.
+ZOO = [method_spec(m) for m in ("cdpo", "rdpo", "hinge", "exo", "simpo", "nca")]
+
+
+@pytest.mark.parametrize("complete,zoo", [(False, False), (True, False), (False, True)])
+def test_every_prompt_equals_its_toml_problem(tmp_path: Path, complete: bool, zoo: bool) -> None:
     rng = np.random.default_rng(11 + complete)
     prompts = random_prompts(rng, 12, complete)
     data = dataset(prompts)
     specs = [*SPECS, method_spec("psipo"), method_spec("psipo", "psipo-id", psi="identity")] if complete else SPECS
+    specs = ZOO if zoo else specs
     solved = solve_dataset(data, specs, TAUS)
     statuses = set()
     for c, prompt in enumerate(prompts):
@@ -125,7 +131,7 @@ def test_every_prompt_equals_its_toml_problem(tmp_path: Path, complete: bool) ->
                 expected_kl = float(np.sum(run.policy[mass] * np.log(run.policy[mass] / ref[mass])))
                 np.testing.assert_allclose(sol.kl[t, c], expected_kl, rtol=1e-10, atol=1e-13)
                 statuses.add(run.status)
-    assert {"optimal", "diverged"} <= statuses or complete  # the random data exercise both routes
+    assert {"optimal", "diverged"} <= statuses or complete or zoo  # the random data exercise both routes
 
 
 def test_prompts_each_holding_a_directed_cycle_have_no_diverged_prompt() -> None:

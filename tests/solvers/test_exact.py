@@ -36,13 +36,16 @@ from psipo_cli.errors import InputError
 from psipo_cli.methods import METHODS
 from psipo_cli.problem import build_problem, get_problem, realise
 
+#: The methods whose losses `check_first_order` writes out (every registered method's first-order conditions
+#: are also checked against tests/reference/losses.py in tests/conformance).
+WRITTEN_HERE = ("rlhf", "dpo", "ipo", "psipo")
+
 
 def foc_cases():
     """(problem, method, tau, options, objective) for every preset plus random problems."""
     cases = []
     for name, objective in preset_objectives():
-        # The methods whose losses this file writes out (the other families have their own tests).
-        for method in ("rlhf", "dpo", "ipo", "psipo"):
+        for method in WRITTEN_HERE:
             for tau in (0.1, 1.0, 5.0):
                 opts = {"rm_l2": 0.05} if method == "rlhf" else {}
                 if method == "psipo":

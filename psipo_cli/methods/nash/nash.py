@@ -35,4 +35,5 @@ NASH = Method(
     "nash",
     "Nash equilibrium of the KL-regularised preference game (Munos et al., arXiv 2312.00886)",
     GAME,
+    formula="pi* = argmax_pi min_pi' P(pi > pi') - tau KL(pi || pi_ref) + tau KL(pi' || pi_ref)",
 )

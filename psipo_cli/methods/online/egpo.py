@@ -10,4 +10,8 @@ from psipo_cli.methods.spec import Method
 EGPO = Method(
     "egpo", "EGPO: extragradient self-play in KL geometry; reaches the regularised equilibrium",
     OnlineFamily(OnlineRule(IPO_LOSS, extragradient=True)),
+    formula=(
+        "extragradient: pi_t+1/2 ∝ pi_t^(1-eta tau) pi_ref^(eta tau) e^(eta P pi_t), then from pi_t with "
+        "P pi_t+1/2"
+    ),
 )

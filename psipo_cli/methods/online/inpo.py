@@ -10,4 +10,5 @@ from psipo_cli.methods.spec import Method
 INPO = Method(
     "inpo", "INPO: self-play mirror descent against the current policy (arXiv 2407.00617)",
     OnlineFamily(OnlineRule(POLICY_GRADIENT)),
+    formula="log pi_t+1 = (1 - eta tau) log pi_t + eta tau log pi_ref + eta P pi_t + c",
 )

@@ -10,4 +10,5 @@ from psipo_cli.methods.spec import Method
 IPO_MD = Method(
     "ipo-md", "IPO-MD: online IPO on pairs from the mixture pi^(1-b) pi_ref^b (arXiv 2403.08635)",
     OnlineFamily(OnlineRule(IPO_LOSS)), options=("mixture",), defaults=(("mixture", 0.125),),
+    formula="(h(y, y') - (P(y > y') - 1/2) / tau)^2, y, y' ~ pi^(1-b) pi_ref^b (detached)",
 )

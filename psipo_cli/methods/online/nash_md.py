@@ -12,4 +12,5 @@ NASH_MD = Method(
     "nash-md", "Nash-MD: mirror descent against the mixture mix_{lr tau}(pi) (arXiv 2312.00886)",
     OnlineFamily(OnlineRule(POLICY_GRADIENT, step_mixture=True)), options=("mixture",),
     settings=("lr", "lr_schedule", "lr_final"),
+    formula="log pi_t+1 = (1 - eta tau) log pi_t + eta tau log pi_ref + eta P mix_{eta tau}(pi_t) + c",
 )

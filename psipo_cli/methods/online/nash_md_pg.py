@@ -10,4 +10,5 @@ from psipo_cli.methods.spec import Method
 NASH_MD_PG = Method(
     "nash-md-pg", "Nash-MD-PG: policy gradient against the mixture pi^(1-b) pi_ref^b (TRL's Nash-MD trainer)",
     OnlineFamily(OnlineRule(POLICY_GRADIENT)), options=("mixture",), defaults=(("mixture", 0.5),),
+    formula="ascent on P(pi > mix_b(pi)) - tau KL(pi || pi_ref), mix_b(pi) ∝ pi^(1-b) pi_ref^b (detached)",
 )

@@ -9,4 +9,5 @@ from psipo_cli.methods.spec import Method
 ONLINE_IPO = Method(
     "online-ipo", "Online IPO: IPO on self-play pairs (arXiv 2403.08635); reaches the regularised equilibrium",
     OnlineFamily(OnlineRule(IPO_LOSS)),
+    formula="(h(y, y') - (P(y > y') - 1/2) / tau)^2, y, y' ~ pi (detached)",
 )

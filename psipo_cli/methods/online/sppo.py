@@ -11,4 +11,5 @@ from psipo_cli.methods.spec import Method
 SPPO = Method(
     "sppo", "SPPO: multiplicative weights on P(y > pi) (arXiv 2405.00675); its average tends to the maximal lottery",
     OnlineFamily(OnlineRule(POLICY_GRADIENT, regularised=False)),
+    formula="pi_t+1 ∝ pi_t exp(eta P(y > pi_t))",
 )  # TRL's `sppo_hard` is the offline loss of one SPPO step, the method `sppo-hard`

@@ -26,6 +26,7 @@ from psipo_cli.methods.linalg import (
     as_pairs,
     capped,
     damped_newton,
+    dense_wins,
     edge_components,
     softmax_policy,
 )
@@ -376,8 +377,9 @@ def separated_limit(
         separating comparison.
     log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
     graph : `comparison_graph(W)`.
-    loss : the logistic-tailed loss (DPO's; RLHF's reward model), whose minimiser inside each component is
-        the finite part.
+    loss : a loss whose tails are exponential, `-f'(x) ~ C e^{-k x}` (DPO's and RLHF's reward model's,
+        `k = 1`; GPO's exponential, `k = 1`, and Savage's, `k = 2`: `loss.tail_rate`); its minimiser inside
+        each component (`loss.minimisers` for a non-convex loss) is the finite part.
 
     Returns
     -------
@@ -389,7 +391,11 @@ def separated_limit(
     pairs = as_pairs(W)
     crossing = graph.strong[pairs.winner] != graph.strong[pairs.loser]
     internal = pairs.subset(~crossing)
-    r_internal = implied_reward(internal, loss) if len(internal.count) else np.zeros(pairs.n)
+    r_internal = np.zeros(pairs.n)
+    if len(internal.count):  # a non-convex loss (Savage's) brings its own search for the minimiser inside the SCCs
+        r_internal = (
+            loss.minimisers(dense_wins(internal)).z if loss.minimisers is not None else implied_reward(internal, loss)
+        )
     w, l_, c = internal.winner, internal.loser, internal.count
     infimum = float(np.sum(c * loss.margin(r_internal[w] - r_internal[l_])) / pairs.count.sum())
 
@@ -403,7 +409,11 @@ def separated_limit(
         losers = int(np.sum(graph.active & ~top))
         note = f"{losers} of the compared actions get probability 0"
     else:
-        winners, offsets, note = _tie_split(pairs, graph, r_internal, top)
+        # The split between tied components is set by the tails -f'(x) ~ C e^{-k x}: in the units k z they are
+        # the logistic tails `_tie_split` is written for.
+        rate = loss.tail_rate
+        winners, offsets, note = _tie_split(pairs, graph, rate * r_internal, top)
+        offsets = offsets / rate
     components, losing = _component_listing(graph)
     return SeparatedLimit(winners, offsets, infimum, note, components, losing)
 

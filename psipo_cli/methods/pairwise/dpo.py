@@ -62,5 +62,6 @@ LOSS = PairLoss(pair_loss, pair_grad, margin, margin_grad, margin_curv, Exact.SE
 BRADLEY_TERRY_TWIN = "`psipo --psi logit` (paper Prop. 1, under Bradley–Terry preferences)"
 
 DPO = Method(
-    "dpo", "Direct preference optimisation (paper Eq. 4)", PAIRWISE, trl="sigmoid", twin=BRADLEY_TERRY_TWIN, loss=LOSS
+    "dpo", "Direct preference optimisation (paper Eq. 4)", PAIRWISE, trl="sigmoid", twin=BRADLEY_TERRY_TWIN, loss=LOSS,
+    formula="-log sigma(tau h)",
 )

@@ -154,4 +154,5 @@ LOSS = PairLoss(
 IPO = Method(
     "ipo", "Identity preference optimisation (paper Eq. 17)", PAIRWISE, trl="ipo",
     twin="`psipo --psi identity` (paper Theorem 2)", loss=LOSS,
+    formula="(h - 1 / (2 tau))^2",
 )

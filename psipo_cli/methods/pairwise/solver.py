@@ -92,16 +92,20 @@ def tempered(
     loss_at: Callable[[np.ndarray, float], float],
     unseen: tuple[int, ...],
     closed_form: Callable[[float], str],
+    status: str = OPTIMAL,
+    detail: str = "",
 ) -> list[Solution]:
-    """The optimal `Solution` for each tau from a tau-independent implied reward `z`: `delta = z / tau`,
-    `pi ∝ pi_ref exp(delta)`; `loss_at(delta, tau)` is the method's objective there."""
+    """The `Solution` for each tau from a tau-independent implied reward `z`: `delta = z / tau`,
+    `pi ∝ pi_ref exp(delta)`; `loss_at(delta, tau)` is the method's objective there. `status` and `detail`
+    say what kind of point `z` is (`optimal`; one point of a `set`; the best `local` minimum found)."""
     return [
         Solution(
             policy=softmax_policy(log_pi_ref, z / tau),
-            status=OPTIMAL,
+            status=status,
             loss=loss_at(z / tau, tau),
             offsets=z / tau,
             reward=z,
+            detail=detail,
             unseen=unseen,
             closed_form=closed_form(tau),
         )

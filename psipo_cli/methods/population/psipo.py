@@ -203,4 +203,5 @@ def population_gradient(delta: np.ndarray, g: np.ndarray, pi_ref: np.ndarray, ta
     return kl_gradient(delta, g, pi_ref, tau)
 
 
-PSIPO = Method("psipo", "General PsiPO objective (paper Eq. 6) with --psi", POPULATION, options=("psi", "eps"))
+PSIPO = Method("psipo", "General PsiPO objective (paper Eq. 6) with --psi", POPULATION, options=("psi", "eps"),
+               formula="-E_{y ~ pi, y' ~ mu} Psi(P(y > y')) + tau KL(pi || pi_ref)")

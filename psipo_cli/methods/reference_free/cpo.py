@@ -33,4 +33,5 @@ def loss_of(cpo_alpha: float) -> ComparisonLoss:
 CPO = Method(
     "cpo", "Contrastive preference optimisation, reference-free, with NLL (arXiv 2401.08417)",
     ReferenceFreeFamily(loss_of, Exact.CONVEX), options=("cpo_alpha",),
+    formula="-log sigma(tau (log pi_w - log pi_l)) - alpha log pi_w",
 )

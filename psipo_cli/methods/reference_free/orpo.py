@@ -53,5 +53,6 @@ def loss_of(orpo_lambda: float) -> ComparisonLoss:
 
 ORPO = Method(
     "orpo", "Odds-ratio preference optimisation, reference-free, with NLL (arXiv 2403.07691); no tau",
-    ReferenceFreeFamily(loss_of, Exact.LOCAL_SEARCH, tau_scaled=False), options=("orpo_lambda",),
+    ReferenceFreeFamily(loss_of, Exact.LOCAL, tau_scaled=False), options=("orpo_lambda",),
+    formula="-log pi_w - lambda log sigma(log odds_w - log odds_l), odds = pi / (1 - pi)",
 )

@@ -33,4 +33,5 @@ RLHF = Method(
     options=("rm_l2", "rm_steps"),
     twin=dpo.BRADLEY_TERRY_TWIN,
     loss=dpo.LOSS,
+    formula="-log sigma(r_w - r_l) + (rm_l2 / 2) ||r||^2, then pi ∝ pi_ref exp(r / tau)",
 )

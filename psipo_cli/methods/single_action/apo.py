@@ -56,8 +56,10 @@ DOWN_LOSS = ComparisonLoss(down_value, down_grad)
 APO_ZERO = Method(
     "apo-zero", "Anchored preference optimisation, zero (arXiv 2408.06266)",
     SingleActionFamily(ZERO_LOSS, Exact.SIMPLEX), trl="apo_zero",
+    formula="(1 - sigma(tau d_w)) + sigma(tau d_l), d = log(pi / pi_ref)",
 )
 APO_DOWN = Method(
     "apo-down", "Anchored preference optimisation, down (arXiv 2408.06266)",
     SingleActionFamily(DOWN_LOSS, Exact.NO_OPTIMUM), trl="apo_down",
+    formula="sigma(tau d_w) + (1 - sigma(tau (d_w - d_l))), d = log(pi / pi_ref)",
 )

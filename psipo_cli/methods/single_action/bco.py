@@ -42,4 +42,5 @@ LOSS = from_terms(ActionTerms(win, lose, win_grad, lose_grad))
 BCO = Method(
     "bco", "Binary classifier optimisation, paired (arXiv 2404.04656)", SingleActionFamily(LOSS, Exact.SIMPLEX),
     trl="bco_pair",
+    formula="-log sigma(tau d_w) - log sigma(-tau d_l), d = log(pi / pi_ref)",
 )

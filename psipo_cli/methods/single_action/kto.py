@@ -44,4 +44,8 @@ def loss_of(kto_desirable_weight: float, kto_undesirable_weight: float) -> Compa
 KTO = Method(
     "kto", "Kahneman–Tversky optimisation on paired data (arXiv 2402.01306)",
     SingleActionFamily(loss_of, Exact.FIXED_POINT), options=("kto_desirable_weight", "kto_undesirable_weight"),
+    formula=(
+        "l_D (1 - sigma(tau (d_w - z0))) + l_U (1 - sigma(tau (z0 - d_l))), z0 = max(0, KL(pi || pi_ref)) held "
+        "fixed"
+    ),
 )

@@ -45,4 +45,5 @@ LOSS = from_terms(ActionTerms(win, lose, win_grad, lose_grad))
 NCA = Method(
     "nca", "Noise-contrastive alignment, pairwise (arXiv 2402.05369)", SingleActionFamily(LOSS, Exact.SIMPLEX),
     trl="nca_pair",
+    formula="-log sigma(tau d_w) - 1/2 log sigma(-tau d_w) - 1/2 log sigma(-tau d_l), d = log(pi / pi_ref)",
 )

@@ -39,4 +39,5 @@ LOSS = from_terms(ActionTerms(win, lose, win_grad, lose_grad))
 SPPO_HARD = Method(
     "sppo-hard", "Self-play preference optimisation, hard labels (arXiv 2405.00675)",
     SingleActionFamily(LOSS, Exact.SIMPLEX), trl="sppo_hard",
+    formula="(d_w - 1 / (2 tau))^2 + (d_l + 1 / (2 tau))^2, d = log(pi / pi_ref)",
 )

@@ -71,13 +71,9 @@ class LanePlan:
 
     def pair_lane(self, pair_grad: PairFn, tau: float, l2: float, limit: int, phase: int) -> Lane:
         """A pairwise lane on the run's comparisons: phase 1 (a reward model, before every policy) or 2."""
-        spec, data_key, context, name, stream = self._where
-        if (data_key, context) not in self._comparisons:
-            # Every method on comparisons sees the same W of a context (solvers.inputs).
-            self._comparisons[data_key, context] = comparisons(np.asarray(self.inputs.W, float), name)
-        data = self._comparisons[data_key, context]
+        spec, data_key, context, _, stream = self._where
         pool = REWARD if phase == 1 else PAIR
-        lane = PairLane(pair_grad, tau, l2, data, stream, limit, self.log_pi_ref)
+        lane = PairLane(pair_grad, tau, l2, self.comparisons(), stream, limit, self.log_pi_ref)
         return self._add(pool, (spec, tau, l2, limit, data_key, context, stream), lane)
 
     def kl_lane(self, tau: float, target: np.ndarray | Lane) -> Lane:
@@ -87,10 +83,17 @@ class LanePlan:
             return self._add(KL, (spec, tau, target), KLLane(tau, None, self.log_pi_ref, target.index))
         return self._add(KL, (spec, tau, data_key, context), KLLane(tau, target, self.log_pi_ref))
 
-    def comparisons(self, W: np.ndarray) -> Comparisons:
-        """The comparisons of counts `W` of the current run's context, for a family's own block (an
-        `InputError` naming the context when there are none)."""
-        return comparisons(np.asarray(W, float), self._where[3])
+    def comparisons(self, W: np.ndarray | None = None) -> Comparisons:
+        """Comparisons for a family's own block: by default the current run's, made once per dataset and
+        context (every method on comparisons sees the same `W` of a context, `solvers.inputs`, so their lanes
+        share one minibatch stream); or those of counts `W` the family derives (an `InputError` naming the
+        context when there are none)."""
+        _, data_key, context, name, _ = self._where
+        if W is not None:
+            return comparisons(np.asarray(W, float), name)
+        if (data_key, context) not in self._comparisons:
+            self._comparisons[data_key, context] = comparisons(np.asarray(self.inputs.W, float), name)
+        return self._comparisons[data_key, context]
 
     @property
     def stream(self) -> tuple[int, int] | None:
