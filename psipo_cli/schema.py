@@ -43,6 +43,9 @@ RUN_COLUMNS = [
     "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
 ]
 LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
+#: A run on a preference dataset: each context id's prompt and each action id's completion.
+CONTEXT_TABLE_COLUMNS = ["context", "prompt", "completions", "comparisons", "ties"]
+ACTION_TABLE_COLUMNS = ["context", "action", "completion", "pi_ref", "wins", "losses"]
 
 #: The layout of every CSV file a run directory may hold, by file stem (`runs.csv` holds `Frames.per_seed`).
 FRAME_COLUMNS: dict[str, list[str]] = {
@@ -54,13 +57,15 @@ FRAME_COLUMNS: dict[str, list[str]] = {
     "rewards": REWARD_COLUMNS,
     "runs": RUN_COLUMNS,
     "logit_gap": LOGIT_GAP_COLUMNS,
+    "contexts": CONTEXT_TABLE_COLUMNS,
+    "actions": ACTION_TABLE_COLUMNS,
 }
 
 #: Columns that hold names (methods, solvers, contexts, actions, statuses). They are read back as strings
 #: whatever they look like: an action called "1" or "NA" must stay that string.
 TEXT_COLUMNS = (
     "method", "solver", "context", "action", "status", "objective", "detail", "model", "dpo_status",
-    "psipo_logit_status",
+    "psipo_logit_status", "prompt", "completion",
 )
 
 #: `results.csv` of a sweep: the keys of a cell row, the policy, the metrics (those of `metrics.csv` that a

@@ -13,16 +13,26 @@ from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
 
 
-def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
-    """The configured problem (preset, file, or inline table), errors attributed to the right key."""
+def load_problem_spec(
+    spec: str | dict[str, Any], base_dir: str = ".", data_format: str = "auto", skip_bad_rows: bool = False
+) -> Any:
+    """The configured problem (preset, file, dataset, or inline table), errors attributed to the right key;
+    `data_format` and `skip_bad_rows` (``--data-format``, ``--skip-bad-rows``) say how a dataset is read and
+    are refused for a problem that is no dataset (they would do nothing)."""
     from psipo_cli.problem import get_problem
 
     try:
-        return get_problem(spec, base_dir)
+        problem = get_problem(spec, base_dir, data_format, skip_bad_rows)
     except InputError as exc:
         if exc.key == "problem" and not exc.where:
             raise InputError("--problem", exc.value, exc.reason) from None
         raise
+    if problem.dataset is None:
+        for flag, value, default in (("--data-format", data_format, "auto"), ("--skip-bad-rows", skip_bad_rows, False)):
+            if value != default:
+                raise InputError(flag, value, f"the problem {problem.name!r} is not a preference dataset (a data "
+                                 "file, or a problem file with a dataset key)")
+    return problem
 
 
 def apply_method_options(entries: list[dict[str, Any]], given: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +87,7 @@ def execute(
     # Everything the user gave is checked before any work starts.
     if fmt == "path" and not save:
         raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
-    problem = load_problem_spec(config.problem, config.base_dir)
+    problem = load_problem_spec(config.problem, config.base_dir, config.data_format, config.skip_bad_rows)
     specs = specs_of(config)
     settings = config.settings
     objective = resolve_objective(problem, config.objective)
@@ -131,6 +141,10 @@ def _save(
     inputs = ([config.config_file] if config.config_file else []) + recorded["problem_resolved"]["files"]
     # Every table goes in, header-only when empty, so that every run directory has the same files.
     tables = run_tables(frames)
+    if problem.dataset is not None:
+        from psipo_cli.problem.datasets import id_tables
+
+        extra["contexts"], extra["actions"] = id_tables(problem.dataset)
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)

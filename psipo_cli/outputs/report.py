@@ -122,6 +122,7 @@ def _what_was_run(
     lines.append(f"- **Problem**: {name}" + (f" (`{source}`)" if source and source != name else ""))
     if info["description"]:
         lines.append(f"  — {info['description']}")
+    lines += dataset_lines(config)
     lines.append(f"- **Methods**: {_describe_methods(config, policy)}")
     taus = config.get("tau") or config.get("taus") or sorted(unique(float(t) for t in policy["tau"]))
     taus = taus if isinstance(taus, list | tuple) else [taus]
@@ -140,6 +141,24 @@ def _what_was_run(
         lines.append(f"- **Gradient settings**: {settings}")
     lines.append("- Everything resolved is in `config.json`; versions and command line in `manifest.json`.")
     return [line for line in lines if line]
+
+
+def dataset_lines(config: Mapping[str, Any]) -> list[str]:
+    """The dataset a run read (``problem_resolved.dataset`` of `config.json`): file, layout, SHA-256, counts
+    and the rows skipped by ``--skip-bad-rows`` (with the first few reasons); none for other problems."""
+    table = config.get("problem_resolved")
+    record = table.get("dataset") if isinstance(table, Mapping) else None
+    if not isinstance(record, Mapping):
+        return []
+    lines = [
+        f"- **Dataset**: `{record.get('path')}` ({record.get('format')}, {record.get('bytes'):,} bytes, sha256 "
+        f"`{record.get('sha256')}`): {record.get('prompts'):,} prompt(s), {record.get('completions'):,} "
+        f"completions, {fmt_num(record.get('comparisons'))} comparisons, {fmt_num(record.get('ties'))} ties; "
+        f"{record.get('rows_read'):,} rows read, {record.get('rows_skipped'):,} skipped"
+        + (" (--skip-bad-rows)" if record.get("rows_skipped") else "")
+    ]
+    lines += [f"  - skipped: {_md(str(line))}" for line in record.get("skipped") or ()]
+    return lines
 
 
 # -- findings -------------------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ class SourceRecord:
     `path` is absolute; `sha256` is the SHA-256 of the file's bytes (for a `save_to_disk` directory: of the
     sorted list of its files' relative paths and SHA-256s, see `psipo_cli.problem.datasets.files`); `format`
     is ``"<file type>/<layout>"``, e.g. ``"jsonl/paired"``; `rows_read` counts the records in the file and
-    `rows_skipped` those dropped by ``skip_bad_rows=True``, of which `skipped` keeps the first few error lines.
+    `rows_skipped` those dropped by ``skip_bad_rows=True``, of which `skipped` keeps the first few error lines;
+    `bytes` is the file's size (a directory's: the sum over its files).
     """
 
     path: str
@@ -38,6 +39,7 @@ class SourceRecord:
     rows_read: int
     rows_skipped: int = 0
     skipped: tuple[str, ...] = ()
+    bytes: int = 0
 
 
 def _frozen(key: str, raw: Any, dtype: type, ndim: int = 1) -> np.ndarray:
@@ -196,6 +198,7 @@ def summary(data: PreferenceData) -> dict[str, Any]:
         "format": src.format,
         "rows_read": src.rows_read,
         "rows_skipped": src.rows_skipped,
+        "bytes": src.bytes,
         "prompts": m,
         "completions": data.n_actions,
         "comparisons": float(data.count.sum()),
@@ -204,6 +207,42 @@ def summary(data: PreferenceData) -> dict[str, Any]:
         "comparisons_per_prompt": _quantiles(per_prompt),
         "completions_per_prompt": _quantiles(np.diff(data.offsets).astype(float)),
     }
+
+
+def dataset_record(data: PreferenceData) -> dict[str, Any]:
+    """What a run records of its dataset (`config.json`): `summary` (path, size in bytes, SHA-256, layout,
+    rows read and skipped, counts) and the first few skipped rows' error lines — never the arrays."""
+    return {**summary(data), "skipped": list(data.source.skipped)}
+
+
+def id_tables(data: PreferenceData) -> tuple[Any, Any]:
+    """``contexts.csv`` and ``actions.csv`` of a run on `data`: what each short id stands for.
+
+    `contexts`: `context` (id), `prompt` (text; a conversation as canonical JSON), `completions` (how many),
+    `comparisons` (sum of counts), `ties`. `actions`: `context`, `action` (id), `completion` (text; for
+    battles the model name), `pi_ref`, `wins` and `losses` (sums of counts). Rows in the dataset's order.
+    """
+    import pandas as pd
+
+    from psipo_cli.schema import ACTION_TABLE_COLUMNS, CONTEXT_TABLE_COLUMNS
+
+    m, n = data.n_contexts, data.n_actions
+    contexts = pd.DataFrame({
+        "context": np.asarray(data.context_ids, dtype=object),
+        "prompt": np.asarray(data.context_texts, dtype=object),
+        "completions": np.diff(data.offsets),
+        "comparisons": np.bincount(data.context, weights=data.count, minlength=m),
+        "ties": np.asarray(data.ties),
+    })[CONTEXT_TABLE_COLUMNS]
+    actions = pd.DataFrame({
+        "context": np.asarray(data.context_ids, dtype=object)[data.action_context],
+        "action": np.asarray(data.action_ids, dtype=object),
+        "completion": np.asarray(data.action_texts, dtype=object),
+        "pi_ref": np.exp(data.log_pi_ref),
+        "wins": np.bincount(data.winner, weights=data.count, minlength=n),
+        "losses": np.bincount(data.loser, weights=data.count, minlength=n),
+    })[ACTION_TABLE_COLUMNS]
+    return contexts, actions
 
 
 def _num(x: float) -> str:
@@ -229,8 +268,11 @@ def describe(data: PreferenceData) -> str:
     return "\n".join(lines)
 
 
-def to_problem(data: PreferenceData) -> Any:
+def to_problem(data: PreferenceData, name: str = "", description: str = "", notes: tuple[str, ...] = ()) -> Any:
     """The dataset as a `psipo_cli.problem.Problem`, when every context has the same set of actions.
+
+    `name` (default: the file's stem), `description` and `notes` are the problem's (a problem file's
+    `dataset` key gives them); `Problem.dataset` is `data`.
 
     Today's `Problem` holds one action list shared by all contexts, so this works for battles (one context),
     for a single prompt, and for prompts whose completions are all the same texts. Each context gets
@@ -290,12 +332,14 @@ def to_problem(data: PreferenceData) -> Any:
     W.setflags(write=False)
     contexts = [Context(name=data.context_ids[c], weight=1.0 / m, pi_ref=pi[c], mu=pi[c], wins=W[c]) for c in range(m)]
     return Problem(
-        name=Path(where).stem or "dataset",
+        name=name or Path(where).stem or "dataset",
         actions=tuple(first),
         contexts=tuple(contexts),
-        description=f"{data.source.format} dataset {where}",
+        description=description or f"{data.source.format} dataset {where}",
         source=where,
+        notes=tuple(notes),
         files=((where, data.source.sha256),),
+        dataset=data,
     )
 
 
