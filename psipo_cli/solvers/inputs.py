@@ -45,11 +45,11 @@ class MethodInputs:
 
 def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[str, ...]) -> MethodInputs:
     """The counts or preferences of `ctx` for `method` under `objective` (data already realised)."""
+    if objective == DATASET:
+        if ctx.wins is None:
+            raise InputError("problem", ctx.name, "context has no realised dataset")
+        return data_inputs(method, np.asarray(ctx.wins), ctx.pi_ref, ctx.name, actions, ctx.mu)
     if method.family.on_comparisons:
-        if objective == DATASET:
-            if ctx.wins is None:
-                raise InputError("problem", ctx.name, "context has no realised dataset")
-            return MethodInputs(ctx.pi_ref, ctx.mu, W=np.asarray(ctx.wins))
         if np.count_nonzero(ctx.mu) < 2:
             # W = mu mu^T P off the diagonal is zero: the loss is 0/0, every policy is as good as any other.
             raise InputError(
@@ -58,10 +58,18 @@ def method_inputs(ctx: Context, method: Method, objective: str, actions: tuple[s
                 "on at least two actions",
             )
         return MethodInputs(ctx.pi_ref, ctx.mu, W=expected_wins(ctx.mu, ctx.preferences))
-    if objective == DATASET:
-        try:
-            P, mu = empirical_preferences(np.asarray(ctx.wins), actions)
-        except InputError as exc:
-            raise InputError(f"contexts[{ctx.name}].pairs", exc.value, exc.reason) from None
-        return MethodInputs(ctx.pi_ref, mu, P=P)
     return MethodInputs(ctx.pi_ref, ctx.mu, P=ctx.preferences)
+
+
+def data_inputs(
+    method: Method, W: np.ndarray, pi_ref: np.ndarray, name: str, actions: tuple[str, ...], mu: np.ndarray
+) -> MethodInputs:
+    """What `method` sees of one context's recorded win counts `W` (the empirical objective): `W` itself,
+    or the empirical preferences `(P_hat, mu_hat)` (`empirical_preferences`; `mu` is then unused)."""
+    if method.family.on_comparisons:
+        return MethodInputs(pi_ref, mu, W=W)
+    try:
+        P, mu_hat = empirical_preferences(W, actions)
+    except InputError as exc:
+        raise InputError(f"contexts[{name}].pairs", exc.value, exc.reason) from None
+    return MethodInputs(pi_ref, mu_hat, P=P)
