@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from psipo_cli.cli import compare, plot, problem, run, sweep
+from psipo_cli.cli import compare, diagnose, plot, problem, run, sweep
 from psipo_cli.errors import InputError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -204,6 +204,7 @@ app.add_typer(compare.app)
 app.add_typer(problem.app, name="problem")
 app.add_typer(plot.app)
 app.add_typer(sweep.app)
+app.add_typer(diagnose.app)
 
 
 @app.callback()

@@ -245,7 +245,8 @@ def id_tables(data: PreferenceData) -> tuple[Any, Any]:
     return contexts, actions
 
 
-def _num(x: float) -> str:
+def count_text(x: float) -> str:
+    """A count in full with thousands separators (``600,000``); a non-integer to 6 significant digits."""
     return f"{int(x):,}" if float(x).is_integer() else f"{x:,.6g}"
 
 
@@ -256,13 +257,14 @@ def describe(data: PreferenceData) -> str:
     lines = [
         f"dataset      {s['path']}",
         f"format       {s['format']}  (sha256 {s['sha256'][:16]}…)",
-        f"rows         {_num(s['rows_read'])} read, {_num(s['rows_skipped'])} skipped",
-        f"prompts      {_num(s['prompts'])}",
-        f"completions  {_num(s['completions'])}  (per prompt: min {_num(comp['min'])}, "
-        f"median {_num(comp['median'])}, max {_num(comp['max'])})",
-        f"comparisons  {_num(s['comparisons'])}  ({_num(s['distinct_pairs'])} distinct ordered pairs; per prompt: "
-        f"min {_num(cmp['min'])}, median {_num(cmp['median'])}, max {_num(cmp['max'])})",
-        f"ties         {_num(s['ties'])}",
+        f"rows         {count_text(s['rows_read'])} read, {count_text(s['rows_skipped'])} skipped",
+        f"prompts      {count_text(s['prompts'])}",
+        f"completions  {count_text(s['completions'])}  (per prompt: min {count_text(comp['min'])}, "
+        f"median {count_text(comp['median'])}, max {count_text(comp['max'])})",
+        f"comparisons  {count_text(s['comparisons'])}  ({count_text(s['distinct_pairs'])} distinct ordered pairs; "
+        "per prompt: "
+        f"min {count_text(cmp['min'])}, median {count_text(cmp['median'])}, max {count_text(cmp['max'])})",
+        f"ties         {count_text(s['ties'])}",
     ]
     lines += [f"skipped      {line}" for line in data.source.skipped]
     return "\n".join(lines)
