@@ -150,11 +150,13 @@ def dataset_lines(config: Mapping[str, Any]) -> list[str]:
     record = table.get("dataset") if isinstance(table, Mapping) else None
     if not isinstance(record, Mapping):
         return []
+    from psipo_cli.problem.datasets.data import count_text
+
     lines = [
         f"- **Dataset**: `{record.get('path')}` ({record.get('format')}, {record.get('bytes'):,} bytes, sha256 "
         f"`{record.get('sha256')}`): {record.get('prompts'):,} prompt(s), {record.get('completions'):,} "
-        f"completions, {fmt_num(record.get('comparisons'))} comparisons, {fmt_num(record.get('ties'))} ties; "
-        f"{record.get('rows_read'):,} rows read, {record.get('rows_skipped'):,} skipped"
+        f"completions, {count_text(record.get('comparisons'))} comparisons, {count_text(record.get('ties'))} "
+        f"ties; {record.get('rows_read'):,} rows read, {record.get('rows_skipped'):,} skipped"
         + (" (--skip-bad-rows)" if record.get("rows_skipped") else "")
     ]
     lines += [f"  - skipped: {_md(str(line))}" for line in record.get("skipped") or ()]
@@ -714,6 +716,27 @@ def build_report(
             "",
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def dataset_report(config: Mapping[str, Any], summary: pd.DataFrame, files: Sequence[str]) -> str:
+    """``report.md`` of a run on a dataset whose prompts have their own completions (every prompt solved
+    exactly): what was run, the dataset, the summary over prompts, the files written."""
+    command = str(config.get("command") or "")
+    taus = ", ".join(fmt_tau(t) for t in config.get("tau") or [])
+    lines = [f"# psipo {command}: {problem_title(config)}", "", "## What was run", "",
+             f"- **Command**: `psipo {command}`", *dataset_lines(config),
+             f"- **Methods**: {_describe_methods(config, summary)}", f"- **tau** (DPO's beta): {taus}",
+             "- **Solver**: exact, every prompt on its own comparisons (objective: dataset)",
+             "- Everything resolved is in `config.json`; versions and command line in `manifest.json`.", "",
+             "## Summary over prompts", "",
+             "Each metric averaged over the prompts with equal weights (the paper's E_{x ~ rho}, Eq. 6); the "
+             "status is the prompts' common one, or `mixed` with the count of each.", "",
+             *weighted_table(summary), ""]
+    mixed = [rec for rec in records(summary, SUMMARY_COLUMNS) if rec.get("detail")]
+    lines += [f"- {rec['method']}, tau = {fmt_tau(rec['tau'])}: {_md(str(rec['detail']))}" for rec in mixed]
+    lines += ["", "## Files", "", "Per prompt and completion: " + ", ".join(f"`{f}`" for f in files)
+              + " (`contexts` and `actions` map the short ids to the prompts and completions).", ""]
+    return "\n".join(lines)
 
 
 def render_report(

@@ -325,11 +325,22 @@ class RunDirectory:
         """Write `obj` as JSON (see `dump_json`)."""
         return self.write_text(relpath, dump_json(obj, sort_keys=sort_keys))
 
-    def write_csv(self, stem: str, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> Path:
-        """Write `frame` as ``<stem>.csv``; the column order is `columns`, else the known layout of `stem`."""
+    def write_csv(
+        self, stem: str, frame: pd.DataFrame, columns: Sequence[str] | None = None, compress: bool = False
+    ) -> Path:
+        """Write `frame` as ``<stem>.csv``; the column order is `columns`, else the known layout of `stem`.
+        With `compress`, as ``<stem>.csv.gz`` (gzip with no name and time 0 in its header, so that the same
+        frame gives the same bytes)."""
         if columns is None:
             columns = FRAME_COLUMNS.get(stem)
-        return self.write_text(f"{stem}.csv", csv_text(frame, columns))
+        if not compress:
+            return self.write_text(f"{stem}.csv", csv_text(frame, columns))
+        import gzip
+
+        target = self.work / f"{stem}.csv.gz"
+        with open(target, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as handle:
+            handle.write(csv_text(frame, columns).encode("utf-8"))
+        return target
 
     def write_frames(
         self,

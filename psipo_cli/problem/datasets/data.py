@@ -270,6 +270,35 @@ def describe(data: PreferenceData) -> str:
     return "\n".join(lines)
 
 
+def shared_actions(data: PreferenceData) -> tuple[np.ndarray | None, str]:
+    """Whether `data` is a tabular `Problem`: every context has the same two or more actions (by id) and at
+    least one comparison. Returns each action's place in the shared list (the first context's order) and
+    ``""``, or None and why not (for `to_problem`'s error; such a dataset is solved per prompt by
+    `psipo_cli.solvers.dataset`)."""
+    import pandas as pd
+
+    sizes = np.diff(data.offsets)
+    n, m = int(sizes[0]), data.n_contexts
+    if n < 2:
+        return None, "a problem needs at least two actions; this prompt has one completion"
+    # Action ids as codes; the first context's are 0..n-1 (factorize numbers by first appearance, and ids are
+    # unique within a context). Every context must hold exactly those n codes, in any order.
+    codes, _ = pd.factorize(pd.Series(data.action_ids, dtype=object), sort=False)
+    same = sizes == n
+    if same.all():
+        table = codes.reshape(m, n)
+        same = (np.sort(table, axis=1) == np.arange(n)).all(axis=1)
+    if not same.all():
+        c = int(np.argmin(same))
+        return None, (f"prompts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: "
+                      "a problem holds one completion list shared by every prompt")
+    compared = np.bincount(data.context, minlength=m) > 0
+    if not compared.all():
+        c = int(np.argmin(compared))
+        return None, f"context {data.context_ids[c]!r} has no comparisons (only ties): a Problem context needs data"
+    return codes.astype(np.int64), ""
+
+
 def to_problem(data: PreferenceData, name: str = "", description: str = "", notes: tuple[str, ...] = ()) -> Any:
     """The dataset as a `psipo_cli.problem.Problem`, when every context has the same set of actions.
 
@@ -285,44 +314,17 @@ def to_problem(data: PreferenceData, name: str = "", description: str = "", note
     ------
     InputError
         When two contexts have different action sets, a context has fewer than two actions, or a context has
-        no comparison.
+        no comparison (`shared_actions`).
     """
-    import pandas as pd
-
     from psipo_cli.problem.loading import _check_name
     from psipo_cli.problem.model import Context, Problem
 
     where = data.source.path
-    sizes = np.diff(data.offsets)
-    n, m = int(sizes[0]), data.n_contexts
+    position, reason = shared_actions(data)
+    if position is None:
+        raise InputError("dataset", where, reason)
+    n, m = int(data.offsets[1]), data.n_contexts
     first = data.action_ids[:n]
-    if n < 2:
-        raise InputError("dataset", where, "a problem needs at least two actions; this prompt has one completion")
-    # Action ids as codes; the first context's are 0..n-1 (factorize numbers by first appearance, and ids are
-    # unique within a context). Every context must hold exactly those n codes, in any order.
-    codes, _ = pd.factorize(pd.Series(data.action_ids, dtype=object), sort=False)
-    same = sizes == n
-    if same.all():
-        table = codes.reshape(m, n)
-        same = (np.sort(table, axis=1) == np.arange(n)).all(axis=1)
-    if not same.all():
-        c = int(np.argmin(same))
-        raise InputError(
-            "dataset",
-            where,
-            f"prompts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: psipo "
-            "solves only datasets whose prompts share one completion list (battles, one prompt) so far; "
-            "`psipo problem show` counts this one",
-        )
-    position = codes.astype(np.int64)  # each action's place in the shared list (the first context's order)
-    compared = np.bincount(data.context, minlength=m) > 0
-    if not compared.all():
-        c = int(np.argmin(compared))
-        raise InputError(
-            "dataset",
-            where,
-            f"context {data.context_ids[c]!r} has no comparisons (only ties): a Problem context needs data",
-        )
     for a in first:
         _check_name("actions", a)
     W = np.zeros((m, n, n))
