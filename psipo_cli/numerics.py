@@ -15,3 +15,12 @@ def softmax(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     z = np.exp(x - np.max(x, axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+def segment_logsumexp(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``log sum exp x[offsets[c]:offsets[c + 1]]`` for every segment `c` (all non-empty, each with a finite
+    entry; `-inf` entries count for 0), shifted by each segment's maximum so that no term overflows."""
+    starts = offsets[:-1]
+    top = np.maximum.reduceat(x, starts)
+    sizes = np.diff(offsets)
+    return top + np.log(np.add.reduceat(np.exp(x - np.repeat(top, sizes)), starts))

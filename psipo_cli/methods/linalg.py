@@ -26,6 +26,75 @@ def pairs_of(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return w, l_, W[w, l_]
 
 
+@dataclass(frozen=True, eq=False)
+class Pairs:
+    """Recorded comparisons as flat arrays, over nodes grouped into independent segments.
+
+    A segment is one context of a dataset (its own actions; no comparison joins two segments): a loss that
+    is a sum over segments is minimised segment by segment, so one call over all segments gives every
+    context's answer. A win-count matrix `W` is one segment (`Pairs.of`). Memory is O(nodes + comparisons).
+
+    Attributes
+    ----------
+    winner, loser : int (K,)
+        Node indices of each distinct comparison (both in the same segment).
+    count : float (K,)
+        How many times `winner` beat `loser` (positive).
+    n : int
+        Number of nodes.
+    node_segment : int (n,)
+        The segment of each node (segments numbered `0 .. n_segments - 1`).
+    n_segments : int
+    """
+
+    winner: np.ndarray
+    loser: np.ndarray
+    count: np.ndarray
+    n: int
+    node_segment: np.ndarray
+    n_segments: int
+
+    @classmethod
+    def of(cls, W: np.ndarray) -> Pairs:
+        """The comparisons of one win-count matrix, one segment."""
+        w, l_, c = pairs_of(W)
+        return cls(w, l_, c, W.shape[0], np.zeros(W.shape[0], dtype=np.int64), 1)
+
+    @property
+    def segment(self) -> np.ndarray:
+        """The segment of each comparison."""
+        return self.node_segment[self.winner]
+
+    @property
+    def totals(self) -> np.ndarray:
+        """The total count of each segment (0 for a segment without comparisons)."""
+        return np.bincount(self.segment, weights=self.count, minlength=self.n_segments).astype(float)
+
+    def subset(self, keep: np.ndarray) -> Pairs:
+        """The comparisons where `keep` (a mask over comparisons) holds, on the same nodes and segments."""
+        return Pairs(self.winner[keep], self.loser[keep], self.count[keep], self.n, self.node_segment,
+                     self.n_segments)
+
+
+def segment_mean(pairs: Pairs, per_pair: np.ndarray) -> np.ndarray:
+    """`sum count * per_pair / sum count` over the comparisons of each segment (0 for one without any)."""
+    totals = pairs.totals
+    sums = np.bincount(pairs.segment, weights=pairs.count * per_pair, minlength=pairs.n_segments).astype(float)
+    return np.divide(sums, totals, out=np.zeros_like(sums), where=totals > 0)
+
+
+def as_pairs(W: np.ndarray | Pairs) -> Pairs:
+    """`W` as `Pairs` (a win-count matrix is one segment)."""
+    return W if isinstance(W, Pairs) else Pairs.of(np.asarray(W))
+
+
+def segment_peak(values: np.ndarray, labels: np.ndarray, n_segments: int) -> np.ndarray:
+    """`max |values|` over the entries of each segment (0 for an empty one)."""
+    out = np.zeros(n_segments)
+    np.maximum.at(out, labels, np.abs(values))
+    return out
+
+
 def mean_pair_loss(delta: np.ndarray, W: np.ndarray, f: PairFn, tau: float) -> float:
     """`sum_{w,l} W[w,l] f(delta_w - delta_l) / sum W` — the mean loss per comparison."""
     w, l_, c = pairs_of(W)
@@ -38,12 +107,6 @@ def mean_pair_grad(delta: np.ndarray, W: np.ndarray, df: PairFn, tau: float) -> 
     g = c * df(delta[w] - delta[l_], tau) / np.sum(c)
     n = len(delta)
     return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n)
-
-
-def laplacian_rhs(W: np.ndarray) -> np.ndarray:
-    """`b = sum W[w,l] (e_w - e_l)`: wins minus losses of each action (the right-hand side of IPO's
-    normal equations `Lap delta = b / (2 tau)`)."""
-    return W.sum(axis=1) - W.sum(axis=0)
 
 
 def unseen_actions(W: np.ndarray, pi_ref: np.ndarray) -> tuple[int, ...]:
@@ -109,15 +172,21 @@ def comparison_graph(W: np.ndarray) -> ComparisonGraph:
         strong = np.argmax(reach & reach.T, axis=1)  # smallest member of each SCC
         weak = np.argmax(_closure(edges | edges.T), axis=1)
     else:
-        from scipy.sparse import csr_matrix
-        from scipy.sparse.csgraph import connected_components
-
-        adjacency = csr_matrix(edges)
-        _, weak = connected_components(adjacency, directed=True, connection="weak")
-        _, strong = connected_components(adjacency, directed=True, connection="strong")
+        w, l_ = np.nonzero(edges)
+        weak, strong = edge_components(w, l_, W.shape[0]), strong_components(w, l_, W.shape[0])
     separating = edges & (strong[:, None] != strong[None, :])
     active = (W.sum(axis=0) + W.sum(axis=1)) > 0
     return ComparisonGraph(active=active, weak=weak, strong=strong, separating=separating)
+
+
+def strong_components(winner: np.ndarray, loser: np.ndarray, n: int) -> np.ndarray:
+    """Strongly connected components of the directed graph winner -> loser on `n` nodes (scipy's `csgraph`,
+    O(nodes + edges)); labels are only compared for equality."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adjacency = csr_matrix((np.ones(len(winner)), (winner, loser)), shape=(n, n))
+    return connected_components(adjacency, directed=True, connection="strong")[1]
 
 
 def _closure(edges: np.ndarray) -> np.ndarray:
@@ -132,6 +201,11 @@ def _closure(edges: np.ndarray) -> np.ndarray:
 
 
 SPARSE_FROM = 300  # nodes; below this dense LU is faster than scipy's sparse LU
+# Nodes in one connected component; from here `LaplacianSystem` solves by conjugate gradients: the sparse LU
+# of a large random comparison graph fills in to a dense matrix (10^5 actions: 80 GB), CG needs O(edges).
+ITERATIVE_FROM = 2000
+CG_RTOL = 1e-12  # conjugate gradients stop once ||rhs - A x|| <= CG_RTOL ||rhs|| (or after CG_MAX_ITER steps)
+CG_MAX_ITER = 10_000
 
 
 class LaplacianSystem:
@@ -152,6 +226,14 @@ class LaplacianSystem:
 
     With `shift > 0` the system is nonsingular and solved as it is. Sparse LU for `n >= SPARSE_FROM`
     (or `sparse=True`), dense below; the factorisation is reused across `solve` calls.
+
+    A component of `ITERATIVE_FROM` nodes or more (one context with many actions) is solved by conjugate
+    gradients with a Jacobi preconditioner instead, in O(edges) memory, ungrounded: on a consistent singular
+    system (`rhs` summing to 0 on each component) CG converges within the range of the Laplacian, whose
+    conditioning on a well-mixed comparison graph does not grow with its size, where grounding one node
+    would make the condition number grow like the component's size. Stopping rule: the relative residual
+    `||rhs - A x|| <= CG_RTOL ||rhs||` (or `CG_MAX_ITER` steps); `centre` then fixes the gauge, as for the
+    direct solve.
     """
 
     def __init__(
@@ -162,7 +244,8 @@ class LaplacianSystem:
         self.labels = edge_components(i, j, n)
         degree = np.bincount(i, weights=weight, minlength=n) + np.bincount(j, weights=weight, minlength=n)
         unknown = np.ones(n, dtype=bool) if shift > 0 else degree > 0
-        if shift == 0:
+        iterative = len(i) > 0 and int(np.bincount(self.labels).max()) >= ITERATIVE_FROM
+        if shift == 0 and not iterative:
             order = np.lexsort((-degree, self.labels))  # within each component, the heaviest node first
             unknown[order[np.r_[True, self.labels[order][1:] != self.labels[order][:-1]]]] = False
         self.unknown = np.flatnonzero(unknown)
@@ -172,10 +255,23 @@ class LaplacianSystem:
         rows = np.concatenate([np.arange(len(self.unknown)), position[i[inside]], position[j[inside]]])
         cols = np.concatenate([np.arange(len(self.unknown)), position[j[inside]], position[i[inside]]])
         values = np.concatenate([degree[self.unknown] + shift, -weight[inside], -weight[inside]])
-        self._solve = _factorise(rows, cols, values, len(self.unknown), n >= SPARSE_FROM if sparse is None else sparse)
+        m = len(self.unknown)
+        if iterative:
+            solve = _conjugate_gradients(rows, cols, values, m, degree[self.unknown] + shift)
+            # Singular: the part of rhs off the range (its mean on each component, rounding from the caller)
+            # has no solution, and CG would chase it to CG_MAX_ITER; it is removed first.
+            self._solve = solve if shift > 0 else lambda rhs: solve(self._consistent(rhs))
+        else:
+            self._solve = _factorise(rows, cols, values, m, n >= SPARSE_FROM if sparse is None else sparse)
+
+    def _consistent(self, rhs: np.ndarray) -> np.ndarray:
+        """`rhs` (on the unknown nodes) minus its mean on each component."""
+        labels = self.labels[self.unknown]
+        return rhs - (np.bincount(labels, weights=rhs) / np.bincount(labels))[labels]
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
-        """The solution that is 0 on the grounded nodes (`shift = 0`; `rhs` summing to 0 on each component)."""
+        """A solution (`shift = 0`: `rhs` summing to 0 on each component; the direct solve's is 0 on the grounded
+        nodes)."""
         x = np.zeros(len(rhs))
         if len(self.unknown):
             x[self.unknown] = self._solve(rhs[self.unknown])
@@ -202,6 +298,23 @@ def _factorise(
     from scipy.sparse.linalg import splu
 
     return splu(csc_matrix((values, (rows, cols)), shape=(m, m))).solve
+
+
+def _conjugate_gradients(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, m: int, diagonal: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A solver for the symmetric positive semi-definite `m x m` matrix given as coordinates, by conjugate
+    gradients preconditioned with its `diagonal` (stopping rule: `LaplacianSystem`)."""
+    from scipy.sparse import csr_matrix, diags
+    from scipy.sparse.linalg import cg
+
+    A = csr_matrix((values, (rows, cols)), shape=(m, m))
+    M = diags(1.0 / diagonal)
+
+    def solve(rhs: np.ndarray) -> np.ndarray:
+        return cg(A, rhs, rtol=CG_RTOL, atol=0.0, maxiter=CG_MAX_ITER, M=M)[0]
+
+    return solve
 
 
 def edge_components(i: np.ndarray, j: np.ndarray, n: int) -> np.ndarray:
@@ -235,23 +348,30 @@ MAX_CHANGE = 10.0  # largest change of a compared difference in one Newton step 
 F_ROUNDING = 1e-12  # relative changes of an objective below this are taken as its rounding
 
 
-def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+def capped(step: np.ndarray, i: np.ndarray, j: np.ndarray, segments: Pairs | None = None) -> np.ndarray:
     """`step` scaled so that no difference `x_i - x_j` along an edge changes by more than `MAX_CHANGE`.
 
     Far from the minimum, Newton on these exponential-tailed losses overshoots: where the curvature of an
     edge is tiny, its step is huge, and an iterate sent far out finds the curvature there vanishing too (a
     flat region the line search cannot leave). At most a factor `e^MAX_CHANGE` on any edge's odds per step.
+    With `segments` (the edges `i, j` are its comparisons), each segment's step is scaled on its own.
     """
-    largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
-    return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
+    if segments is None:
+        largest = float(np.max(np.abs(step[i] - step[j]), initial=0.0))
+        return step * min(1.0, MAX_CHANGE / largest) if largest > 0 else step
+    largest = segment_peak(step[i] - step[j], segments.segment, segments.n_segments)
+    scale = np.where(largest > MAX_CHANGE, MAX_CHANGE / np.where(largest > 0, largest, 1.0), 1.0)
+    return step * scale[segments.node_segment]
 
 
 def damped_newton(
     x: np.ndarray,
-    value: Callable[[np.ndarray], float],
+    value: Callable[[np.ndarray], float | np.ndarray],
     gradient: Callable[[np.ndarray], np.ndarray],
     newton_step: Callable[[np.ndarray, np.ndarray], np.ndarray],
     project: Callable[[np.ndarray], np.ndarray] = lambda x: x,
+    segments: np.ndarray | None = None,
+    n_segments: int = 1,
 ) -> np.ndarray:
     """Minimise a smooth convex `value` from `x` by Newton steps with a backtracking line search.
 
@@ -269,22 +389,46 @@ def damped_newton(
     counts spanning nine decades, a gradient of 1e-12 can still mean an error of 1e-3 in the offsets.
     Also stop when the line search cannot make progress at machine precision (the gradient is at its
     rounding level) or after `MAX_NEWTON` steps.
+
+    Separable objectives: with `segments` (the segment of each coordinate, `0 .. n_segments - 1`), `value`
+    returns one value per segment and the objective is their sum, each segment's value depending on its own
+    coordinates only (the contexts of a dataset). Every segment then runs the method above on its own — its
+    own step length, line search and stopping rule, in one vectorised pass — so each gets exactly the
+    answer a call on that segment alone would give (to rounding), however many segments there are.
     """
-    f, g = value(x), gradient(x)
+    seg = np.zeros(len(x), dtype=np.int64) if segments is None else segments
+    S = n_segments
+
+    def values(z: np.ndarray) -> np.ndarray:
+        return np.atleast_1d(np.asarray(value(z), dtype=float))
+
+    def per(v: np.ndarray) -> np.ndarray:
+        return np.bincount(seg, weights=v, minlength=S)
+
+    f, g = values(x), gradient(x)
+    live = np.ones(S, dtype=bool)
     for _ in range(MAX_NEWTON):
-        step = newton_step(x, g)
-        if np.max(np.abs(step), initial=0.0) <= STEP_TOL * (1.0 + np.max(np.abs(x), initial=0.0)):
-            return project(x + step)
-        slope, g_norm = g @ step, np.linalg.norm(g)
-        t = 1.0
-        while True:
-            candidate = project(x + t * step)
-            f_new, g_new = value(candidate), gradient(candidate)
-            level = f_new <= f + F_ROUNDING * (abs(f) + abs(f_new))  # no increase beyond F's own rounding
-            if f_new <= f + 1e-4 * t * slope or (level and np.linalg.norm(g_new) < (1.0 - 1e-4 * t) * g_norm):
-                break
-            t *= 0.5
-            if t < 1e-12:
-                return x
-        x, f, g = candidate, f_new, g_new
+        step = np.where(live[seg], newton_step(x, g), 0.0)
+        done = live & (segment_peak(step, seg, S) <= STEP_TOL * (1.0 + segment_peak(x, seg, S)))
+        if done.any():
+            x = np.where(done[seg], project(x + step), x)
+            live &= ~done
+        if not live.any():
+            return x
+        slope, g_norm = per(g * step), np.sqrt(per(g * g))
+        t, pending = np.ones(S), live.copy()
+        while pending.any():
+            candidate = project(x + np.where(pending, t, 0.0)[seg] * step)
+            f_new, g_new = values(candidate), gradient(candidate)
+            level = f_new <= f + F_ROUNDING * (np.abs(f) + np.abs(f_new))  # no increase beyond F's own rounding
+            smaller = np.sqrt(per(g_new * g_new)) < (1.0 - 1e-4 * t) * g_norm
+            accept = pending & ((f_new <= f + 1e-4 * t * slope) | (level & smaller))
+            at = accept[seg]
+            x, g = np.where(at, candidate, x), np.where(at, g_new, g)
+            f = np.where(accept, f_new, f)
+            pending &= ~accept
+            t = np.where(pending, 0.5 * t, t)
+            stuck = pending & (t < 1e-12)
+            live &= ~stuck
+            pending &= ~stuck
     return x

@@ -102,6 +102,11 @@ class Family(Protocol):
         """
         ...
 
+    def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
+        """The exact answer on every context of a dataset at once (`methods.flat.FlatInputs` ->
+        `methods.flat.FlatAnswer`): per context, what `solve_exact` gives on its win counts."""
+        ...
+
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> tuple[Any, Any]:
         """Add the lanes one run needs to the gradient engine's `plan` (`solvers.gradient.plan.LanePlan`:
         `pair_lane`, `kl_lane`, the run's `inputs`) and return `(policy lane, extra)`: the lane whose policy

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from psipo_cli.methods import get_method
-from psipo_cli.methods.kl import kl_divergence
+from psipo_cli.methods.flat import FlatInputs
+from psipo_cli.methods.linalg import Pairs
 from psipo_cli.problem.datasets.data import PreferenceData
 from psipo_cli.schema import OPTIMAL
-from psipo_cli.solvers.inputs import data_inputs
 from psipo_cli.solvers.runs import MethodSpec, check_options
 
 
@@ -68,24 +68,15 @@ class DatasetSolution:
         return self.status == OPTIMAL
 
 
-def context_wins(data: PreferenceData) -> list[np.ndarray]:
-    """Each context's win-count matrix `W[w, l]` over its own actions (local indices), as a list."""
-    order = np.argsort(data.context, kind="stable")
-    ctx, w, l_, c = data.context[order], data.winner[order], data.loser[order], data.count[order]
-    bounds = np.searchsorted(ctx, np.arange(data.n_contexts + 1))
-    sizes = np.diff(data.offsets)
-    out = []
-    for k in range(data.n_contexts):
-        s, e, base = bounds[k], bounds[k + 1], data.offsets[k]
-        W = np.zeros((sizes[k], sizes[k]))
-        np.add.at(W, (w[s:e] - base, l_[s:e] - base), c[s:e])
-        out.append(W)
-    return out
+def flat_inputs(data: PreferenceData) -> FlatInputs:
+    """The dataset as the methods' flat input: its comparisons as `Pairs` whose segments are its contexts."""
+    pairs = Pairs(data.winner, data.loser, data.count, data.n_actions, data.action_context, data.n_contexts)
+    return FlatInputs(pairs, data.offsets, data.log_pi_ref, data.context_ids, data.action_ids)
 
 
 def solve_dataset(data: PreferenceData, specs: Sequence[MethodSpec], taus: Sequence[float]) -> list[DatasetSolution]:
     """The exact answer of every spec on every context of `data`, for each tau (one `DatasetSolution` per spec,
-    in order).
+    in order), through each method family's `solve_dataset` (all contexts at once, `psipo_cli.methods.flat`).
 
     Raises
     ------
@@ -96,28 +87,15 @@ def solve_dataset(data: PreferenceData, specs: Sequence[MethodSpec], taus: Seque
     taus = tuple(float(t) for t in taus)
     for spec in specs:
         check_options(spec)
-    wins = context_wins(data)
-    pi_ref = np.exp(data.log_pi_ref)
+    flat = flat_inputs(data)
+    node = flat.pairs.node_segment
     out = []
     for spec in specs:
         method = get_method(spec.method)
-        options = method.option_values(dict(spec.options))
-        T, n, m = len(taus), data.n_actions, data.n_contexts
-        policy, reward = np.empty((T, n)), np.full(n, np.nan)
-        status = np.full((T, m), OPTIMAL, dtype=object)
-        loss, kl = np.zeros((T, m)), np.zeros((T, m))
-        for c, W in enumerate(wins):
-            span = slice(data.offsets[c], data.offsets[c + 1])
-            p_ref = pi_ref[span] / pi_ref[span].sum()
-            if not W.any():
-                policy[:, span], reward[span] = p_ref, 0.0
-                continue
-            names = data.action_ids[span]
-            inputs = data_inputs(method, W, p_ref, data.context_ids[c], names, p_ref)
-            for t, sol in enumerate(method.family.solve_exact(method, inputs, taus, options)):
-                policy[t, span], status[t, c], loss[t, c] = sol.policy, sol.status, sol.loss
-                kl[t, c] = kl_divergence(sol.policy, p_ref)
-                if sol.reward is not None:
-                    reward[span] = sol.reward
-        out.append(DatasetSolution(spec.label, spec.method, taus, policy, status.astype(str), loss, kl, reward))
+        answer = method.family.solve_dataset(method, flat, taus, method.option_values(dict(spec.options)))
+        with np.errstate(divide="ignore"):
+            log_ratio = np.where(answer.policy > 0, np.log(answer.policy) - data.log_pi_ref, 0.0)
+        kl = np.stack([np.bincount(node, weights=row, minlength=data.n_contexts) for row in answer.policy * log_ratio])
+        out.append(DatasetSolution(spec.label, spec.method, taus, answer.policy, answer.status.astype(str),
+                                   answer.loss, kl, answer.reward))
     return out

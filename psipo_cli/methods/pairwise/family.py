@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from psipo_cli.methods.linalg import comparison_graph, log_of, mean_pair_grad, mean_pair_loss, unseen_actions
+from psipo_cli.methods.linalg import (
+    comparison_graph,
+    log_of,
+    mean_pair_grad,
+    mean_pair_loss,
+    segment_mean,
+    unseen_actions,
+)
 from psipo_cli.methods.pairwise._limit import separated_limit
 from psipo_cli.methods.pairwise.solver import implied_reward, mean_loss_at, tempered
 from psipo_cli.methods.solution import Solution
@@ -50,6 +57,18 @@ class PairwiseFamily:
     ) -> list[Solution]:
         assert method.loss is not None
         return solve_pair_loss(method.loss, inputs.W, inputs.pi_ref, taus)
+
+    def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
+        """Every context at once (`flat.pair_loss_flat`); the loss is the mean pair loss at `delta = z / tau`."""
+        from psipo_cli.methods.flat import pair_loss_flat
+
+        loss, pairs = method.loss, flat.pairs
+        assert loss is not None
+
+        def value(z: np.ndarray, tau: float) -> np.ndarray:
+            return segment_mean(pairs, loss.pair_loss((z[pairs.winner] - z[pairs.loser]) / tau, tau))
+
+        return pair_loss_flat(loss, flat, taus, value)
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
         """One pairwise lane: the method's `pair_grad` at `tau`, no ridge, `steps` steps (phase 2)."""

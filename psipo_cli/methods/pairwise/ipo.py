@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from psipo_cli.methods.linalg import LaplacianSystem, forest_pairs, laplacian_rhs, pairs_of
+from psipo_cli.methods.linalg import LaplacianSystem, Pairs, as_pairs, forest_pairs
 from psipo_cli.methods.pairwise.family import PAIRWISE
 from psipo_cli.methods.spec import Exact, Method, PairLoss
 
@@ -43,12 +43,16 @@ def margin_curv(z: np.ndarray) -> np.ndarray:
     return np.full(np.shape(z), 2.0)
 
 
-def implied_reward(W: np.ndarray, sparse: bool | None = None) -> np.ndarray:
-    """`z* = Lap^+ b / 2`, the implied reward `tau delta` (the same for every tau; see `offsets`)."""
-    w, l_, c = pairs_of(W)
-    system = LaplacianSystem(w, l_, c, W.shape[0], sparse=sparse)
-    x = system.solve(laplacian_rhs(W))
-    x = x + system.solve(_residual(W, x))
+def implied_reward(W: np.ndarray | Pairs, sparse: bool | None = None) -> np.ndarray:
+    """`z* = Lap^+ b / 2`, the implied reward `tau delta` (the same for every tau; see `offsets`).
+
+    On `Pairs` of several segments (a dataset's contexts) `Lap` is block-diagonal: one solve for all, each
+    segment's block its own context's normal equations."""
+    pairs = as_pairs(W)
+    w, l_, c, n = pairs.winner, pairs.loser, pairs.count, pairs.n
+    system = LaplacianSystem(w, l_, c, n, sparse=sparse)
+    x = system.solve(np.bincount(w, weights=c, minlength=n) - np.bincount(l_, weights=c, minlength=n))
+    x = x + system.solve(_residual(pairs, x))
     return system.centre(x) / 2.0
 
 
@@ -68,7 +72,7 @@ def offsets(W: np.ndarray, tau: float, sparse: bool | None = None) -> np.ndarray
     return implied_reward(W, sparse) / tau
 
 
-def _residual(W: np.ndarray, x: np.ndarray) -> np.ndarray:
+def _residual(pairs: Pairs, x: np.ndarray) -> np.ndarray:
     """`b - Lap x`, accurate to rounding of the flows even when `Lap x` and `b` are huge and nearly equal.
 
     Per compared pair `i < j` with `C = W[i,j] + W[j,i]` and `T = W[i,j] - W[j,i]`, the flow is
@@ -76,10 +80,12 @@ def _residual(W: np.ndarray, x: np.ndarray) -> np.ndarray:
     are formed exactly, so the cancellation between `T` and `C (x_i - x_j)` loses nothing; the node residual
     is the signed sum of its flows.
     """
-    n = W.shape[0]
-    S = W + W.T
-    i, j = np.nonzero(np.triu(S, 1))
-    C, T = S[i, j], W[i, j] - W[j, i]
+    n, w, l_, c = pairs.n, pairs.winner, pairs.loser, pairs.count
+    lo, hi = np.minimum(w, l_), np.maximum(w, l_)
+    keys, where = np.unique(lo * n + hi, return_inverse=True)
+    i, j = keys // n, keys % n
+    C = np.bincount(where, weights=c, minlength=len(keys))
+    T = np.bincount(where, weights=np.where(w == lo, c, -c), minlength=len(keys))
     d, d_err = _two_sum(x[i], -x[j])
     p, p_err = _two_product(C, d)
     flow = (T - p) - (p_err + C * d_err)

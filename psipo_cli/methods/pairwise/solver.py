@@ -12,32 +12,49 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from psipo_cli.methods.linalg import LaplacianSystem, capped, damped_newton, mean_pair_loss, pairs_of, softmax_policy
+from psipo_cli.methods.linalg import (
+    LaplacianSystem,
+    Pairs,
+    as_pairs,
+    capped,
+    damped_newton,
+    mean_pair_loss,
+    segment_mean,
+    softmax_policy,
+)
 from psipo_cli.methods.solution import OPTIMAL, Solution
 
 if TYPE_CHECKING:
     from psipo_cli.methods.spec import PairLoss
 
 
-def margin_objective(z: np.ndarray, W: np.ndarray, loss: PairLoss, l2: float = 0.0) -> float:
+def margin_objective(z: np.ndarray, W: np.ndarray | Pairs, loss: PairLoss, l2: float = 0.0) -> float:
     """`F(z) = sum W[w,l] f(z_w - z_l) / sum W + (l2 / 2) ||z||^2`, `f = loss.margin`.
 
     For DPO's `f(z) = softplus(-z)` this is the Bradley–Terry log-loss of paper Eq. 2 (plus a ridge):
-    RLHF's reward-model objective.
+    RLHF's reward-model objective. On `Pairs` of several segments: the sum of their `segment_objective`.
     """
-    w, l_, c = pairs_of(W)
-    return float(np.sum(c * loss.margin(z[w] - z[l_])) / c.sum() + 0.5 * l2 * z @ z)
+    return float(segment_objective(z, as_pairs(W), loss, l2).sum())
 
 
-def margin_gradient(z: np.ndarray, W: np.ndarray, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
-    """Gradient of `margin_objective`: `f'(z_w - z_l) (e_w - e_l)` per comparison, averaged, plus `l2 z`."""
-    w, l_, c = pairs_of(W)
-    g = c * loss.margin_grad(z[w] - z[l_]) / c.sum()
+def segment_objective(z: np.ndarray, pairs: Pairs, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
+    """`margin_objective` of each segment on its own comparisons and coordinates (0 for a segment without
+    comparisons and no ridge): the mean over its comparisons, plus `(l2 / 2)` times its squared norm."""
+    mean = segment_mean(pairs, loss.margin(z[pairs.winner] - z[pairs.loser]))
+    return mean + 0.5 * l2 * np.bincount(pairs.node_segment, weights=z * z, minlength=pairs.n_segments)
+
+
+def margin_gradient(z: np.ndarray, W: np.ndarray | Pairs, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
+    """Gradient of `margin_objective`: `f'(z_w - z_l) (e_w - e_l)` per comparison, averaged over its segment's
+    comparisons, plus `l2 z`."""
+    pairs = as_pairs(W)
+    w, l_, c = pairs.winner, pairs.loser, pairs.count
+    g = c * loss.margin_grad(z[w] - z[l_]) / pairs.totals[pairs.segment]
     n = len(z)
     return np.bincount(w, weights=g, minlength=n) - np.bincount(l_, weights=g, minlength=n) + l2 * z
 
 
-def implied_reward(W: np.ndarray, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
+def implied_reward(W: np.ndarray | Pairs, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
     """`z* = argmin margin_objective(z, W, loss, l2)` by damped Newton steps from `z = 0`.
 
     The caller guarantees the minimiser exists (`l2 > 0`, a loss that attains its minimum, or no
@@ -45,17 +62,24 @@ def implied_reward(W: np.ndarray, loss: PairLoss, l2: float = 0.0) -> np.ndarray
     `W[w,l] f''(z_w - z_l) / sum W` (plus `l2 I`); without a ridge each step is solved grounded and centred
     on each component (`LaplacianSystem`), so from zero the iterates keep the canonical gauge: zero sum on
     each connected component, zero on actions absent from `W`.
+
+    On `Pairs` of several segments (the contexts of a dataset) the objective is separable, its Hessian
+    block-diagonal: one sparse system per Newton step for every segment, and each segment's own line search
+    and stopping rule (`damped_newton` with segments), so each gets its own answer as if solved alone.
     """
-    n = W.shape[0]
-    w, l_, c = pairs_of(W)
+    pairs = as_pairs(W)
+    n, w, l_, c = pairs.n, pairs.winner, pairs.loser, pairs.count
+    scale = c / pairs.totals[pairs.segment]
+    several = pairs.n_segments > 1
 
     def newton_step(z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        system = LaplacianSystem(w, l_, c * loss.margin_curv(z[w] - z[l_]) / c.sum(), n, shift=l2)
+        system = LaplacianSystem(w, l_, scale * loss.margin_curv(z[w] - z[l_]), n, shift=l2)
         step = system.solve(-g)
-        return capped(step if l2 > 0 else system.centre(step), w, l_)
+        return capped(step if l2 > 0 else system.centre(step), w, l_, pairs if several else None)
 
     return damped_newton(
-        np.zeros(n), lambda z: margin_objective(z, W, loss, l2), lambda z: margin_gradient(z, W, loss, l2), newton_step
+        np.zeros(n), lambda z: segment_objective(z, pairs, loss, l2), lambda z: margin_gradient(z, pairs, loss, l2),
+        newton_step, segments=pairs.node_segment, n_segments=pairs.n_segments,
     )
 
 

@@ -30,6 +30,12 @@ class PopulationFamily:
         psi = options.get("psi") or DEFAULT_PSI
         return [psipo.solve(inputs.pi_ref, inputs.mu, inputs.P, tau, psi=psi) for tau in taus]
 
+    def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
+        """`psipo.solve_flat`: every context of a dataset at once, on its empirical preferences."""
+        from psipo_cli.methods.population import psipo
+
+        return psipo.solve_flat(flat, taus, psi=options.get("psi") or DEFAULT_PSI)
+
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
         """One KL lane ascending `J` with the clipped target `g` (`psipo.clipped_target`)."""
         from psipo_cli.methods.population import psipo

@@ -9,9 +9,12 @@ problem with `P` clipped to `[eps, 1 - eps]` (the README's "Exact solutions"): `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from psipo_cli.errors import InputError
+from psipo_cli.methods.flat import FlatAnswer, FlatInputs, segment_softmax
 from psipo_cli.methods.kl import kl_gradient, regularised_value
 from psipo_cli.methods.population.family import POPULATION
 from psipo_cli.methods.population.psi import PsiFn, evaluate_psi, resolve_psi
@@ -67,6 +70,81 @@ def solve(pi_ref: np.ndarray, mu: np.ndarray, P: np.ndarray, tau: float, psi: st
         loss=-regularised_value(policy, b, pi_ref, tau),
         detail=f"Psi is infinite on some pairs: the limit puts probability 0 on {dropped} action(s) for every tau",
     )
+
+def solve_flat(flat: FlatInputs, taus: Sequence[float], psi: str = "logit") -> FlatAnswer:
+    """`solve` on the empirical preferences `(P_hat, mu_hat)` (`empirical_preferences`) of every context of a
+    dataset at once, for each tau.
+
+    Per context `x`, with `C` its comparisons: `mu_hat(y)` is the share of appearances of `y`, and for compared
+    `y != y'`, `P_hat[y, y'] = W[y, y'] / (W[y, y'] + W[y', y])`; every other entry (the diagonal, pairs with an
+    action never compared) is 1/2. So `g(y) = sum_{y' compared with y} mu_hat(y') Psi(P_hat[y, y'])
+    + Psi(1/2) (1 - sum_{y' compared with y} mu_hat(y'))` (the rest of `mu_hat`'s mass is `y` itself, or all
+    of it for an action never compared), split into `a L + b` where `Psi` is infinite, as `targets` does. A
+    context without comparisons keeps `pi_ref` (loss 0, reward 0).
+
+    Raises
+    ------
+    InputError
+        Keyed `contexts[<id>].pairs`, for the first context with two compared actions never compared with
+        each other (`P_hat` is undefined there), as `empirical_preferences`.
+    """
+    pairs, offsets, m = flat.pairs, flat.offsets, flat.n_contexts
+    n, w, l_, c = pairs.n, pairs.winner, pairs.loser, pairs.count
+    # Unordered compared pairs (i < j): total count and the count of i's wins.
+    lo, hi = np.minimum(w, l_), np.maximum(w, l_)
+    keys, where = np.unique(lo * n + hi, return_inverse=True)
+    i, j = keys // n, keys % n
+    total = np.bincount(where, weights=c, minlength=len(keys))
+    wins_i = np.bincount(where, weights=np.where(w == lo, c, 0.0), minlength=len(keys))
+    seg = pairs.node_segment[i]
+    appearances = np.bincount(w, weights=c, minlength=n) + np.bincount(l_, weights=c, minlength=n)
+    totals = pairs.totals
+    has = totals > 0
+    mu = appearances / np.where(has, 2.0 * totals, 1.0)[pairs.node_segment]
+    seen = appearances > 0
+    k = np.bincount(pairs.node_segment[seen], minlength=m)
+    complete = np.bincount(seg, minlength=m) == k * (k - 1) // 2
+    if not complete.all():
+        bad = int(np.argmin(complete))
+        span = flat.span(bad)
+        local = (pairs.segment == bad)
+        W = np.zeros((span.stop - span.start,) * 2)
+        np.add.at(W, (w[local] - span.start, l_[local] - span.start), c[local])
+        try:
+            empirical_preferences(W, flat.action_ids[span])
+        except InputError as exc:
+            raise InputError(f"contexts[{flat.context_ids[bad]}].pairs", exc.value, exc.reason) from None
+    psi_fn = resolve_psi(psi)
+    values = evaluate_psi(psi_fn, np.concatenate([wins_i / total, 1.0 - wins_i / total, [0.5]]), psi)
+    v_ij, v_ji, v_half = values[: len(keys)], values[len(keys) : 2 * len(keys)], values[-1]
+    # Each ordered pair (y, y') adds mu(y') Psi(P[y, y']) to g(y): infinite values to a, finite ones to b.
+    rows = np.concatenate([i, j])
+    cols = np.concatenate([j, i])
+    vals = np.concatenate([v_ij, v_ji])
+    inf = np.isinf(vals)
+    a = np.bincount(rows, weights=np.where(inf, np.sign(vals) * mu[cols], 0.0), minlength=n)
+    b = np.bincount(rows, weights=np.where(inf, 0.0, vals * mu[cols]), minlength=n)
+    rest = 1.0 - np.bincount(rows, weights=mu[cols], minlength=n)
+    if np.isinf(v_half):
+        a += np.sign(v_half) * rest
+    else:
+        b += v_half * rest
+    a, b = np.where(has[pairs.node_segment], a, 0.0), np.where(has[pairs.node_segment], b, 0.0)
+    infinite = (np.bincount(pairs.node_segment[rows[inf]], minlength=m) > 0) | (has & bool(np.isinf(v_half)))
+    top = a >= np.repeat(np.maximum.reduceat(a, offsets[:-1]), np.diff(offsets)) - TIE_TOL
+    T = len(taus)
+    policy = segment_softmax(
+        np.stack([np.where(top, flat.log_pi_ref + b / tau, -np.inf) for tau in taus]), offsets
+    )
+    with np.errstate(divide="ignore"):
+        log_ratio = np.where(policy > 0, np.log(policy) - flat.log_pi_ref, 0.0)
+    taus_ = np.asarray(taus, float)[:, None]
+    node = pairs.node_segment
+    gain = np.stack([np.bincount(node, weights=row, minlength=m) for row in policy * b])
+    kl = np.stack([np.bincount(node, weights=row, minlength=m) for row in policy * log_ratio])
+    status = np.where(infinite, LIMIT, OPTIMAL)[None, :].repeat(T, axis=0)
+    return FlatAnswer(policy, status, taus_ * kl - gain, np.where(infinite[node], np.nan, b))
+
 
 def empirical_preferences(W: np.ndarray, actions: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`(P_hat, mu_hat)` from win counts: `P_hat = W / (W + W^T)`, `mu_hat` = share of appearances.

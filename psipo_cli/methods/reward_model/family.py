@@ -11,7 +11,13 @@ import numpy as np
 from psipo_cli.methods.kl import kl_gradient
 from psipo_cli.methods.linalg import comparison_graph, log_of, unseen_actions
 from psipo_cli.methods.pairwise.family import solve_pair_loss
-from psipo_cli.methods.pairwise.solver import implied_reward, margin_gradient, margin_objective, tempered
+from psipo_cli.methods.pairwise.solver import (
+    implied_reward,
+    margin_gradient,
+    margin_objective,
+    segment_objective,
+    tempered,
+)
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method
 
@@ -46,6 +52,17 @@ class RewardModelFamily:
         closed = method.loss.closed_form(W) if rm_l2 == 0.0 and method.loss.closed_form else lambda tau: ""
         unseen = unseen_actions(W, pi_ref) if rm_l2 == 0.0 else ()
         return tempered(reward, log_of(pi_ref), taus, lambda delta, tau: value, unseen, closed)
+
+    def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
+        """Every context at once (`flat.pair_loss_flat`): without a ridge the pairwise loss at tau = 1 tempered
+        by tau (divergence included), with one the ridge fit of every context in one damped Newton solve; the
+        loss is the reward model's objective on each context."""
+        from psipo_cli.methods.flat import pair_loss_flat
+
+        loss, pairs, rm_l2 = method.loss, flat.pairs, float(options.get("rm_l2") or 0.0)
+        assert loss is not None
+        reward = implied_reward(pairs, loss, l2=rm_l2) if rm_l2 > 0 else None
+        return pair_loss_flat(loss, flat, taus, lambda z, tau: segment_objective(z, pairs, loss, rm_l2), reward)
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
         """A reward lane (phase 1: `loss` at tau = 1, ridge `rm_l2`, `rm_steps` steps; shared by every tau)

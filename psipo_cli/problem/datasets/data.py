@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.errors import InputError
+from psipo_cli.numerics import segment_logsumexp
 
 # The per-context log-normaliser of `log_pi_ref` must be 0 to this tolerance (float64 logsumexp of many terms).
 LOG_NORM_TOL = 1e-9
@@ -171,15 +172,6 @@ class PreferenceData:
     def action_context(self) -> np.ndarray:
         """The context of every action (int64, length `n_actions`)."""
         return np.repeat(np.arange(self.n_contexts, dtype=np.int64), np.diff(self.offsets))
-
-
-def segment_logsumexp(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """``log sum exp x[offsets[c]:offsets[c + 1]]`` for every segment `c` (all non-empty), shifted by each
-    segment's maximum so that no term overflows."""
-    starts = offsets[:-1]
-    top = np.maximum.reduceat(x, starts)
-    sizes = np.diff(offsets)
-    return top + np.log(np.add.reduceat(np.exp(x - np.repeat(top, sizes)), starts))
 
 
 def _quantiles(values: np.ndarray) -> dict[str, float]:
