@@ -210,3 +210,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path: Path, args: tuple[st
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], lines
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_dask_executor_gives_the_same_numbers(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    path = jsonl(tmp_path / "mixed.jsonl", singles(3) + cycles(2))
+    one = psipo("diagnose", str(path), "--no-save", "--format", "json")
+    dask = psipo("diagnose", str(path), "--no-save", "--format", "json", "--executor", "dask", "--jobs", "2")
+    assert one.returncode == 0 and dask.returncode == 0, dask.stderr
+    assert one.stdout == dask.stdout
