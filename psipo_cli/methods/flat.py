@@ -148,16 +148,30 @@ def separated_limits(
         members = contexts[(sizes == size) & (counts == k)]
         rows = starts[(sizes == size) & (counts == k)][:, None] + np.arange(k)
         table = np.concatenate([w[rows], l_[rows], c[rows]], axis=1)
-        patterns, first, which = np.unique(table, axis=0, return_index=True, return_inverse=True)
-        solved_winners = np.zeros((len(patterns), size), bool)
-        solved_offsets = np.zeros((len(patterns), size))
-        solved_infimum = np.zeros(len(patterns))
-        for p in range(len(patterns)):
-            W = np.zeros((size, size))
-            np.add.at(W, (w[rows[first[p]]], l_[rows[first[p]]]), c[rows[first[p]]])
-            limit = separated_limit(W, np.full(size, -np.log(size)), comparison_graph(W), loss)
+        first, which = distinct_rows(table)
+        solved_winners = np.zeros((len(first), size), bool)
+        solved_offsets = np.zeros((len(first), size))
+        solved_infimum = np.zeros(len(first))
+        for p in range(len(first)):
+            at = rows[first[p]]  # sorted by (winner, loser): the order `Pairs.of` gives a matrix
+            one = Pairs(w[at], l_[at], c[at], int(size), np.zeros(size, dtype=np.int64), 1)
+            limit = separated_limit(one, np.full(size, -np.log(size)), comparison_graph(one), loss)
             solved_winners[p], solved_offsets[p], solved_infimum[p] = limit.winners, limit.offsets, limit.infimum
         where = offsets[members][:, None] + np.arange(size)
-        winners[where], out_offsets[where] = solved_winners[which.ravel()], solved_offsets[which.ravel()]
-        infimum[members] = solved_infimum[which.ravel()]
+        winners[where], out_offsets[where] = solved_winners[which], solved_offsets[which]
+        infimum[members] = solved_infimum[which]
     return winners, np.where(winners, out_offsets, 0.0), infimum
+
+
+def distinct_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(first, which)`: the index of one row of each distinct row of `table`, and the distinct row of every
+    row (`table[first[which]] == table`). Sorting the rows lexicographically and comparing neighbours costs
+    O(rows x width log rows), where `np.unique(axis=0)` builds a structured type with one field per column."""
+    if len(table) == 1:  # one row (a large context alone in its group): nothing to sort over its width
+        return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    order = np.lexsort(table.T[::-1])
+    ranked = table[order]
+    new = np.r_[True, np.any(ranked[1:] != ranked[:-1], axis=1)]
+    which = np.empty(len(table), dtype=np.int64)
+    which[order] = np.cumsum(new) - 1
+    return order[new], which

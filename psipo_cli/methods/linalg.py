@@ -67,7 +67,10 @@ class Pairs:
 
     @property
     def totals(self) -> np.ndarray:
-        """The total count of each segment (0 for a segment without comparisons)."""
+        """The total count of each segment (0 for a segment without comparisons). One segment: `np.sum`, as
+        `mean_pair_loss` and `mean_pair_grad` sum, so that losses written either way agree to the last bit."""
+        if self.n_segments == 1:
+            return np.array([np.sum(self.count)], dtype=float)
         return np.bincount(self.segment, weights=self.count, minlength=self.n_segments).astype(float)
 
     def subset(self, keep: np.ndarray) -> Pairs:
@@ -130,53 +133,65 @@ def forest_pairs(W: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return (x, y) if len(x) == int(active.sum()) - components else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ComparisonGraph:
     """Components of the directed graph winner -> loser.
 
     Attributes
     ----------
+    pairs : Pairs
+        The comparisons (edges) the graph was built from.
     active : bool array (n,)
         Actions that appear in at least one comparison.
     weak : int array (n,)
         Weakly connected component of each action (absent actions are singletons).
     strong : int array (n,)
         Strongly connected component of each action.
-    separating : bool array (n, n)
-        `W[w, l] > 0` with `w` and `l` in different strongly connected components.
+    crossing : bool array (K,)
+        Comparisons of `pairs` whose winner and loser lie in different strongly connected components.
     """
 
+    pairs: Pairs
     active: np.ndarray
     weak: np.ndarray
     strong: np.ndarray
-    separating: np.ndarray
+    crossing: np.ndarray
+
+    @property
+    def separating(self) -> np.ndarray:
+        """bool (n, n): `W[w, l] > 0` with `w` and `l` in different strongly connected components."""
+        out = np.zeros((self.pairs.n, self.pairs.n), dtype=bool)
+        out[self.pairs.winner[self.crossing], self.pairs.loser[self.crossing]] = True
+        return out
 
     @property
     def has_minimiser(self) -> bool:
         """The unregularised Bradley–Terry MLE exists iff no comparison separates two SCCs."""
-        return not self.separating.any()
+        return not self.crossing.any()
 
 
 DENSE_GRAPH_UP_TO = 64  # actions; up to here a boolean transitive closure beats scipy's sparse graph tools
 
 
-def comparison_graph(W: np.ndarray) -> ComparisonGraph:
-    """Weak and strong components of the comparison graph of `W`.
+def comparison_graph(W: np.ndarray | Pairs) -> ComparisonGraph:
+    """Weak and strong components of the comparison graph of `W` (a win-count matrix or `Pairs`).
 
     Labels are only compared for equality. Small graphs use the transitive closure (a few `n x n` boolean
-    products: microseconds, and no scipy.sparse import for the CLI); large ones scipy's `csgraph`.
+    products: microseconds, and no scipy.sparse import for the CLI); large ones scipy's `csgraph`, in
+    O(nodes + edges).
     """
-    edges = W > 0
-    if W.shape[0] <= DENSE_GRAPH_UP_TO:
+    pairs = as_pairs(W)
+    n, w, l_ = pairs.n, pairs.winner, pairs.loser
+    if n <= DENSE_GRAPH_UP_TO:
+        edges = np.zeros((n, n), dtype=bool)
+        edges[w, l_] = True
         reach = _closure(edges)
         strong = np.argmax(reach & reach.T, axis=1)  # smallest member of each SCC
         weak = np.argmax(_closure(edges | edges.T), axis=1)
     else:
-        w, l_ = np.nonzero(edges)
-        weak, strong = edge_components(w, l_, W.shape[0]), strong_components(w, l_, W.shape[0])
-    separating = edges & (strong[:, None] != strong[None, :])
-    active = (W.sum(axis=0) + W.sum(axis=1)) > 0
-    return ComparisonGraph(active=active, weak=weak, strong=strong, separating=separating)
+        weak, strong = edge_components(w, l_, n), strong_components(w, l_, n)
+    active = (np.bincount(w, minlength=n) + np.bincount(l_, minlength=n)) > 0
+    return ComparisonGraph(pairs=pairs, active=active, weak=weak, strong=strong, crossing=strong[w] != strong[l_])
 
 
 def strong_components(winner: np.ndarray, loser: np.ndarray, n: int) -> np.ndarray:
@@ -203,9 +218,9 @@ def _closure(edges: np.ndarray) -> np.ndarray:
 SPARSE_FROM = 300  # nodes; below this dense LU is faster than scipy's sparse LU
 # Nodes in one connected component; from here `LaplacianSystem` solves by conjugate gradients: the sparse LU
 # of a large random comparison graph fills in to a dense matrix (10^5 actions: 80 GB), CG needs O(edges).
-ITERATIVE_FROM = 2000
-CG_RTOL = 1e-12  # conjugate gradients stop once ||rhs - A x|| <= CG_RTOL ||rhs|| (or after CG_MAX_ITER steps)
-CG_MAX_ITER = 10_000
+ITERATIVE_FROM = 1000
+CG_RTOL = 1e-10  # conjugate gradients stop once ||rhs - A x|| <= CG_RTOL ||rhs|| (or after CG_MAX_ITER steps)
+CG_MAX_ITER = 2_000
 
 
 class LaplacianSystem:

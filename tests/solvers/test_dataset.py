@@ -215,3 +215,136 @@ def test_psipo_on_a_prompt_with_an_uncompared_pair_names_the_prompt() -> None:
     with pytest.raises(InputError, match=r"x1") as err:
         solve_dataset(data, [method_spec("psipo")], TAUS)
     assert "every pair of compared actions observed" in err.value.reason
+
+
+def test_pairs_and_matrix_give_the_same_divergence_limit() -> None:
+    # The limit read from comparison arrays (memory O(comparisons)) is the one read from the dense matrix.
+    from psipo_cli.methods import METHODS
+    from psipo_cli.methods.linalg import Pairs, comparison_graph
+    from psipo_cli.methods.pairwise._limit import separated_limit
+
+    rng = np.random.default_rng(3)
+    loss = METHODS["dpo"].loss
+    checked = 0
+    for _ in range(40):
+        n = int(rng.integers(3, 9))
+        W = (rng.random((n, n)) < 0.35) * rng.integers(1, 4, (n, n)).astype(float)
+        np.fill_diagonal(W, 0.0)
+        if not W.any() or comparison_graph(W).has_minimiser:
+            continue
+        w, l_ = np.nonzero(W)
+        pairs = Pairs(w, l_, W[w, l_], n, np.zeros(n, dtype=np.int64), 1)
+        log_ref = np.full(n, -np.log(n))
+        dense = separated_limit(W, log_ref, comparison_graph(W), loss)
+        flat = separated_limit(pairs, log_ref, comparison_graph(pairs), loss)
+        assert np.array_equal(dense.winners, flat.winners)
+        np.testing.assert_allclose(flat.offsets[flat.winners], dense.offsets[dense.winners], atol=1e-12)
+        assert flat.components == dense.components and flat.losing == dense.losing
+        assert flat.infimum == pytest.approx(dense.infimum, rel=1e-14)
+        checked += 1
+    assert checked > 10
+
+
+def test_conjugate_gradients_solve_the_laplacian_system_of_a_large_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A component of ITERATIVE_FROM nodes or more is solved by CG; on the same system the direct solve
+    # (grounded LU) gives the same answer once both are put in the canonical gauge.
+    import psipo_cli.methods.linalg as linalg
+
+    rng = np.random.default_rng(4)
+    n, k = 400, 3000
+    i, j = rng.integers(0, n, k), rng.integers(0, n, k)
+    keep = i != j
+    i, j, weight = i[keep], j[keep], rng.uniform(0.5, 3.0, int(keep.sum()))
+    rhs = rng.normal(size=n)
+    for shift in (0.0, 0.1):
+        direct = linalg.LaplacianSystem(i, j, weight, n, shift=shift)
+        monkeypatch.setattr(linalg, "ITERATIVE_FROM", 50)
+        iterative = linalg.LaplacianSystem(i, j, weight, n, shift=shift)
+        monkeypatch.undo()
+        b = rhs if shift > 0 else direct.centre(rhs)  # singular: a right-hand side summing to 0 per component
+        x, y = direct.solve(b), iterative.solve(b)
+        if shift == 0:
+            x, y = direct.centre(x), iterative.centre(y)
+        np.testing.assert_allclose(y, x, atol=1e-9)
+        # The equations themselves, written out: (Lap + shift I) x = b.
+        lap_y = shift * y
+        np.add.at(lap_y, i, weight * (y[i] - y[j]))
+        np.add.at(lap_y, j, weight * (y[j] - y[i]))
+        np.testing.assert_allclose(lap_y, b, atol=1e-9)
+
+
+def random_dataset(rng: np.random.Generator, m: int, n: int, k: int) -> PreferenceData:
+    """`m` contexts of `n` actions with (about) `k` random comparisons each, Bradley–Terry outcomes from
+    N(0, 1) rewards, the same action names in every context (so that `to_problem` can read it), uniform
+    pi_ref."""
+    ctx = np.repeat(np.arange(m), k)
+    a, b = rng.integers(0, n, m * k), rng.integers(0, n, m * k)
+    keep = a != b
+    ctx, a, b = ctx[keep], a[keep] + ctx[keep] * n, b[keep] + ctx[keep] * n
+    r = rng.normal(size=m * n)
+    first = rng.random(len(a)) < 1 / (1 + np.exp(-(r[a] - r[b])))
+    w, l_ = np.where(first, a, b), np.where(first, b, a)
+    keys, count = np.unique(w * (m * n) + l_, return_counts=True)
+    w, l_ = keys // (m * n), keys % (m * n)
+    offsets = np.arange(m + 1) * n
+    names = tuple(f"a{i % n}" for i in range(m * n))
+    return PreferenceData(
+        context=w // n, winner=w, loser=l_, count=count.astype(float), offsets=offsets,
+        log_pi_ref=np.full(m * n, -np.log(n)), context_ids=tuple(f"x{c}" for c in range(m)),
+        context_texts=tuple(f"p{c}" for c in range(m)), action_ids=names, action_texts=names, ties=np.zeros(m),
+        source=SourceRecord(path="memory", sha256="0" * 64, format="test", rows_read=len(w)),
+    )
+
+
+@pytest.mark.parametrize("m", [pytest.param(300, id="300-prompts"),
+                               pytest.param(5000, id="5000-prompts", marks=pytest.mark.slow)])
+def test_many_prompts_equal_the_per_context_solvers(m: int) -> None:
+    # All prompts at once (one block-diagonal system per Newton step, each prompt its own line search and
+    # stopping rule; divergence limits once per comparison pattern) against one exact solve per context.
+    from psipo_cli.problem.datasets.data import to_problem
+
+    data = random_dataset(np.random.default_rng(m), m, 4, 5)
+    solved = solve_dataset(data, SPECS, TAUS)
+    runs = solve_exact(to_problem(data), SPECS, TAUS, "dataset")
+    by_key = {(r.label, r.tau, r.context): r for r in runs}
+    for sol in solved:
+        for t, tau in enumerate(TAUS):
+            expected = np.stack([by_key[sol.label, tau, c].policy for c in range(m)])
+            np.testing.assert_allclose(sol.policy[t].reshape(m, 4), expected, rtol=0, atol=1e-12)
+            assert list(sol.status[t]) == [by_key[sol.label, tau, c].status for c in range(m)]
+    dpo, ipo = solved[0], solved[1]
+    assert 0 < (dpo.status == "diverged").mean() < 1 and (ipo.status == "optimal").all()
+
+
+@pytest.mark.parametrize("n", [pytest.param(1500, id="1500-actions"),
+                               pytest.param(20_000, id="20000-actions", marks=pytest.mark.slow)])
+def test_one_large_context_meets_the_first_order_conditions(n: int) -> None:
+    # One context past ITERATIVE_FROM actions (conjugate gradients, the divergence limit from the comparison
+    # arrays): the answers satisfy the optimality conditions written from the losses' definitions.
+    from psipo_cli.methods.linalg import strong_components
+
+    data = random_dataset(np.random.default_rng(n), 1, n, 10 * n)
+    w, l_, c = data.winner, data.loser, data.count
+    dpo, ipo, _, ridge = solve_dataset(data, SPECS, TAUS)
+    t, tau = 2, TAUS[2]
+
+    def flows(per_pair: np.ndarray) -> np.ndarray:
+        return np.bincount(w, weights=per_pair, minlength=n) - np.bincount(l_, weights=per_pair, minlength=n)
+
+    # IPO: d/d delta of mean c (h - 1/(2 tau))^2 is 2 c (h - 1/(2 tau)) (e_w - e_l) / sum c = 0.
+    delta = np.log(ipo.policy[t] * n)
+    h = delta[w] - delta[l_]
+    assert np.abs(flows(2 * c * (h - 0.5 / tau)) / c.sum()).max() < 1e-9
+    # RLHF with ridge 0.1: -c sigmoid(-(r_w - r_l)) (e_w - e_l) / sum c + 0.1 r = 0, and pi ∝ exp(r / tau).
+    r = ridge.reward
+    grad = flows(-c / (1 + np.exp(r[w] - r[l_]))) / c.sum() + 0.1 * r
+    assert np.abs(grad).max() < 1e-9
+    np.testing.assert_allclose(ridge.policy[t], np.exp(r / tau) / np.exp(r / tau).sum(), rtol=1e-9)
+    # DPO on these data: some comparisons separate strongly connected components (an action that never
+    # loses, or never wins), so the optimum diverges and every component that loses a separating
+    # comparison gets probability 0 (the losing components of the limit, for every tau).
+    strong = strong_components(w, l_, n)
+    across = strong[w] != strong[l_]
+    assert across.any() and (dpo.status == "diverged").all()
+    losing = np.isin(strong, strong[l_[across]])
+    assert (dpo.policy[:, losing] == 0).all() and np.allclose(dpo.policy.sum(axis=1), 1.0)

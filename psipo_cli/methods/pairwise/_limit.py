@@ -22,10 +22,11 @@ import numpy as np
 from psipo_cli.methods.linalg import (
     ComparisonGraph,
     LaplacianSystem,
+    Pairs,
+    as_pairs,
     capped,
     damped_newton,
     edge_components,
-    pairs_of,
     softmax_policy,
 )
 from psipo_cli.methods.pairwise.solver import implied_reward
@@ -38,13 +39,13 @@ TIE_TOL = 1e-7  # max-margin values closer than this are the same level (the QP 
 
 
 def scc_quotient(
-    W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray | None = None
+    W: np.ndarray | Pairs, graph: ComparisonGraph, r_internal: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The condensation of the comparison graph: one node per strongly connected component.
 
     Parameters
     ----------
-    W : (n, n) win counts.
+    W : (n, n) win counts, or their `Pairs` (one segment).
     graph : its `comparison_graph`.
     r_internal : (n,) within-component MLE `m`, or None (then every `m = 0`).
 
@@ -61,18 +62,20 @@ def scc_quotient(
         is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
         `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss.
     """
+    pairs = as_pairs(W)
     _, node = np.unique(graph.strong, return_inverse=True)
     size = np.bincount(node).astype(float)
-    m = np.zeros(W.shape[0]) if r_internal is None else r_internal
-    w, l_ = np.nonzero(graph.separating)
+    m = np.zeros(pairs.n) if r_internal is None else r_internal
+    crossing = graph.strong[pairs.winner] != graph.strong[pairs.loser]
+    w, l_, c = pairs.winner[crossing], pairs.loser[crossing], pairs.count[crossing]
     pair = node[w] * len(size) + node[l_]
     keys, where = np.unique(pair, return_inverse=True)
-    strength = np.bincount(where, weights=W[w, l_] * np.exp(-(m[w] - m[l_])) / W.sum())
+    strength = np.bincount(where, weights=c * np.exp(-(m[w] - m[l_])) / pairs.count.sum())
     edges = np.column_stack([keys // len(size), keys % len(size)]).astype(int)
     return node, size, edges, strength
 
 
-def max_margin_direction(W: np.ndarray, graph: ComparisonGraph) -> np.ndarray:
+def max_margin_direction(W: np.ndarray | Pairs, graph: ComparisonGraph) -> np.ndarray:
     """Minimum-norm `u` with `u_w - u_l >= 1` on separating comparisons and `u` constant on each SCC.
 
     The direction in which the ridge path (`l2 -> 0+`) and plain gradient descent send the offsets
@@ -109,7 +112,10 @@ def _nonneg_quadratic(M: np.ndarray, b: np.ndarray) -> np.ndarray:
     what the callers resolve (they re-solve exactly on the active set they read off it).
     """
     k = len(b)
-    M = M + 1e-13 * max(float(np.max(np.diag(M))), 1e-300) * np.eye(k)
+    ridge = 1e-13 * max(float(np.max(np.diag(M))), 1e-300)
+    M = M + ridge * np.eye(k)
+    if k > COMPILED_NNLS_FROM:
+        return _compiled_nonneg_quadratic(M, b, ridge)
     x = np.zeros(k)
     free = np.zeros(k, dtype=bool)
     for _ in range(3 * k + 10):  # Lawson & Hanson's method terminates; the cap guards against cycling
@@ -129,6 +135,24 @@ def _nonneg_quadratic(M: np.ndarray, b: np.ndarray) -> np.ndarray:
             x = x + alpha * (z - x)
             free &= x > 1e-15 * max(1.0, float(np.abs(x).max()))
             x[~free] = 0.0
+    return x
+
+
+# Constraints (separating edges of the condensation); above this many `_nonneg_quadratic` hands the problem to
+# scipy's compiled Lawson–Hanson (`scipy.optimize.nnls`): the loop above solves one dense system per step,
+# O(k^4) in all, minutes for the ~10^3 separating edges of one context with 10^5 actions.
+COMPILED_NNLS_FROM = 100
+
+
+def _compiled_nonneg_quadratic(M: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
+    """`_nonneg_quadratic` as the least-squares problem it is: with `M = Q diag(lam) Q^T` (`lam >= ridge > 0`),
+    `C = diag(sqrt(lam)) Q^T` and `d = diag(lam)^(-1/2) Q^T b` give `||C x - d||^2 = x^T M x - 2 b^T x + const`,
+    so `argmin_{x >= 0} ||C x - d||` (`scipy.optimize.nnls`, the same method) is the answer."""
+    from scipy.optimize import nnls
+
+    lam, Q = np.linalg.eigh(M)
+    root = np.sqrt(np.maximum(lam, ridge))
+    x, _ = nnls(root[:, None] * Q.T, (Q.T @ b) / root, maxiter=50 * len(b))
     return x
 
 
@@ -335,7 +359,9 @@ class SeparatedLimit:
         )
 
 
-def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGraph, loss: PairLoss) -> SeparatedLimit:
+def separated_limit(
+    W: np.ndarray | Pairs, log_pi_ref: np.ndarray, graph: ComparisonGraph, loss: PairLoss
+) -> SeparatedLimit:
     """Limit policies (for every tau), infimum of the loss, and a note, when the logistic loss on `W` has no
     minimiser.
 
@@ -346,7 +372,8 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
 
     Parameters
     ----------
-    W : (n, n) win counts, with at least one separating comparison.
+    W : (n, n) win counts, or their `Pairs` (one segment: memory O(comparisons)), with at least one
+        separating comparison.
     log_pi_ref : (n,) `log pi_ref` (`-inf` off its support).
     graph : `comparison_graph(W)`.
     loss : the logistic-tailed loss (DPO's; RLHF's reward model), whose minimiser inside each component is
@@ -359,14 +386,14 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
         the ridge path's policy), the infimum of the mean logistic loss (separating comparisons contribute
         0, the others their within-component MLE loss), and what the status detail should say.
     """
-    n = W.shape[0]
-    internal = np.where(graph.separating, 0.0, W)
-    r_internal = implied_reward(internal, loss) if internal.any() else np.zeros(n)
-    _, _, c_all = pairs_of(W)
-    w, l_, c = pairs_of(internal)
-    infimum = float(np.sum(c * loss.margin(r_internal[w] - r_internal[l_])) / c_all.sum())
+    pairs = as_pairs(W)
+    crossing = graph.strong[pairs.winner] != graph.strong[pairs.loser]
+    internal = pairs.subset(~crossing)
+    r_internal = implied_reward(internal, loss) if len(internal.count) else np.zeros(pairs.n)
+    w, l_, c = internal.winner, internal.loser, internal.count
+    infimum = float(np.sum(c * loss.margin(r_internal[w] - r_internal[l_])) / pairs.count.sum())
 
-    u = max_margin_direction(W, graph)
+    u = max_margin_direction(pairs, graph)
     # The mass goes to the fastest-growing offsets among the actions pi_ref supports. Absent actions stay
     # at u = 0; an action with pi_ref = 0 may lead u (population counts from a wider mu) but gets nothing.
     support = np.isfinite(log_pi_ref)
@@ -376,7 +403,7 @@ def separated_limit(W: np.ndarray, log_pi_ref: np.ndarray, graph: ComparisonGrap
         losers = int(np.sum(graph.active & ~top))
         note = f"{losers} of the compared actions get probability 0"
     else:
-        winners, offsets, note = _tie_split(W, graph, r_internal, top)
+        winners, offsets, note = _tie_split(pairs, graph, r_internal, top)
     components, losing = _component_listing(graph)
     return SeparatedLimit(winners, offsets, infimum, note, components, losing)
 
@@ -386,15 +413,18 @@ def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], .
     first action), and the indices of those that lose a separating comparison to another component."""
     labels = graph.strong[graph.active]
     members = np.flatnonzero(graph.active)
-    _, first = np.unique(labels, return_index=True)
+    _, first, rank = np.unique(labels, return_index=True, return_inverse=True)
+    position = np.argsort(np.argsort(first))[rank]  # each member's component, numbered by first action
+    grouped = members[np.lexsort((members, position))]
+    cuts = np.flatnonzero(np.diff(np.sort(position))) + 1
+    components = tuple(tuple(part.tolist()) for part in np.split(grouped, cuts))
     order = labels[np.sort(first)]
-    components = tuple(tuple(members[labels == k].tolist()) for k in order)
-    beaten = np.unique(graph.strong[np.nonzero(graph.separating)[1]])
+    beaten = np.unique(graph.strong[graph.pairs.loser[graph.crossing]])
     return components, tuple(int(k) for k in np.flatnonzero(np.isin(order, beaten)))
 
 
 def _tie_split(
-    W: np.ndarray, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
+    W: np.ndarray | Pairs, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components.
 

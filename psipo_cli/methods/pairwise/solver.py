@@ -19,6 +19,7 @@ from psipo_cli.methods.linalg import (
     capped,
     damped_newton,
     mean_pair_loss,
+    pairs_of,
     segment_mean,
     softmax_policy,
 )
@@ -28,13 +29,14 @@ if TYPE_CHECKING:
     from psipo_cli.methods.spec import PairLoss
 
 
-def margin_objective(z: np.ndarray, W: np.ndarray | Pairs, loss: PairLoss, l2: float = 0.0) -> float:
+def margin_objective(z: np.ndarray, W: np.ndarray, loss: PairLoss, l2: float = 0.0) -> float:
     """`F(z) = sum W[w,l] f(z_w - z_l) / sum W + (l2 / 2) ||z||^2`, `f = loss.margin`.
 
     For DPO's `f(z) = softplus(-z)` this is the Bradley–Terry log-loss of paper Eq. 2 (plus a ridge):
-    RLHF's reward-model objective. On `Pairs` of several segments: the sum of their `segment_objective`.
+    RLHF's reward-model objective (`segment_objective` gives it per context of a dataset).
     """
-    return float(segment_objective(z, as_pairs(W), loss, l2).sum())
+    w, l_, c = pairs_of(W)
+    return float(np.sum(c * loss.margin(z[w] - z[l_])) / c.sum() + 0.5 * l2 * z @ z)
 
 
 def segment_objective(z: np.ndarray, pairs: Pairs, loss: PairLoss, l2: float = 0.0) -> np.ndarray:
