@@ -314,7 +314,8 @@ def to_problem(data: PreferenceData, name: str = "", description: str = "", note
     where = data.source.path
     position, reason = shared_actions(data)
     if position is None:
-        raise InputError("dataset", where, reason)
+        raise InputError("dataset", where, f"{reason} (psipo run|compare --solver exact and psipo diagnose solve "
+                         "it prompt by prompt; from Python: psipo_cli.solvers.dataset.solve_dataset)")
     n, m = int(data.offsets[1]), data.n_contexts
     first = data.action_ids[:n]
     for a in first:
