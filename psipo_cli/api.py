@@ -28,11 +28,13 @@ from psipo_cli.metrics import (
 from psipo_cli.problem import Problem, get_problem
 from psipo_cli.schema import (
     CURVE_COLUMNS,
+    GAP_CURVE_COLUMNS,
     LOGIT_GAP_COLUMNS,
     METRIC_COLUMNS,
     POLICY_COLUMNS,
     REWARD_COLUMNS,
     RUN_COLUMNS,
+    SOCIAL_CHOICE_COLUMNS,
     SUMMARY_COLUMNS,
     TAU_GRID_COLUMNS,
 )
@@ -72,10 +74,18 @@ class Frames:
         to a constant, not in the exact answer's gauge (compute it from `per_seed` if you want it).
     per_seed : the final result of every run (seed or dataset): method, tau, solver, context, seed,
         action, prob, status, loss, grad_norm, noise, detail — for statistics of one's own.
+    gap_curves : the duality gap of the regularised preference game (`nash_gap`) of each gradient run's
+        policy at its recorded steps, seed mean with its 95% interval, where the context has a preference
+        model (empty otherwise).
     logit_gap : where a context's preference model is not Bradley–Terry (`preferences`, or `order`, its
         deterministic limit), the total variation between the population optima of DPO and ΨPO-logit
         per tau and context: the paper's Prop. 1 (they coincide) needs Bradley–Terry. Empty otherwise, and
         when no DPO, RLHF or ΨPO-logit ran.
+    social_choice : for every context whose preferences (the model, or `P_hat` from data where every pair
+        was observed) are non-transitive — their majority relation has a cycle — the score and rank each
+        objective gives each action of `supp pi_ref`: RLHF/DPO's Bradley–Terry reward fitted to
+        `mu(w) mu(l) P[w, l]`, IPO's `P(y ≻ mu)`, and the maximal lottery (Nash's `tau -> 0` limit). Empty
+        when every context is transitive.
     """
 
     policy: pd.DataFrame
@@ -87,6 +97,8 @@ class Frames:
     rewards: pd.DataFrame = field(default_factory=lambda: _empty(REWARD_COLUMNS), repr=False)
     per_seed: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS), repr=False)
     logit_gap: pd.DataFrame = field(default_factory=lambda: _empty(LOGIT_GAP_COLUMNS), repr=False)
+    gap_curves: pd.DataFrame = field(default_factory=lambda: _empty(GAP_CURVE_COLUMNS), repr=False)
+    social_choice: pd.DataFrame = field(default_factory=lambda: _empty(SOCIAL_CHOICE_COLUMNS), repr=False)
 
 
 def check_taus(taus: Sequence[float]) -> list[float]:
@@ -203,14 +215,14 @@ def solve(
     runs: list[RunResult] = []
     steps: np.ndarray | None = None
     if solver in (EXACT, "both"):
-        runs += solve_exact(problem, specs, taus, objective, datasets=seeds)
+        runs += solve_exact(problem, specs, taus, objective, datasets=seeds, settings=settings)
     if solver in (GRADIENT, "both"):
         from psipo_cli.solvers.gradient import run_gradient
 
         assert settings is not None
         steps, gradient_runs = run_gradient(problem, specs, taus, settings, objective, progress=progress)
         runs += gradient_runs
-    optima = population_optima(problem, specs, taus)
+    optima = population_optima(problem, specs, taus, settings)
     components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
     rows = summarise(problem, runs, optima, components)
     return Frames(
@@ -223,6 +235,8 @@ def solve(
         rewards=rewards_frame(problem, runs),
         per_seed=_per_seed_frame(problem, runs),
         logit_gap=_logit_gap_frame(problem, specs, taus),
+        gap_curves=_gap_curves_frame(problem, runs, steps),
+        social_choice=social_choice_frame(problem),
     )
 
 
@@ -454,6 +468,47 @@ def _logit_gap_frame(problem: Problem, specs: list[MethodSpec], taus: list[float
     return pd.DataFrame.from_records(records, columns=LOGIT_GAP_COLUMNS)
 
 
+def social_choice_frame(problem: Problem) -> pd.DataFrame:
+    """`Frames.social_choice`: the rankings of RLHF/DPO, IPO and Nash in every non-transitive context
+    (`psipo_cli.methods.nash.social.social_choice`), on the context's preference model, else on `P_hat` from
+    its recorded data when every pair of compared actions was observed (as ΨPO and `nash` require)."""
+    import pandas as pd
+
+    from psipo_cli.methods.nash.social import social_choice
+    from psipo_cli.methods.population.psipo import empirical_preferences
+    from psipo_cli.problem import realise
+
+    parts = []
+    realised = None
+    for c, ctx in enumerate(problem.contexts):
+        P, mu = ctx.preferences, ctx.mu
+        if P is None:
+            if problem.is_sampled:
+                continue
+            realised = realised or realise(problem, 0)
+            try:
+                P, mu = empirical_preferences(np.asarray(realised.contexts[c].wins))
+            except InputError:
+                continue
+        found = social_choice(P, mu, ctx.pi_ref)
+        if found is None:
+            continue
+        names = [problem.actions[i] for i in found.actions]
+        cycle = "; ".join("{" + ", ".join(names[i] for i in group) + "}" for group in found.cycles)
+        bt = found.bradley_terry if found.bradley_terry is not None else np.full(len(names), np.nan)
+        frame = pd.DataFrame({
+            "context": ctx.name, "action": names, "cycle": cycle,
+            "condorcet": [int(i == found.condorcet) for i in range(len(names))], "bradley_terry": bt,
+            "borda": found.borda,
+            "lottery": found.lottery,
+        })
+        for score in ("bradley_terry", "borda", "lottery"):
+            # Rank 1 is the best; equal scores (to 1e-12) share the better rank.
+            frame[f"{score}_rank"] = frame[score].round(12).rank(ascending=False, method="min").astype("Int64")
+        parts.append(frame[SOCIAL_CHOICE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else _empty(SOCIAL_CHOICE_COLUMNS)
+
+
 def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | None) -> pd.DataFrame:
     import pandas as pd
 
@@ -484,19 +539,43 @@ def _curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | N
     return pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
 
 
+def _gap_curves_frame(problem: Problem, runs: list[RunResult], steps: np.ndarray | None) -> pd.DataFrame:
+    """`Frames.gap_curves`: `duality_gap` of every recorded policy of every gradient run whose context has a
+    preference model, then the seed mean and 95% interval per step."""
+    import pandas as pd
+
+    from psipo_cli.methods.game import duality_gap
+
+    parts = []
+    for (label, tau, solver, context), members in group_runs(runs).items():
+        ctx = problem.contexts[context]
+        if solver != GRADIENT or steps is None or ctx.preferences is None:
+            continue
+        gaps = np.array([[duality_gap(pi, ctx.preferences, ctx.pi_ref, tau) for pi in r.curve] for r in members])
+        mean, lo, hi = t_interval(gaps)
+        parts.append(pd.DataFrame({"step": steps, "method": label, "tau": tau, "context": ctx.name, "mean": mean,
+                                   "lo": lo, "hi": hi}))
+    if not parts:
+        return _empty(GAP_CURVE_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[GAP_CURVE_COLUMNS]
+
+
 
 
 def tau_grid(
     problem: Problem, specs: list[MethodSpec], taus: Sequence[float], objective: str | None, datasets: int = 1,
-    points: int = 41,
+    points: int = 41, settings: GradientSettings | None = None,
 ) -> pd.DataFrame:
     """Exact policies, KL and win rate on a dense log grid around `taus` (for `policy_vs_tau.png` and
-    `frontier.png`): `points` values from `min(taus) / 4` to `max(taus) * 4`, plus the `taus` themselves."""
+    `frontier.png`): `points` values from `min(taus) / 4` to `max(taus) * 4`, plus the `taus` themselves.
+    `settings`: the run's gradient settings, which an exact answer may depend on (`Method.settings`)."""
+    from dataclasses import replace
+
     from psipo_cli.config.settings import GradientSettings
 
     lo, hi = min(taus) / 4.0, max(taus) * 4.0
     grid = sorted(set(np.geomspace(lo, hi, points).tolist()) | set(taus))
-    settings = GradientSettings(seeds=datasets)
+    settings = replace(settings if settings is not None else GradientSettings(), seeds=datasets)
     frames = solve(problem, specs, grid, solver=EXACT, objective=objective, settings=settings)
     merged = frames.policy.merge(
         frames.metrics[["method", "tau", "context", "kl", "win_rate_ref", "status"]], on=["method", "tau", "context"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.config.settings import GradientSettings
 from psipo_cli.methods import get_method
 from psipo_cli.methods.game import duality_gap, exploitability
 from psipo_cli.methods.kl import kl_divergence
@@ -80,13 +81,15 @@ class MetricRow:
 
 
 def population_optima(
-    problem: Problem, specs: list[MethodSpec], taus: list[float]
+    problem: Problem, specs: list[MethodSpec], taus: list[float], settings: GradientSettings | None = None
 ) -> dict[tuple[str, float, int], np.ndarray]:
-    """The population optimum of every method label, tau and context (needs a preference model)."""
+    """The population optimum of every method label, tau and context (needs a preference model; `settings`:
+    the gradient settings an exact answer may depend on, `Method.settings`)."""
     if not problem.has_model:
         return {}
     return {
-        (r.label, r.tau, r.context): r.policy for r in solve_exact(problem, specs, taus, POPULATION)
+        (r.label, r.tau, r.context): r.policy
+        for r in solve_exact(problem, specs, taus, POPULATION, settings=settings)
     }
 
 

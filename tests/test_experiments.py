@@ -127,3 +127,84 @@ def test_compare_without_arguments_writes_everything(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     report = (run_dir / "report.md").read_text()
     assert "DPO diverged for every tau" in report
+
+
+def test_nash_online_who_reaches_the_regularised_equilibrium() -> None:
+    # The file's problem written out: pi*_tau by iterating the extragradient update from its definition.
+    P = np.array([[0.5, 0.9, 0.2], [0.1, 0.5, 0.7], [0.8, 0.3, 0.5]])
+    pi_ref = np.array([0.5, 0.3, 0.2])
+
+    def equilibrium(tau: float) -> np.ndarray:
+        pi = pi_ref
+        for _ in range(20000):
+            base = (1 - 0.2 * tau) * np.log(pi) + 0.2 * tau * np.log(pi_ref)
+            half = np.exp(base + 0.2 * P @ pi)
+            half /= half.sum()
+            pi = np.exp(base + 0.2 * P @ half)
+            pi /= pi.sum()
+        return pi
+
+    policy, metrics = compare("nash-online")
+    m = metrics.set_index(["method", "solver", "tau"])
+    for tau in (0.25, 1.0):
+        target = equilibrium(tau)
+        for method in ("online-ipo", "inpo", "egpo"):
+            for solver in ("exact", "gradient"):
+                assert probs(policy, method, solver, tau).to_numpy() == pytest.approx(target, abs=1e-9)
+            assert m.loc[(method, "gradient", tau), "nash_gap"] < 1e-12
+        for method in ("ipo-md", "nash-md", "nash-md-pg"):  # tempered points: their own exact answer
+            exact = probs(policy, method, "exact", tau).to_numpy()
+            assert probs(policy, method, "gradient", tau).to_numpy() == pytest.approx(exact, abs=1e-9)
+            assert m.loc[(method, "gradient", tau), "nash_gap"] > 1e-7
+        assert m.loc[("sppo", "exact", tau), "status"] == "average"
+        assert m.loc[("sppo", "gradient", tau), "status"] == "running"
+def test_nash_cycle_dpo_ipo_rlhf_miss_the_equilibrium() -> None:
+    policy, metrics = compare("nash-cycle")
+    P = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
+    pi_ref = np.array([0.6, 0.3, 0.1])
+    m = metrics.set_index(["method", "tau"])
+    for tau in [0.01, 0.1, 0.5, 1.0, 2.0]:
+        # Each pair is won once round the cycle: every pairwise loss is minimised at zero implied reward (the
+        # sum of h round the cycle is 0, and the losses are symmetric), so DPO, IPO and RLHF return pi_ref.
+        # Their gap is then Gap(pi_ref) = 2 tau KL(pi_ref || T(pi_ref)), T(pi) = softmax(log pi_ref + P pi / tau).
+        t = pi_ref * np.exp(P @ pi_ref / tau)
+        t /= t.sum()
+        gap = 2 * tau * np.sum(pi_ref * np.log(pi_ref / t))
+        for method in ("dpo", "ipo", "rlhf"):
+            np.testing.assert_allclose(probs(policy, method, "exact", tau), pi_ref, atol=1e-12)
+            assert m.loc[(method, tau), "nash_gap"] == pytest.approx(gap, rel=1e-9)
+        # nash: the fixed point of T, checked by applying T written here.
+        star = probs(policy, "nash", "exact", tau).to_numpy()
+        image = pi_ref * np.exp(P @ star / tau)
+        np.testing.assert_allclose(star, image / image.sum(), rtol=1e-10)
+        assert m.loc[("nash", tau), "nash_gap"] < 1e-15 < gap
+        assert ("diverges" in m.loc[("nash", tau), "detail"]) == (tau <= 0.1)
+
+
+def test_nash_cycle_plain_iteration_diverges_where_rho_exceeds_one() -> None:
+    # T's Jacobian at pi* has eigenvalues ± i rho and 0, so undamped iteration pi <- T(pi) moves away from pi*
+    # when rho > 1 (and converges when rho < 1), and the damped (1 - a) pi + a T(pi) converges locally iff
+    # a < 2 / (1 + rho^2) (|1 - a + i a rho| < 1).
+    from psipo_cli.methods.nash.equilibrium import solve_equilibrium
+
+    P = np.array([[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]])
+    pi_ref = np.array([0.6, 0.3, 0.1])
+
+    def iterate(tau: float, a: float, start: np.ndarray, steps: int) -> np.ndarray:
+        pi = start
+        for _ in range(steps):
+            t = pi_ref * np.exp(P @ pi / tau - np.max(P @ pi / tau))
+            pi = (1 - a) * pi + a * t / t.sum()
+        return pi
+
+    for tau in (0.1, 0.01):
+        e = solve_equilibrium(P, pi_ref, tau)
+        assert e.certificate.rho > 1
+        start = e.policy + 1e-6 * np.array([1.0, -1.0, 0.0])
+        assert np.abs(iterate(tau, 1.0, start, 2000) - e.policy).max() > 1e-3  # undamped: away from pi*
+        bound = 2 / (1 + e.certificate.rho**2)
+        assert np.abs(iterate(tau, 0.8 * bound, start, 40000) - e.policy).max() < 1e-9
+        assert np.abs(iterate(tau, min(1.0, 1.25 * bound), start, 40000) - e.policy).max() > 1e-3
+    e = solve_equilibrium(P, pi_ref, 2.0)
+    assert e.certificate.rho < 1
+    assert np.abs(iterate(2.0, 1.0, pi_ref, 2000) - e.policy).max() < 1e-12

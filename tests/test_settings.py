@@ -124,7 +124,9 @@ def test_every_surface_accepts_a_valid_value(s: Setting, tmp_path: Path, capsys:
         assert getattr(grid.gradient_settings(), s.name) == value
     # ... and, but for `seeds` (runs inside a cell) and the run choices, a list of values is an axis.
     if (GRADIENT in s.roles and s.name != "seeds") or s in METHOD_ONLY:
-        other = s.default if s.default is not None else value + 1
+        # A second valid value: the default, else one more (inside a bounded range: halfway to its low end).
+        bounded = s.type == "real" and not math.isinf(s.interval.hi)
+        other = s.default if s.default is not None else (s.interval.lo + value) / 2 if bounded else value + 1
         swept = resolve_grid({**data, s.name: [value, other]}, tmp_path)
         assert swept.axes() == (s.name,)
 
@@ -169,7 +171,7 @@ def test_every_surface_rejects_an_invalid_value_with_the_same_reason(
 
 def test_reasons_say_the_declared_range_in_words() -> None:
     # Spelled out by hand from the README's settings: lr > 0, batch_size >= 0, lr_final in (0, 1],
-    # ema_decay in [0, 1), eps in (0, 0.5), optimizer adam | sgd.
+    # ema_decay in [0, 1), eps in (0, 0.5), optimizer adam | sgd | md.
     expected = {
         "lr": "must be a positive finite number",
         "batch_size": "must be a non-negative integer",
@@ -177,7 +179,7 @@ def test_reasons_say_the_declared_range_in_words() -> None:
         "lr_final": "must lie in (0, 1]",
         "ema_decay": "must lie in [0, 1)",
         "eps": "must lie in (0, 0.5)",
-        "optimizer": "must be one of adam, sgd",
+        "optimizer": "must be one of adam, sgd, md",
     }
     for name, reason in expected.items():
         s = next(s for s in SETTINGS if s.name == name)

@@ -216,7 +216,7 @@ def _save(
     extra = {}
     if plots:
         datasets = settings.seeds if problem.is_sampled else 1
-        extra["tau_grid"] = api.tau_grid(problem, specs, config.tau, frames.objective, datasets)
+        extra["tau_grid"] = api.tau_grid(problem, specs, config.tau, frames.objective, datasets, settings=settings)
     # The files read, for the manifest: the experiment file, then the problem file and its pairs_csv.
     inputs = ([config.config_file] if config.config_file else []) + recorded["problem_resolved"]["files"]
     # Every table goes in, header-only when empty, so that every run directory has the same files.

@@ -83,3 +83,34 @@ def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML fil
               f"{counts['comparisons']:g} comparisons, {counts['ties']:g} ties{skipped})", file=sys.stderr)
         return
     print(f"{path}: valid ({source.n_actions} actions, {len(source.contexts)} context(s))", file=sys.stderr)
+
+
+@app.command("random")
+def problem_random(
+    actions: Annotated[int, typer.Option("--actions", help="Number of actions (>= 2; >= 3 for cyclic).")] = 3,
+    kind: Annotated[str, typer.Option("--kind", help="bt (Bradley-Terry), nontransitive (independent pairs) "
+                                      "or cyclic (generalised rock-paper-scissors).",
+                                      metavar="[bt|nontransitive|cyclic]")] = "cyclic",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed writes the same file.")] = 0,
+    output: Annotated[Path | None, typer.Option("--output", help="Write the problem file here (default: stdout).",
+                                                metavar="FILE")] = None,
+) -> None:
+    """Write a random preference problem as a problem file (validated like every problem file)."""
+    from psipo_cli.problem import build_problem
+    from psipo_cli.problem.loading import parse_toml
+    from psipo_cli.problem.random_games import random_table, table_toml
+
+    text = table_toml(random_table(actions, kind, seed))
+    build_problem(parse_toml(text, "problem", Path("<generated>")), source="<generated>")
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from psipo_cli.sweep.store import write_atomic
+
+    try:
+        write_atomic(output, text)
+    except OSError as exc:
+        from psipo_cli.errors import InputError
+
+        raise InputError("--output", str(output), exc.strerror or str(exc)) from None
+    print(f"wrote {output}", file=sys.stderr)

@@ -6,8 +6,8 @@ from __future__ import annotations
 SOLVERS = ("exact", "gradient", "both")
 #: `--objective`: the dataset objective, the population one, or the first the problem supports.
 OBJECTIVES = ("auto", "dataset", "population")
-#: `--optimizer`.
-OPTIMIZERS = ("adam", "sgd")
+#: `--optimizer`: `md` is the online methods' own mirror-descent update (`psipo_cli.methods.online`).
+OPTIMIZERS = ("adam", "sgd", "md")
 #: `--lr-schedule` (`psipo_cli.solvers.schedules`).
 SCHEDULES = ("constant", "inverse-time", "cosine", "exponential")
 #: `--average`: report the last iterate, or a (Polyak or exponential) average of the iterates.

@@ -153,9 +153,10 @@ def _steps(name: str, default: int | None, help: str, **kw: Any) -> Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     _steps("steps", 18000, "Optimiser steps (of the policy stage, for RLHF)", identity=True),
-    Setting("lr", "real", 0.01, "Learning rate (Adam and SGD)", identity=True),
+    Setting("lr", "real", 0.01, "Learning rate (Adam and SGD; the step eta of --optimizer md)", identity=True),
     Setting("batch_size", "int", 9, "Comparisons per minibatch, drawn with replacement with probability "
-            "W[w, l] / sum W; 0 = full batch (the exact expected gradient)", minimum=0, identity=True),
+            "W[w, l] / sum W (online methods: pairs from the current policy or its mixture, labelled by P); "
+            "0 = full batch (the exact expected gradient)", minimum=0, identity=True),
     Setting("optimizer", "choice", "adam", "", choices=choices.OPTIMIZERS, identity=True),
     Setting("seeds", "int", 10, "Gradient runs per method and tau (and datasets, when the problem samples "
             "them)"),
@@ -182,6 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
             interval=FRACTION),
     Setting("ema_decay", "real", 0.999, "ema: weight decay per step", interval=FRACTION),
     Setting("rm_l2", "real", 0.0, "rlhf: ridge on the reward model", roles=(METHOD,), interval=NON_NEGATIVE),
+    Setting("mixture", "real", None, "online methods: the opponent is the geometric mixture pi^(1-b) pi_ref^b "
+            "with this b (nash-md: lr * tau; nash-md-pg: 0.5; ipo-md: 0.125)", roles=(METHOD,),
+            interval=Interval(0.0, 1.0, lo_open=False, hi_open=False), shown="per method"),
     Setting("psi", "text", "logit", "A name (identity, logit, log) or module:function", roles=(METHOD,),
             placeholder="NAME|MODULE:FUNCTION"),
     Setting("solver", "choice", "both", "", roles=(RUN,), choices=choices.SOLVERS),

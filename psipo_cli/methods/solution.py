@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psipo_cli.schema import AVERAGE as AVERAGE
 from psipo_cli.schema import DIVERGED as DIVERGED  # the exact statuses are named in `psipo_cli.schema`
 from psipo_cli.schema import LIMIT as LIMIT
 from psipo_cli.schema import LOCAL as LOCAL
@@ -26,7 +27,8 @@ class Solution:
     policy : array (n,)
         The optimal (or limit) policy.
     status : str
-        One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`).
+        One of `psipo_cli.schema.EXACT_STATUSES` (`optimal`, `diverged`, `limit`, `unbounded`, `set`, `local`,
+        `average`).
     loss : float
         The method's own objective at the solution, or its infimum when `status` is not `optimal`.
     offsets : array (n,) or None

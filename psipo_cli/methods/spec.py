@@ -35,6 +35,9 @@ class Exact(Enum):
     #: Attained where `Psi(P)` is finite; otherwise the `eps -> 0` limit of the clipped problem (status
     #: `limit`; population ΨPO).
     EPS_LIMIT = "eps-limit"
+    #: The iterates need not converge; the answer is the limit of their average (status `average`; SPPO,
+    #: whose last iterate cycles on a non-transitive `P`).
+    AVERAGE = "average"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Family(Protocol):
         False: it sees preferences `(P, mu)` (the model on the population; `(P_hat, mu_hat)` on data).
     reward_stage : bool
         The gradient engine fits a reward model first (phase 1 lanes, before every policy lane).
+    mirror_descent : bool, optional
+        The family defines `--optimizer md` (its methods' own mirror-descent update); absent means False.
     exact : Exact or None
         The kind of exact answer of the family's methods that have no pairwise loss to say it (population
         ΨPO); None where each method's `PairLoss.exact` says it.
@@ -142,6 +147,13 @@ class Method:
         `supp mu = supp pi_ref` (how to run it, and the result that says so); "" if none.
     loss : PairLoss or None
         The loss of `tau h` (for RLHF, its reward model's loss at `tau = 1`); None for population ΨPO.
+    loss_of : callable `(**options) -> PairLoss`, optional
+        For a loss that depends on the method's options (cDPO's `label_smoothing`): the loss at those options,
+        called with every option of `options` (`option_values`). It must return the same object for the same
+        options (decorate it with `functools.cache`): lanes with one loss share one kernel call.
+    settings : tuple of str
+        Gradient settings the exact answer depends on (Nash-MD's stationary point depends on the step:
+        `lr`, `lr_schedule`, `lr_final`); both solvers pass them to the family with the options.
     """
 
     name: str
@@ -152,11 +164,21 @@ class Method:
     trl: str = ""
     twin: str = ""
     loss: PairLoss | None = None
+    loss_of: Callable[..., PairLoss] | None = None
+    settings: tuple[str, ...] = ()
+
+    def loss_at(self, options: dict[str, Any]) -> PairLoss | None:
+        """The pairwise loss at the method's `options` (missing ones take their defaults): `loss_of` applied
+        to them, else `loss`."""
+        if self.loss_of is None:
+            return self.loss
+        return self.loss_of(**self.option_values(options))
 
     @property
     def exact(self) -> Exact:
-        """The kind of exact answer: its pairwise loss's, else its family's."""
-        kind = self.loss.exact if self.loss is not None else self.family.exact
+        """The kind of exact answer: its pairwise loss's (at the default options), else its family's."""
+        loss = self.loss_at({})
+        kind = loss.exact if loss is not None else self.family.exact
         assert kind is not None, f"{self.name}: neither its loss nor its family says its kind of exact answer"
         return kind
 

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-FIGURE_STEMS = ("curves", "policy_vs_tau", "frontier")
+FIGURE_STEMS = ("curves", "gap", "policy_vs_tau", "frontier")
 DPI = 110
 PANEL = (3.2, 2.5)  # inches per panel
 METHOD_STYLES = ("-", "--", "-.", ":")
@@ -529,6 +529,62 @@ def plot_curves(
     return None if fig is None else save_figure(fig, Path(path))
 
 
+# -- gap.png ------------------------------------------------------------------------------------------
+#: The gap's axis floor: double precision puts the duality gap's own floor near 1e-16.
+GAP_FLOOR = 1e-16
+
+
+def draw_gap(gap_curves: pd.DataFrame | None, problem: str = "problem", context: str | None = None) -> Figure | None:
+    """The duality gap of the regularised preference game (`nash_gap`) against the step, log-log: one panel
+    per tau, one line per method (seed mean, 95% band); 0 only at the equilibrium `pi*_tau`.
+
+    Returns None when `gap_curves` has no rows for this context (no gradient run, or no preference model).
+    """
+    ctx = context if context is not None else (_contexts(gap_curves) or [None])[0]
+    data = _select(gap_curves, context=ctx)
+    if data.empty:
+        return None
+    methods = unique(data["method"])
+    taus = sorted(unique(data["tau"]))
+    colors = method_colors(methods)
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[m], linewidth=1.6, label=m) for m in methods]
+    fig, axes, legend_cols = new_figure(1, len(taus), legend_items=len(handles), wgap=0.2, share=True)
+    max_step = float(data["step"].max())
+    for j, tau in enumerate(taus):
+        ax = axes[0, j]
+        ax.set_title(f"τ = {fmt_tau(tau)}", fontsize=TITLE_SIZE, y=1.0)
+        ax.set_xscale("symlog", linthresh=1.0)
+        log_ticks(ax.xaxis)
+        ax.set_xlim(0.0, max(max_step, 1.0))
+        ax.set_yscale("log")
+        ax.set_xlabel("step (log scale; 0 at left)")
+        if j == 0:
+            ax.set_ylabel("duality gap (log scale)")
+        for method in methods:
+            panel = _select(data, method=method, tau=tau).sort_values("step", kind="stable")
+            if panel.empty:
+                continue
+            steps = panel["step"].to_numpy(float)
+            clip = lambda v: np.maximum(np.asarray(v, float), GAP_FLOOR)  # noqa: E731 (an exact 0 has no log)
+            ax.fill_between(steps, clip(panel["lo"]), clip(panel["hi"]), color=colors[method], alpha=0.2,
+                            linewidth=0)
+            ax.plot(steps, clip(panel["mean"]), color=colors[method], linewidth=1.6)
+    figure_legend(fig, handles, legend_cols)
+    suptitle(fig, problem, "duality gap to the regularised equilibrium", ctx if len(_contexts(gap_curves)) > 1
+             else None)
+    return fig
+
+
+def plot_gap(gap_curves: pd.DataFrame | None, path: str | Path, problem: str = "problem",
+             context: str | None = None) -> Path | None:
+    """`draw_gap` saved to `path`; returns the path written, or None when there is nothing to draw."""
+    fig = draw_gap(gap_curves, problem, context)
+    return None if fig is None else save_figure(fig, Path(path))
+
+
 # -- policy_vs_tau.png --------------------------------------------------------------------------------
 def draw_policy_vs_tau(
     tau_grid: pd.DataFrame | None,
@@ -854,11 +910,12 @@ def write_figures(
     tau_grid: pd.DataFrame | None = None,
     problem: str = "problem",
     log_prob: bool = False,
+    gap_curves: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Draw every figure that has something to show into `out_dir` (created if needed).
 
     One file per figure and context (suffixed with the context name when there are several). Returns the
-    paths written, in the order curves, policy_vs_tau, frontier. `log_prob`: log probability axes.
+    paths written, in the order curves, gap, policy_vs_tau, frontier. `log_prob`: log probability axes.
     """
     out = Path(out_dir)
     contexts = _contexts(policy, metrics, curves, tau_grid)
@@ -869,6 +926,8 @@ def write_figures(
             partial(plot_curves, curves, policy, _figure_path(out, "curves", c, several), problem, c, log_prob)
             for c in contexts
         ]
+    if gap_curves is not None:
+        tasks += [partial(plot_gap, gap_curves, _figure_path(out, "gap", c, several), problem, c) for c in contexts]
     tasks += [
         partial(plot_policy_vs_tau, tau_grid, policy, _figure_path(out, "policy_vs_tau", c, several), problem, c,
                 metrics, log_prob)
@@ -936,6 +995,7 @@ def render_frames(
     tau_grid: pd.DataFrame | None = None,
     config: Mapping[str, Any] | None = None,
     log_prob: bool = False,
+    gap_curves: pd.DataFrame | None = None,
 ) -> list[Path]:
     """`write_figures` into ``run_dir/figures/``, titled with the problem name from `config`.
 
@@ -945,7 +1005,7 @@ def render_frames(
     run_dir = Path(run_dir)
     return write_figures(
         run_dir / "figures", policy, metrics, curves=curves, tau_grid=tau_grid,
-        problem=problem_title(config, fallback=run_dir.name), log_prob=log_prob,
+        problem=problem_title(config, fallback=run_dir.name), log_prob=log_prob, gap_curves=gap_curves,
     )
 
 
@@ -1034,7 +1094,7 @@ def render_figures(run_dir: str | Path, log_prob: bool = False) -> list[Path]:
     frames = load_run_frames(run_dir)
     written = render_frames(
         run_dir, frames["policy"], frames["metrics"], frames["curves"], frames["tau_grid"], frames["config"],
-        log_prob=log_prob,
+        log_prob=log_prob, gap_curves=frames["gap_curves"],
     )
     remove_stale(Path(run_dir) / "figures", written)
     return written

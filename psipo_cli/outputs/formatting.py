@@ -24,6 +24,7 @@ from psipo_cli.schema import (
     POLICY_COLUMNS,
     REWARD_COLUMNS,
     RUN_COLUMNS,
+    SOCIAL_CHOICE_COLUMNS,
     SUMMARY_COLUMNS,
     TAU_GRID_COLUMNS,
     TEXT_COLUMNS,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURVE_COLUMNS", "FRAME_COLUMNS", "LOGIT_GAP_COLUMNS", "METRIC_COLUMNS", "METRIC_NAMES", "POLICY_COLUMNS",
-    "REWARD_COLUMNS", "RUN_COLUMNS", "SUMMARY_COLUMNS", "TAU_GRID_COLUMNS", "TEXT_COLUMNS",
+    "REWARD_COLUMNS", "RUN_COLUMNS", "SOCIAL_CHOICE_COLUMNS", "SUMMARY_COLUMNS", "TAU_GRID_COLUMNS", "TEXT_COLUMNS",
 ]
 
 #: Display names of the built-in methods in prose (labels with options stay as the user wrote them).

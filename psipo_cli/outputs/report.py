@@ -25,6 +25,7 @@ from psipo_cli.outputs.formatting import (
     LOGIT_GAP_COLUMNS,
     METRIC_COLUMNS,
     REWARD_COLUMNS,
+    SOCIAL_CHOICE_COLUMNS,
     SUMMARY_COLUMNS,
     fmt_list,
     fmt_num,
@@ -56,7 +57,7 @@ ZERO = 1e-12
 
 
 #: The run directory's further tables the report quotes (absent in directories of older versions).
-REPORT_TABLES = ("summary", "rewards", "logit_gap")
+REPORT_TABLES = ("summary", "rewards", "logit_gap", "social_choice")
 
 #: Gradient settings recorded as flat config keys (as `RunConfig` does).
 GRADIENT_KEYS = ("optimizer", "lr", "steps", "batch_size", "seeds", "seed", "rm_steps", "eps")
@@ -516,6 +517,52 @@ def model_notes(logit_gap: pd.DataFrame | None) -> list[str]:
     return lines
 
 
+def social_choice_section(social: pd.DataFrame | None) -> list[str]:
+    """Per non-transitive context (``social_choice.csv``): the majority relation's cycle, then each action's
+    score and rank under RLHF/DPO (Bradley–Terry fit), IPO (`P(y ≻ mu)`) and Nash (the maximal lottery, its
+    `tau -> 0` limit), and the lottery's support."""
+    if social is None or not len(social):
+        return []
+    recs = records(social, SOCIAL_CHOICE_COLUMNS)
+    lines = [
+        "The preferences are non-transitive: their majority relation (y over y' when P(y ≻ y') > 1/2) has a "
+        "cycle, so no ranking — and no Bradley–Terry reward — agrees with every majority. Each objective "
+        "then picks its own ranking: RLHF and DPO the Bradley–Terry reward "
+        "fitted to the comparisons mu(w) mu(l) P(w ≻ l), IPO the Borda-like score P(y ≻ mu), Nash learning "
+        "as tau -> 0 the maximal lottery (the unregularised equilibrium; `social_choice.csv`). Rank 1 is the "
+        "best.",
+        "",
+    ]
+    for context in unique(rec["context"] for rec in recs):
+        rows = [rec for rec in recs if rec["context"] == context]
+        support = [rec["action"] for rec in rows if not is_missing(rec["lottery"]) and float(rec["lottery"]) > ZERO]
+        winner = [rec["action"] for rec in rows if rec["condorcet"] == 1]
+        condorcet = (f"{winner[0]} is the Condorcet winner (it beats every other action) and gets the whole "
+                     "lottery" if winner else "there is no Condorcet winner")
+        lines += [
+            f"Context {context}: majority cycle {rows[0]['cycle']}; {condorcet}; the maximal lottery's support "
+            f"(the equilibrium's as tau -> 0) is {{{', '.join(support)}}}.",
+            "",
+            "| action | RLHF/DPO reward | rank | IPO P(y ≻ mu) | rank | Nash lottery (tau -> 0) | rank |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for rec in rows:
+            cells = [
+                rec["action"], fmt_num(rec["bradley_terry"]), _rank(rec["bradley_terry_rank"]), fmt_num(rec["borda"]),
+                _rank(rec["borda_rank"]), fmt_prob(rec["lottery"]), _rank(rec["lottery_rank"]),
+            ]
+            lines.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        if all(is_missing(rec["bradley_terry"]) for rec in rows):
+            lines += ["", "The Bradley–Terry fit has no finite optimum here (a comparison separates two strongly "
+                      "connected components of the comparison graph): RLHF and DPO diverge."]
+        lines.append("")
+    return lines[:-1]
+
+
+def _rank(value: Any) -> str:
+    return "-" if is_missing(value) else str(int(value))
+
+
 def _base_methods(config: Mapping[str, Any], policy: pd.DataFrame) -> set[str]:
     """The methods (not labels) that ran: from the config's ``methods``, else the labels themselves."""
     methods = config.get("methods")
@@ -635,8 +682,8 @@ def build_report(
         lie under it, else as ``figures/<name>``.
     command : the psipo command (default ``config["command"]``).
     base_dir : the directory the report is written to.
-    tables : the further frames of the run by file stem (``summary``, ``rewards``, ``logit_gap``, as in
-        `psipo_cli.api.Frames`'s `summary`, `rewards`, `logit_gap`); a missing one leaves its section out.
+    tables : the further frames of the run by file stem (``summary``, ``rewards``, ``logit_gap``,
+        ``social_choice``, as in `psipo_cli.api.Frames`); a missing one leaves its section out.
     """
     config = config or {}
     tables = tables or {}
@@ -665,6 +712,9 @@ def build_report(
         lines += ["## Why", ""]
         for block in blocks:
             lines += [*block, ""]
+    social = social_choice_section(tables.get("social_choice"))
+    if social:
+        lines += ["## Social choice", "", *social, ""]
     notes = gradient_notes(comparison, metrics=metrics, config=config)
     if notes:
         lines += ["## Gradient against exact (last step)", "", *notes, ""]

@@ -6,7 +6,7 @@ A run directory is ``<root>/<UTC YYYYmmdd-HHMMSS>-<command>[-<name>]/`` and hold
 - ``policy.csv``, ``metrics.csv``, ``curves.csv`` and any extra frame: ``summary.csv`` (the
   context-weighted aggregate), ``rewards.csv`` (implied rewards of the exact answers), ``runs.csv`` (every
   seed's final result), ``logit_gap.csv`` (DPO against ΨPO-logit where preferences are not Bradley–Terry),
-  ``tau_grid.csv``;
+  ``social_choice.csv`` (each objective's ranking on non-transitive preferences), ``tau_grid.csv``;
 - ``figures/*.png`` and ``report.md`` (written by the caller through `RunDirectory.work`);
 - ``manifest.json``: versions, python, platform, git commit, argv, seeds, the input files read (path and
   sha256), start and end times, and ``"status": "complete"`` as its last key. It is the last file written.
@@ -124,7 +124,9 @@ def run_tables(frames: Any) -> dict[str, pd.DataFrame]:
     """The tables of a `psipo_cli.api.Frames` beyond policy, metrics and curves, by the stem of their file
     (``runs.csv`` holds `Frames.per_seed`)."""
     return {
-        "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap
+        "summary": frames.summary, "rewards": frames.rewards, "runs": frames.per_seed, "logit_gap": frames.logit_gap,
+        "gap_curves": frames.gap_curves,
+        "social_choice": frames.social_choice,
     }
 
 
@@ -357,7 +359,8 @@ class RunDirectory:
         empty) and one ``<key>.csv`` per keyword frame (e.g. ``tau_grid=...``; None is skipped).
 
         `policy` may also be a `psipo_cli.api.Frames`, whose frames are then all written: also
-        ``summary.csv``, ``rewards.csv``, ``runs.csv`` (its `per_seed`) and ``logit_gap.csv``.
+        ``summary.csv``, ``rewards.csv``, ``runs.csv`` (its `per_seed`), ``logit_gap.csv`` and
+        ``social_choice.csv``.
         """
         import pandas as pd
 

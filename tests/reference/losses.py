@@ -66,4 +66,46 @@ def psipo(delta: np.ndarray, *, P: np.ndarray, mu: np.ndarray, tau: float, pi_re
     return float(-(pi @ g) + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m])))
 
 
-REFERENCE: dict[str, Callable[..., float]] = {"dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo}
+def stationarity(b: float) -> Callable[..., float]:
+    """An online method whose opponent is the mixture `m = mix_b(pi) ∝ pi^(1-b) pi_ref^b` (Munos et al., arXiv
+    2312.00886; Calandriello et al., arXiv 2403.08635): its expected update vanishes where `pi` is the best
+    response `T(m) ∝ pi_ref exp(P m / tau)` to its opponent. The reference is `KL(pi || T(m))`, >= 0 and 0
+    exactly there (for `b = 0` half the duality gap over tau). `b` may be a function of tau (Nash-MD)."""
+
+    def residual(delta: np.ndarray, *, P: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+        mixture = b(tau) if callable(b) else b
+        pi = _policy(delta, pi_ref)
+        m = _policy((1.0 - mixture) * delta, pi_ref)
+        best = _policy(P @ m / tau, pi_ref)
+        s = pi_ref > 0
+        return float(np.sum(pi[s] * np.log(pi[s] / best[s])))
+
+    return residual
+
+
+def sppo(delta: np.ndarray, *, P: np.ndarray, pi_ref: np.ndarray, **_: object) -> float:
+    """SPPO (multiplicative weights, arXiv 2405.00675): `max_y P(y ≻ pi) - 1/2` over `supp pi_ref`, 0 exactly
+    at an unregularised equilibrium (its averaged iterates' limit); not differentiable there."""
+    pi = _policy(delta, pi_ref)
+    return float(np.max((P @ pi)[pi_ref > 0]) - 0.5)
+
+
+def nash(delta: np.ndarray, *, P: np.ndarray, tau: float, pi_ref: np.ndarray, **_: object) -> float:
+    """The duality gap of the KL-regularised preference game (Munos et al., arXiv 2312.00886), minimised (at 0)
+    exactly by its Nash equilibrium: `2 max_pi' f(pi', pi) - 1` with `f(pi', pi) = pi'^T P pi -
+    tau KL(pi' || pi_ref) + tau KL(pi || pi_ref)` and the inner maximum in closed form,
+    `tau log sum_y pi_ref(y) exp((P pi)_y / tau)`."""
+    pi = _policy(delta, pi_ref)
+    m, s = pi > 0, pi_ref > 0
+    z = np.log(pi_ref[s]) + (P @ pi)[s] / tau
+    best = tau * (z.max() + np.log(np.sum(np.exp(z - z.max()))))
+    return float(2.0 * (best + tau * np.sum(pi[m] * np.log(pi[m] / pi_ref[m]))) - 1.0)
+
+
+REFERENCE: dict[str, Callable[..., float]] = {
+    "dpo": dpo, "ipo": ipo, "rlhf": rlhf, "psipo": psipo, "nash": nash,
+    "online-ipo": stationarity(0.0), "inpo": stationarity(0.0), "egpo": stationarity(0.0),
+    "ipo-md": stationarity(0.125), "nash-md-pg": stationarity(0.5),
+    # Nash-MD without --mixture: the mixture is eta tau, eta the default learning rate 0.01.
+    "nash-md": stationarity(lambda tau: 0.01 * tau), "sppo": sppo,
+}

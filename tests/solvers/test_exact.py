@@ -41,7 +41,8 @@ def foc_cases():
     """(problem, method, tau, options, objective) for every preset plus random problems."""
     cases = []
     for name, objective in preset_objectives():
-        for method in METHODS:
+        # The methods whose loss this file writes out (the online methods' stationarity: tests/methods).
+        for method in ("rlhf", "dpo", "ipo", "psipo"):
             for tau in (0.1, 1.0, 5.0):
                 opts = {"rm_l2": 0.05} if method == "rlhf" else {}
                 if method == "psipo":
@@ -91,6 +92,10 @@ def check_first_order(problem, method: str, tau: float, opts: dict, objective: s
             S = W + W.T
             P = np.where(S > 0, W / np.where(S > 0, S, 1), 0.5)
             mu = (W.sum(0) + W.sum(1)) / (2 * W.sum())
+        if method == "nash":
+            # The equilibrium is the ΨPO (identity) optimum whose behaviour policy is the equilibrium itself
+            # (pi* = softmax(log pi_ref + P pi* / tau)): the same conditions with mu = pi, held fixed.
+            mu = pi
         g = P @ mu
         f, h = (lambda d: -psipo_value(d, pi_ref, g, tau)), 1e-5
         # d pi_y / d delta_z = pi_y (1{y = z} - pi_z), so with q = g - tau log(pi / pi_ref):

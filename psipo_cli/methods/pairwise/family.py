@@ -55,8 +55,9 @@ class PairwiseFamily:
     def solve_exact(
         self, method: Method, inputs: Any, taus: Sequence[float], options: dict[str, Any]
     ) -> list[Solution]:
-        assert method.loss is not None
-        return solve_pair_loss(method.loss, inputs.W, inputs.pi_ref, taus)
+        loss = method.loss_at(options)
+        assert loss is not None
+        return solve_pair_loss(loss, inputs.W, inputs.pi_ref, taus)
 
     def solve_dataset(self, method: Method, flat: Any, taus: Sequence[float], options: dict[str, Any]) -> Any:
         """Every context at once (`flat.pair_loss_flat`); the loss is the mean pair loss at `delta = z / tau`."""
@@ -71,14 +72,17 @@ class PairwiseFamily:
         return pair_loss_flat(loss, flat, taus, value)
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
-        """One pairwise lane: the method's `pair_grad` at `tau`, no ridge, `steps` steps (phase 2)."""
-        return plan.pair_lane(method.pair_grad, tau, 0.0, plan.steps, phase=2), None
+        """One pairwise lane: the loss's `pair_grad` at `tau` (and the options), no ridge, `steps` steps
+        (phase 2)."""
+        loss = method.loss_at(options)
+        assert loss is not None
+        return plan.pair_lane(loss.pair_grad, tau, 0.0, plan.steps, phase=2), loss
 
     def gradient_report(self, method: Method, run: Any, report: Any) -> float:
         """The mean pair loss on `W` at the reported offsets; one stage, deterministic at full batch."""
-        W, tau = np.asarray(run.inputs.W, float), run.tau
-        report.stage("offsets", lambda x: mean_pair_grad(x, W, method.pair_grad, tau), run.lane, tau)
-        return mean_pair_loss(report.point(run.lane), W, method.pair_loss, tau)
+        W, tau, loss = np.asarray(run.inputs.W, float), run.tau, run.extra
+        report.stage("offsets", lambda x: mean_pair_grad(x, W, loss.pair_grad, tau), run.lane, tau)
+        return mean_pair_loss(report.point(run.lane), W, loss.pair_loss, tau)
 
 
 PAIRWISE = PairwiseFamily()

@@ -260,8 +260,18 @@ def run_gradient(
     phases = {REWARD: _reward_phase(plan, n, settings, advance)}
     steps_grid = record_grid(settings.steps, settings.records)
     phases[PAIR] = _policy_phase(plan, phases[REWARD], n, settings, steps_grid, advance)
-    n_pair = len(plan.pools[PAIR])
-    return steps_grid, [report_run(run, phases, n_pair, settings) for run in plan.runs]
+    rows = _policy_rows(plan)
+    return steps_grid, [report_run(run, phases, rows, settings) for run in plan.runs]
+
+
+def _policy_rows(plan: LanePlan) -> dict[str, int]:
+    """The first row of each phase-2 pool in the policy phase's `X`: pairwise lanes, KL lanes, then the
+    pools the families define, in first-use order."""
+    rows, start = {}, 0
+    for pool, lanes in plan.pools.items():
+        if pool != REWARD:
+            rows[pool], start = start, start + len(lanes)
+    return rows
 
 
 def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None]:
@@ -296,8 +306,9 @@ def _policy_phase(
     steps_grid: np.ndarray,
     advance: Callable[[int], None],
 ) -> PhaseResult:
-    """Phase 2: every policy lane (pairwise block, then KL block), `steps` steps, curves recorded. A KL lane
-    fed by a reward lane ascends `J` with that lane's reported reward."""
+    """Phase 2: every policy lane (pairwise block, KL block, then one block per pool a family defines),
+    `steps` steps, curves recorded. A KL lane fed by a reward lane ascends `J` with that lane's reported
+    reward."""
     pair_lanes, kl_lanes = plan.pools[PAIR], plan.pools[KL]
     blocks: list[Block] = []
     if pair_lanes:
@@ -309,7 +320,13 @@ def _policy_phase(
             np.stack([rewards[lane.stage1] if lane.reward is None else lane.reward for lane in kl_lanes])
         )
         blocks.append(kl_block)
-    log_pi_ref = np.stack([lane.log_pi_ref for lane in [*pair_lanes, *kl_lanes]])
+    start = len(pair_lanes) + len(kl_lanes)
+    for pool, builder in plan.builders.items():
+        lanes = plan.pools[pool]
+        blocks.append(builder(lanes, start, n, settings))
+        start += len(lanes)
+    lanes = [lane for pool, pool_lanes in plan.pools.items() if pool != REWARD for lane in pool_lanes]
+    log_pi_ref = np.stack([lane.log_pi_ref for lane in lanes])
     limit = np.full(len(log_pi_ref), settings.steps)
     return optimise(blocks, limit, np.isfinite(log_pi_ref), settings, steps_grid, log_pi_ref, advance)
 

@@ -1,23 +1,26 @@
 """The lanes of a call: every spec × tau × seed × context asks its method's family for its lanes.
 
 `LanePlan` is what a family's `gradient_lanes` sees: the current run's inputs, `pair_lane` and `kl_lane`
-to add lanes, and `steps`. Identical lanes (same spec, tau, data, stream and target) are created once:
-e.g. the seeds of a deterministic run on data that are not sampled, or RLHF's reward model, which does not
-depend on tau.
+to add lanes of the engine's own blocks, `block_lane` for a block the family defines, and `steps`.
+Identical lanes (same spec, tau, data, stream and target) are created once: e.g. the seeds of a
+deterministic run on data that are not sampled, or RLHF's reward model, which does not depend on tau.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from psipo_cli.config.settings import GradientSettings
+from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
 from psipo_cli.methods.linalg import log_of
 from psipo_cli.methods.spec import PairFn
 from psipo_cli.problem import Problem, realise
+from psipo_cli.solvers.exact import setting_values
 from psipo_cli.solvers.gradient.blocks import KLLane, PairLane
 from psipo_cli.solvers.gradient.streams import Comparisons, comparisons
 from psipo_cli.solvers.inputs import DATASET, MethodInputs, method_inputs
@@ -53,6 +56,8 @@ class LanePlan:
 
     steps: int
     pools: dict[str, list[Any]] = field(default_factory=lambda: {REWARD: [], PAIR: [], KL: []})
+    #: The block builder of each pool a family defines (`block_lane`), in first-use order.
+    builders: dict[str, Callable[..., Any]] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
     _index: dict[tuple, int] = field(default_factory=dict)
     _comparisons: dict[tuple[int | None, int], Comparisons] = field(default_factory=dict)
@@ -81,6 +86,24 @@ class LanePlan:
         if isinstance(target, Lane):
             return self._add(KL, (spec, tau, target), KLLane(tau, None, self.log_pi_ref, target.index))
         return self._add(KL, (spec, tau, data_key, context), KLLane(tau, target, self.log_pi_ref))
+
+    @property
+    def stream(self) -> tuple[int, int] | None:
+        """The current run's minibatch stream `(seed k, context c)`; None for the full batch."""
+        return self._where[4]
+
+    def block_lane(self, pool: str, builder: Callable[..., Any], key: tuple, lane: Any) -> Lane:
+        """A phase-2 lane of a block the family defines (e.g. a game method whose target moves with the
+        policy).
+
+        `builder(lanes, start, n, settings)` makes the block (`blocks.Block`) of all the lanes of `pool`, rows
+        `[start, start + len(lanes))`; each lane has a `log_pi_ref` (n,) attribute (the rows' reference, for
+        the curves). Lanes with equal `key` within a run's spec, dataset, context and stream are created once.
+        """
+        spec, data_key, context, _, stream = self._where
+        self.pools.setdefault(pool, [])
+        self.builders.setdefault(pool, builder)
+        return self._add(pool, (spec, data_key, context, stream, *key), lane)
 
     def _add(self, pool: str, key: tuple, lane: Any) -> Lane:
         """The lane's handle; an identical lane (same key) is computed once."""
@@ -122,9 +145,13 @@ def spec_options(spec: MethodSpec, settings: GradientSettings) -> dict[str, Any]
     setting's value; `rm_steps` left unset is `steps`."""
     check_options(spec)
     method = get_method(spec.method)
+    if settings.optimizer == "md" and not getattr(method.family, "mirror_descent", False):
+        raise InputError("--optimizer", "md", f"{spec.method} has no mirror-descent update (md is the update of "
+                         "the online methods: online-ipo, ipo-md, nash-md, nash-md-pg, sppo, inpo, egpo)")
     given = {name: getattr(settings, name) for name in method.options if hasattr(settings, name)}
     given.update((k, v) for k, v in spec.options if v is not None)
     options = method.option_values(given)
+    options.update(setting_values(method, settings))
     if "rm_steps" in options and options["rm_steps"] is None:
         options["rm_steps"] = settings.steps
     return options

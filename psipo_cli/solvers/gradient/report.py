@@ -42,8 +42,10 @@ class PhaseResult:
 class StageReport:
     """The status of one run, stage by stage (`stage`), and its reported point and policy."""
 
-    def __init__(self, run: Run, phases: dict[str, PhaseResult], n_pair: int, settings: GradientSettings) -> None:
-        self.phases, self.n_pair, self.settings = phases, n_pair, settings
+    def __init__(
+        self, run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings
+    ) -> None:
+        self.phases, self.rows, self.settings = phases, rows, settings
         self.stochastic = settings.batch_size > 0
         self.pi_ref = np.asarray(run.inputs.pi_ref, float)
         self.support = self.pi_ref > 0
@@ -60,10 +62,10 @@ class StageReport:
         self.noise = float(phase.noise[row]) if phase.noise is not None else float("nan")
 
     def _where(self, lane: Lane) -> tuple[PhaseResult, int]:
-        """The phase result and row holding `lane` (phase 2: pairwise lanes first, then KL lanes)."""
+        """The phase result and row holding `lane` (phase 2: each pool's lanes from its first row, `rows`)."""
         if lane.pool == REWARD:
             return self.phases[REWARD], lane.index
-        return self.phases[PAIR], lane.index + (self.n_pair if lane.pool == KL else 0)
+        return self.phases[PAIR], self.rows[lane.pool] + lane.index
 
     def point(self, lane: Lane) -> np.ndarray:
         """The offsets (or rewards) `lane` reports."""
@@ -90,7 +92,7 @@ class StageReport:
         gnorm = float(np.max(np.abs(g)))
         is_moving, why = moving(phase.moved[row], phase.jitter[row], scale, settings)
         rule2 = None
-        if lane.pool == KL or not self.stochastic:
+        if lane.pool == KL or not self.stochastic:  # KL lanes are exact whatever the batch size
             rule2 = gnorm
             if settings.optimizer == "adam" and phase.averaged is None:
                 rule2 = min(gnorm, float(np.max(np.abs(gradient(phase.average[row])))))
@@ -103,10 +105,10 @@ class StageReport:
         return gnorm
 
 
-def report_run(run: Run, phases: dict[str, PhaseResult], n_pair: int, settings: GradientSettings) -> RunResult:
+def report_run(run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings) -> RunResult:
     """One run's `RunResult`: reported policy, curve, the method's own loss and exact gradient, status."""
     method = get_method(run.spec.method)
-    report = StageReport(run, phases, n_pair, settings)
+    report = StageReport(run, phases, rows, settings)
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported, not warned about
         loss = method.family.gradient_report(method, run, report)
     return RunResult(

@@ -61,3 +61,66 @@ def test_a_block_whose_target_moves_with_the_policy_reaches_its_fixed_point() ->
     kl.set_rewards((P @ pi_ref)[None, :])
     fixed = optimise([kl], limit, support, settings, None, None, lambda k: None)
     assert np.max(np.abs(lane_softmax(log_pi_ref, fixed.X)[0] - pi)) > 1e-3
+
+
+class _SelfPlayLanes:
+    """`SelfPlayBlock` over several lanes with their own tau, built by `LanePlan.block_lane`'s builder."""
+
+    def __init__(self, lanes: list, start: int, n: int, settings: GradientSettings) -> None:
+        self.lanes, self.start, self.stop = lanes, start, start + len(lanes)
+        self.P = lanes[0].P
+        self.log_pi_ref = np.stack([lane.log_pi_ref for lane in lanes])
+        self.tau = np.array([[lane.tau] for lane in lanes])
+
+    dead_rows = SelfPlayBlock.dead_rows
+    reset_streams = SelfPlayBlock.reset_streams
+    prepare = SelfPlayBlock.prepare
+    gradient = SelfPlayBlock.gradient
+
+
+class _SelfPlayFamily:
+    """A family whose lanes live in a block it defines (`plan.block_lane`), next to the engine's own."""
+
+    name, on_comparisons, reward_stage, exact = "self-play", False, False, None
+
+    def gradient_lanes(self, method, plan, tau, options):
+        from types import SimpleNamespace
+
+        P = np.asarray(plan.inputs.P, float)
+        lane = SimpleNamespace(P=P, tau=tau, log_pi_ref=plan.log_pi_ref)
+        return plan.block_lane("self-play", _SelfPlayLanes, (tau,), lane), None
+
+    def gradient_report(self, method, run, report):
+        P, tau = np.asarray(run.inputs.P, float), run.tau
+        log_pi_ref = np.log(np.asarray(run.inputs.pi_ref, float))[None]
+
+        def grad(x: np.ndarray) -> np.ndarray:
+            pi = lane_softmax(log_pi_ref, x[None])[0]
+            q = P @ pi - tau * x
+            return -pi * (q - pi @ q)
+
+        report.stage("offsets", grad, run.lane, tau)
+        return 0.0
+
+
+def test_a_family_block_runs_beside_the_engine_blocks(monkeypatch) -> None:
+    """`LanePlan.block_lane`: a family's own block gets its rows after the KL lanes, its runs report their
+    own lanes (here next to a ΨPO run, whose answer must not change), and each tau reaches its fixed point."""
+    from psipo_cli import methods
+    from psipo_cli.methods.spec import Method
+    from psipo_cli.problem import get_problem
+    from psipo_cli.solvers.gradient import run_gradient
+    from psipo_cli.solvers.runs import MethodSpec
+
+    monkeypatch.setitem(methods.METHODS, "self-play", Method("self-play", "test", _SelfPlayFamily()))
+    problem = get_problem("cycle")
+    P, pi_ref = problem.contexts[0].preferences, problem.contexts[0].pi_ref
+    settings = GradientSettings(optimizer="sgd", lr=1.0, steps=4000, batch_size=0, seeds=1)
+    taus = [1.0, 2.0]
+    _, alone = run_gradient(problem, [MethodSpec("psipo")], taus, settings, "population")
+    _, runs = run_gradient(problem, [MethodSpec("psipo"), MethodSpec("self-play")], taus, settings, "population")
+    for a, b in zip(alone, runs[:2], strict=True):
+        np.testing.assert_array_equal(a.policy, b.policy)
+    for run in runs[2:]:
+        assert run.method == "self-play" and run.status == "converged"
+        np.testing.assert_allclose(run.policy, fixed_point(P, pi_ref, run.tau), atol=1e-9)
