@@ -47,6 +47,9 @@ RUN_COLUMNS = [
     "method", "tau", "solver", "context", "seed", "action", "prob", "status", "loss", "grad_norm", "noise", "detail"
 ]
 LOGIT_GAP_COLUMNS = ["tau", "context", "model", "dpo_status", "psipo_logit_status", "tv"]
+#: A run on a preference dataset: each context id's prompt and each action id's completion.
+CONTEXT_TABLE_COLUMNS = ["context", "prompt", "completions", "comparisons", "ties"]
+ACTION_TABLE_COLUMNS = ["context", "action", "completion", "pi_ref", "wins", "losses"]
 #: The ranking each objective induces on a non-transitive model (`psipo_cli.methods.nash.social`): rank 1 is
 #: the best; `cycle` lists the majority relation's cycles (the same on every row of a context); `condorcet` is
 #: 1 on the Condorcet winner, if any, else 0.
@@ -66,6 +69,8 @@ FRAME_COLUMNS: dict[str, list[str]] = {
     "rewards": REWARD_COLUMNS,
     "runs": RUN_COLUMNS,
     "logit_gap": LOGIT_GAP_COLUMNS,
+    "contexts": CONTEXT_TABLE_COLUMNS,
+    "actions": ACTION_TABLE_COLUMNS,
     "social_choice": SOCIAL_CHOICE_COLUMNS,
 }
 
@@ -73,7 +78,7 @@ FRAME_COLUMNS: dict[str, list[str]] = {
 #: whatever they look like: an action called "1" or "NA" must stay that string.
 TEXT_COLUMNS = (
     "method", "solver", "context", "action", "status", "objective", "detail", "model", "dpo_status",
-    "psipo_logit_status", "cycle",
+    "psipo_logit_status", "prompt", "completion", "cycle",
 )
 
 #: `results.csv` of a sweep: the keys of a cell row, the policy, the metrics (those of `metrics.csv` that a

@@ -43,9 +43,9 @@ def test_schema_and_settings_import_nothing_heavy() -> None:
 def test_each_command_group_owns_its_app_and_the_root_composes_them() -> None:
     import typer
 
-    from psipo_cli.cli import app, compare, methods, plot, problem, run, sweep
+    from psipo_cli.cli import app, compare, diagnose, methods, plot, problem, run, sweep
 
-    groups = (run, compare, methods, problem, plot, sweep)
+    groups = (run, compare, methods, problem, plot, sweep, diagnose)
     for module in groups:
         assert isinstance(module.app, typer.Typer) and module.app is not app
         # A group does not reach back to the root (no registration on it by side effect).

@@ -561,3 +561,34 @@ def test_report_explains_the_one_minus_spelling(tmp_path: Path) -> None:
     # and a report without such a number does not carry the note
     exact = psipo_cli.solve("paper-d1", ["ipo"], [1.0])
     assert "one minus" not in render_report(config, exact.policy, exact.metrics, [])
+
+
+def test_csv_text_is_the_csv_modules_text_cell_by_cell() -> None:
+    # The column-wise writer must give the bytes of `csv.writer` over `csv_cell` cells, row by row, for
+    # every kind of cell: quotes, commas, newlines, missing values, -0.0, infinities, ints, mixed objects.
+    import csv
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from psipo_cli.outputs.formatting import csv_cell, csv_chunks, csv_text
+
+    frame = pd.DataFrame({
+        "text": ['plain', 'a,b', 'say "hi"', 'two\nlines', '', None, 'cr\r', 'plain'],
+        "prob": [0.1, -0.0, np.nan, np.inf, 1e-17, 1 / 3, 2.0, -np.inf],
+        "n": np.arange(8),
+        "mixed": [1, 1.0, True, "1", None, np.nan, [1, 2], "x"],
+        "flag": [True, False] * 4,
+    })
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(frame.columns))
+    for row in frame.itertuples(index=False):
+        writer.writerow([csv_cell(v) for v in row])
+    assert csv_text(frame) == buffer.getvalue()
+    assert "".join(csv_chunks(frame, rows=3)) == buffer.getvalue()
+    single = pd.DataFrame({"only": ["", "a"]})
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([["only"], [""], ["a"]])
+    assert csv_text(single) == buffer.getvalue()

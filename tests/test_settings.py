@@ -20,11 +20,14 @@ import pytest
 
 from psipo_cli import solve
 from psipo_cli.cli import app
-from psipo_cli.config.settings import GRADIENT, METHOD, RUN, SETTINGS, GradientSettings, Setting
+from psipo_cli.config.settings import DATA, GRADIENT, METHOD, RUN, SETTINGS, GradientSettings, Setting
 from psipo_cli.errors import InputError
 from psipo_cli.methods import METHODS
 
-SURFACED = [s for s in SETTINGS if s.flag]
+# The dataset-reading settings (role DATA: `--data-format`, `--skip-bad-rows`) apply where a preference dataset
+# is read — flags of run/compare/problem, experiment-file keys —, not to presets, `solve` or grids:
+# tests/test_dataset_settings.py covers their surfaces.
+SURFACED = [s for s in SETTINGS if s.flag and DATA not in s.roles]
 METHOD_ONLY = [s for s in SURFACED if s.roles == (METHOD,)]
 
 

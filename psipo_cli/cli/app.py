@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from psipo_cli.cli import compare, methods, plot, problem, run, sweep
+from psipo_cli.cli import compare, diagnose, methods, plot, problem, run, sweep
 from psipo_cli.errors import InputError
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -205,6 +205,7 @@ app.add_typer(methods.app)
 app.add_typer(problem.app, name="problem")
 app.add_typer(plot.app)
 app.add_typer(sweep.app)
+app.add_typer(diagnose.app)
 
 
 @app.callback()

@@ -24,12 +24,13 @@ from psipo_cli.cli.options import (
     output,
     with_settings,
 )
-from psipo_cli.config.settings import GRADIENT, METHOD, RUN, having
+from psipo_cli.config.settings import DATA, GRADIENT, METHOD, RUN, having
 from psipo_cli.errors import InputError
 
 #: `compare` takes every method option (applied to the compared methods that take it) and every gradient
-#: setting with a flag.
-SETTINGS = (*having(RUN), *having(METHOD), *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
+#: setting with a flag, and the dataset-reading flags.
+SETTINGS = (*having(RUN), *having(DATA), *having(METHOD),
+            *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
 DEFAULT_METHODS = ("rlhf", "dpo", "ipo")
 
 app = typer.Typer()

@@ -86,7 +86,12 @@ def parameter(s: Setting) -> inspect.Parameter:
     """The Typer parameter of a setting: `--flag VALUE`, optional (None: not given), help with its default.
 
     Typer hands the word as given (`str`): `Setting.parse` converts and checks it, so that `--steps abc`
-    fails as `--steps = 'abc': must be a positive integer`, like every other bad value."""
+    fails as `--steps = 'abc': must be a positive integer`, like every other bad value. A `flag` setting is
+    a switch taking no value (`--skip-bad-rows`), None when not given."""
+    if s.type == "flag":
+        switch = typer.Option(s.option, help=s.help_text(), show_default=False)
+        return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=Annotated[bool | None, switch])
     option = typer.Option(s.option, help=s.help_text(choices=False), show_default=False, metavar=s.metavar)
     annotation = Annotated[str | None, option]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
@@ -107,7 +112,8 @@ def with_settings(settings: Sequence[Setting]) -> Callable[[Callable[..., None]]
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
-            given = {s.name: s.parse(kwargs.pop(s.name)) for s in settings if kwargs.get(s.name) is not None}
+            given = {s.name: s.check(value) if isinstance(value := kwargs.pop(s.name), bool) else s.parse(value)
+                     for s in settings if kwargs.get(s.name) is not None}
             for name in names:
                 kwargs.pop(name, None)
             command(**kwargs, given=given)

@@ -13,16 +13,31 @@ from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
 
 
-def load_problem_spec(spec: str | dict[str, Any], base_dir: str = ".") -> Any:
-    """The configured problem (preset, file, or inline table), errors attributed to the right key."""
-    from psipo_cli.problem import get_problem
+def load_problem_spec(
+    spec: str | dict[str, Any], base_dir: str = ".", data_format: str = "auto", skip_bad_rows: bool = False
+) -> Any:
+    """The configured problem (preset, file, dataset, or inline table), errors attributed to the right key:
+    a `Problem`, or the `DatasetSource` of a dataset whose prompts do not share one completion list (solved
+    prompt by prompt: `execute_dataset`). `data_format` and `skip_bad_rows` (``--data-format``,
+    ``--skip-bad-rows``) say how a dataset is read and are refused for a problem that is no dataset (they
+    would do nothing)."""
+    from psipo_cli.problem import DatasetSource, open_source
+    from psipo_cli.problem.datasets.data import shared_actions
 
     try:
-        return get_problem(spec, base_dir)
+        source = open_source(spec, base_dir, data_format, skip_bad_rows)
+        if isinstance(source, DatasetSource) and shared_actions(source.data)[0] is not None:
+            source = source.problem()
     except InputError as exc:
         if exc.key == "problem" and not exc.where:
             raise InputError("--problem", exc.value, exc.reason) from None
         raise
+    if not isinstance(source, DatasetSource) and source.dataset is None:
+        for flag, value, default in (("--data-format", data_format, "auto"), ("--skip-bad-rows", skip_bad_rows, False)):
+            if value != default:
+                raise InputError(flag, value, f"the problem {source.name!r} is not a preference dataset (a data "
+                                 "file, or a problem file with a dataset key)")
+    return source
 
 
 def apply_method_options(entries: list[dict[str, Any]], given: dict[str, Any]) -> dict[str, Any]:
@@ -72,12 +87,16 @@ def execute(
     """Validate everything, solve, write the run directory (atomically), print in `fmt` (`table`: which
     table ``--format csv`` prints; `log_prob`: figures with a log probability axis)."""
     from psipo_cli import api
+    from psipo_cli.problem import DatasetSource
     from psipo_cli.solvers.inputs import resolve_objective
 
     # Everything the user gave is checked before any work starts.
     if fmt == "path" and not save:
         raise InputError("--format", fmt, "needs a run directory (drop --no-save)")
-    problem = load_problem_spec(config.problem, config.base_dir)
+    problem = load_problem_spec(config.problem, config.base_dir, config.data_format, config.skip_bad_rows)
+    if isinstance(problem, DatasetSource):
+        execute_dataset(config, problem, out, save, quiet, fmt, header, table)
+        return
     specs = specs_of(config)
     settings = config.settings
     objective = resolve_objective(problem, config.objective)
@@ -107,6 +126,77 @@ def execute(
         if painter is not None:
             painter.close()
     _print(frames, run_dir, fmt, header, problem, table)
+
+
+#: A per-prompt table of a dataset run (`policy`, `metrics`, `rewards`, `actions`, `contexts`) with more rows
+#: than this is written gzip-compressed (`policy.csv.gz`, ...): 10^5 prompts × 4 completions × 12 method-tau
+#: cells are 4.8 million rows.
+COMPRESS_ROWS = 100_000
+
+
+def execute_dataset(
+    config: RunConfig, source: Any, out: Path, save: bool, quiet: bool, fmt: str, header: bool, table: str
+) -> None:
+    """`run` / `compare` on a dataset whose prompts have their own completions: every prompt solved exactly
+    (`psipo_cli.dataset_run`), the tables written (compressed beyond `COMPRESS_ROWS` rows), the
+    context-weighted summary printed. Gradient runs and the population objective are refused up front."""
+    from psipo_cli import api
+    from psipo_cli.dataset_run import DatasetFrames, dataset_frames
+    from psipo_cli.solvers.runs import check_options
+
+    where = source.data.source.path
+    if config.solver != "exact":
+        raise InputError("--solver", config.solver, f"the prompts of {where} have different completions: psipo "
+                         "solves such datasets exactly only (--solver exact; psipo diagnose for the dataset-level "
+                         "view); gradient runs need one completion list shared by every prompt")
+    if config.objective == "population":
+        raise InputError("--objective", config.objective, f"{where} is data: it has no preference model (use "
+                         "--objective dataset)")
+    specs = specs_of(config)
+    for spec in specs:
+        check_options(spec)
+    api.check_taus(config.tau)
+    _check_table(DatasetFrames, table, fmt)
+    if save:
+        from psipo_cli.outputs.rundir import check_root
+
+        check_root(out, create=True)
+    frames = dataset_frames(source.data, specs, config.tau)
+    run_dir = _save_dataset(config, source, frames, out) if save else None
+    if run_dir is not None and not quiet:
+        print(f"wrote {run_dir}", file=sys.stderr)
+    from psipo_cli.outputs import tables
+
+    if fmt == "path":
+        print(run_dir)
+    elif fmt == "json":
+        sys.stdout.write(tables.json_document(frames, run_dir))
+    elif fmt == "csv":
+        sys.stdout.write(tables.table_csv(frames, table, header=header))
+    else:
+        sys.stdout.write(tables.dataset_summary_text(frames.summary, source.data))
+
+
+def _save_dataset(config: RunConfig, source: Any, frames: Any, out: Path) -> Path:
+    from psipo_cli.outputs import report
+    from psipo_cli.outputs.rundir import RunDirectory
+    from psipo_cli.problem.datasets import dataset_record, id_tables
+
+    data = source.data
+    resolved = {"name": source.name, "source": data.source.path, "description": source.description,
+                "dataset": dataset_record(data)}
+    recorded = {**config.to_json(), "problem_resolved": resolved}
+    inputs = ([config.config_file] if config.config_file else []) + [
+        {"path": path, "sha256": digest} for path, digest in source.files]
+    contexts, actions = id_tables(data)
+    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=None, create_root=True,
+                      inputs=inputs) as rd:
+        paths = [rd.write_csv(stem, frame, compress=len(frame) > COMPRESS_ROWS) for stem, frame in (
+            ("policy", frames.policy), ("metrics", frames.metrics), ("rewards", frames.rewards),
+            ("contexts", contexts), ("actions", actions))]
+        paths.append(rd.write_csv("summary", frames.summary))  # one row per method and tau: always plain
+        rd.write_text("report.md", report.dataset_report(recorded, frames.summary, [p.name for p in paths]))
+    return rd.final_path
 
 
 def _check_table(frames_type: type, table: str, fmt: str) -> None:
@@ -140,6 +230,10 @@ def _save(
     inputs = ([config.config_file] if config.config_file else []) + recorded["problem_resolved"]["files"]
     # Every table goes in, header-only when empty, so that every run directory has the same files.
     tables = run_tables(frames)
+    if problem.dataset is not None:
+        from psipo_cli.problem.datasets import id_tables
+
+        extra["contexts"], extra["actions"] = id_tables(problem.dataset)
     with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=settings.seeds,
                       create_root=True, inputs=inputs) as rd:
         rd.write_frames(policy=frames.policy, metrics=frames.metrics, curves=frames.curves, **tables, **extra)

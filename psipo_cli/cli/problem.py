@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from psipo_cli.cli.options import with_settings
+from psipo_cli.config.settings import DATA, having
 
 app = typer.Typer(help="List, show and validate problems.", no_args_is_help=True)
 
@@ -22,38 +25,64 @@ def problem_list() -> None:
         print(f"{name}\t{table['description']}{alias}")
 
 
+def _open(spec: str | Path, given: dict[str, Any] | None) -> Any:
+    """The problem or `DatasetSource` `spec` names, a dataset read as ``--data-format`` and
+    ``--skip-bad-rows`` say (refused for a problem that is no dataset, as by `run`)."""
+    from psipo_cli.config.settings import setting
+    from psipo_cli.errors import InputError
+    from psipo_cli.problem import DatasetSource, open_source
+
+    given = {k: v for k, v in (given or {}).items() if v != setting(k).default}
+    source = open_source(str(spec), data_format=given.get("data_format", "auto"),
+                         skip_bad_rows=given.get("skip_bad_rows", False))
+    if not isinstance(source, DatasetSource) and given:
+        name, value = next(iter(given.items()))
+        raise InputError("--" + name.replace("_", "-"), value, f"{spec} is not a preference dataset (a data file, "
+                         "or a problem file with a dataset key)")
+    return source
+
+
 @app.command("show")
+@with_settings(having(DATA))
 def problem_show(spec: Annotated[str, typer.Argument(help="Preset name, TOML file or preference dataset.",
-                                                                metavar="PRESET|FILE")]) -> None:
+                                                                metavar="PRESET|FILE")],
+                 given: dict[str, Any] | None = None) -> None:
     """Print a problem (actions, policies, preference model and win counts per context), or a dataset's counts."""
-    from psipo_cli.problem import is_dataset
+    from psipo_cli.problem import DatasetSource
 
-    if is_dataset(spec):
-        from psipo_cli.problem.datasets import describe, read_dataset
+    source = _open(spec, given)
+    if isinstance(source, DatasetSource):
+        from psipo_cli.problem.datasets import describe
 
-        print(describe(read_dataset(spec)))
+        print(describe(source.data))
         return
     from psipo_cli.cli.pipeline import describe_problem
-    from psipo_cli.problem import get_problem, realise
+    from psipo_cli.problem import realise
 
-    print(describe_problem(realise(get_problem(spec), 0)))
+    print(describe_problem(realise(source, 0)))
 
 
 @app.command("validate")
+@with_settings(having(DATA))
 def problem_validate(path: Annotated[Path, typer.Argument(help="Problem TOML file or preference dataset.",
-                                                                      metavar="FILE")]) -> None:
+                                                                      metavar="FILE")],
+                     given: dict[str, Any] | None = None) -> None:
     """Check a problem file or dataset: exit 0 and one line if valid, exit 2 and the first error otherwise."""
-    from psipo_cli.problem import is_dataset, load_problem
+    from psipo_cli.errors import InputError
+    from psipo_cli.problem import DatasetSource
 
-    if is_dataset(path):
-        from psipo_cli.problem.datasets import read_dataset, summary
+    if not path.exists():
+        raise InputError("problem", str(path), "no such file")
+    source = _open(path, given)
+    if isinstance(source, DatasetSource):
+        from psipo_cli.problem.datasets import summary
 
-        counts = summary(read_dataset(path))
+        counts = summary(source.data)
+        skipped = f", {counts['rows_skipped']} bad rows skipped" if counts["rows_skipped"] else ""
         print(f"{path}: valid ({counts['prompts']} prompt(s), {counts['completions']} completions, "
-              f"{counts['comparisons']:g} comparisons, {counts['ties']:g} ties)", file=sys.stderr)
+              f"{counts['comparisons']:g} comparisons, {counts['ties']:g} ties{skipped})", file=sys.stderr)
         return
-    problem = load_problem(path)
-    print(f"{path}: valid ({problem.n_actions} actions, {len(problem.contexts)} context(s))", file=sys.stderr)
+    print(f"{path}: valid ({source.n_actions} actions, {len(source.contexts)} context(s))", file=sys.stderr)
 
 
 @app.command("random")

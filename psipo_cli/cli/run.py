@@ -23,10 +23,12 @@ from psipo_cli.cli.options import (
     output,
     with_settings,
 )
-from psipo_cli.config.settings import GRADIENT, METHOD, RUN, having
+from psipo_cli.config.settings import DATA, GRADIENT, METHOD, RUN, having
 
-#: `run` takes every method option (applied to its one method) and every gradient setting with a flag.
-SETTINGS = (*having(RUN), *having(METHOD), *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
+#: `run` takes every method option (applied to its one method), every gradient setting with a flag, and the
+#: dataset-reading flags.
+SETTINGS = (*having(RUN), *having(DATA), *having(METHOD),
+            *(s for s in having(GRADIENT, flag=True) if METHOD not in s.roles))
 
 app = typer.Typer()
 

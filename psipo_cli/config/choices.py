@@ -20,6 +20,9 @@ F_DIVERGENCES = ("forward-kl", "js", "alpha")
 FORMATS = ("table", "csv", "json", "path")
 #: `--table` (with `--format csv`): attributes of `psipo_cli.api.Frames`.
 TABLES = ("policy", "metrics", "summary", "curves")
+#: `--data-format`: how a preference dataset given as the problem is read (`psipo_cli.problem.datasets`):
+#: told from its columns, or forced to one layout.
+DATA_FORMATS = ("auto", "paired", "scored", "battles")
 #: `psipo sweep --executor`: local processes, or a Dask cluster (`psipo_cli.sweep.executors`).
 EXECUTORS = ("local", "dask")
 #: `psipo sweep --format` and `psipo merge --format`: what stdout gets (the directory, or a JSON summary).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from psipo_cli.config.settings import GRADIENT, METHOD, RUN, GradientSettings, having
+from psipo_cli.config.settings import DATA, GRADIENT, METHOD, RUN, GradientSettings, having
 from psipo_cli.config.taus import DEFAULT_TAUS, tau_values
 from psipo_cli.errors import InputError, did_you_mean
 from psipo_cli.solvers.entries import entry_spec, method_entry
@@ -26,9 +26,11 @@ from psipo_cli.solvers.entries import entry_spec, method_entry
 SOLVER_KEYS: tuple[str, ...] = tuple(s.name for s in having(GRADIENT, flag=True))
 #: The per-run choices (`solver`, `objective`).
 RUN_KEYS: tuple[str, ...] = tuple(s.name for s in having(RUN))
+#: How a preference dataset given as the problem is read (`data_format`, `skip_bad_rows`).
+DATA_KEYS: tuple[str, ...] = tuple(s.name for s in having(DATA))
 #: Method-only options: keys of method tables, not of the experiment file itself.
 METHOD_ONLY: frozenset[str] = frozenset(s.name for s in having(METHOD) if GRADIENT not in s.roles)
-EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", *RUN_KEYS, *SOLVER_KEYS}
+EXPERIMENT_KEYS = {"name", "description", "problem", "methods", "tau", *RUN_KEYS, *DATA_KEYS, *SOLVER_KEYS}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class RunConfig:
     tau: list[float] = field(default_factory=lambda: list(DEFAULT_TAUS))
     solver: str = "both"
     objective: str = "auto"
+    data_format: str = "auto"
+    skip_bad_rows: bool = False
     settings: GradientSettings = field(default_factory=GradientSettings)
     description: str = ""
     base_dir: str = "."
@@ -57,6 +61,8 @@ class RunConfig:
             "tau": list(self.tau),
             "solver": self.solver,
             "objective": self.objective,
+            "data_format": self.data_format,
+            "skip_bad_rows": self.skip_bad_rows,
             **{k: getattr(self.settings, k) for k in SOLVER_KEYS},
             "description": self.description,
             "base_dir": self.base_dir,
@@ -127,7 +133,8 @@ def _is_preset(name: str) -> bool:
 def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> RunConfig:
     """Defaults < experiment file < flags (flags left at None do not override), validated: the run
     choices and `GradientSettings` from their declarations."""
-    keys = {"name", "description", "problem", "methods", "tau", "base_dir", "config_file", *RUN_KEYS, *SOLVER_KEYS}
+    keys = {"name", "description", "problem", "methods", "tau", "base_dir", "config_file", *RUN_KEYS, *DATA_KEYS,
+            *SOLVER_KEYS}
     merged: dict[str, Any] = {k: v for k, v in experiment.items() if k in keys}
     merged.update({k: v for k, v in flags.items() if v is not None})
     merged.setdefault("problem", "paper-d1")
@@ -139,7 +146,7 @@ def resolve(command: str, experiment: dict[str, Any], flags: dict[str, Any]) -> 
         merged["problem"] = preset_name(merged["problem"])  # an alias (D1) runs and is recorded as its preset
     problem = merged["problem"]
     merged.setdefault("name", problem if isinstance(problem, str) and _is_preset(problem) else Path(str(problem)).stem)
-    for s in having(RUN):
+    for s in (*having(RUN), *having(DATA)):
         merged[s.name] = s.check(merged.get(s.name, s.default), s.name)
     settings = GradientSettings(**{k: merged.pop(k) for k in SOLVER_KEYS if k in merged})
     return RunConfig(command=command, settings=settings, **merged)

@@ -26,9 +26,12 @@ from psipo_cli.errors import InputError
 #: Where a setting applies. `GRADIENT`: a field of `GradientSettings`. `METHOD`: a method option (a key of a
 #: method table, `Method.options`). `RUN`: chosen per run (`solver`, `objective`). A setting can be both a
 #: gradient setting and a method option (`rm_steps`, `eps`: the setting is the default of the option).
+#: `DATA`: how a preference dataset given as the problem is read (`--data-format`, `--skip-bad-rows`; flags
+#: of `run`, `compare` and `problem show|validate`, and experiment-file keys).
 GRADIENT = "gradient"
 METHOD = "method"
 RUN = "run"
+DATA = "data"
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class Setting:
     ----------
     name : str
         Its name in Python, experiment files and sweep grids (`batch_size`); the flag is `--batch-size`.
-    type : {"int", "real", "choice", "text"}
+    type : {"int", "real", "choice", "text", "flag"}
+        A `flag` is a switch (`--skip-bad-rows`): true when given, its default false.
     default : Any
         The default (`None`: "not set"; see `shown`).
     help : str
@@ -85,9 +89,11 @@ class Setting:
 
     @property
     def python_type(self) -> type:
-        return {"int": int, "real": float}.get(self.type, str)
+        return {"int": int, "real": float, "flag": bool}.get(self.type, str)
 
     def default_text(self) -> str:
+        if self.type == "flag":
+            return self.shown or ("on" if self.default else "off")
         return self.shown or ("none" if self.default is None else f"{self.default:g}" if isinstance(
             self.default, float) else str(self.default))
 
@@ -116,6 +122,10 @@ class Setting:
             return validate.real(key, value, self.interval)
         if self.type == "choice":
             return validate.choice(key, value, self.choices)
+        if self.type == "flag":
+            if not isinstance(value, bool):
+                raise InputError(key, value, "must be true or false")
+            return value
         if not isinstance(value, str) or not value:
             raise InputError(key, value, f"must be {self.help.rstrip('.').lower()}")
         return value
@@ -203,6 +213,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("solver", "choice", "both", "", roles=(RUN,), choices=choices.SOLVERS),
     Setting("objective", "choice", "auto", "", roles=(RUN,), choices=choices.OBJECTIVES,
             shown="auto: data if the problem has any"),
+    Setting("data_format", "choice", "auto", "Layout of a preference dataset given as the problem (auto: "
+            "from its columns, or the problem file's dataset.format)", roles=(DATA,), choices=choices.DATA_FORMATS),
+    Setting("skip_bad_rows", "flag", False, "Drop a dataset's malformed rows (counted in the report and "
+            "config.json) instead of stopping at the first", roles=(DATA,)),
 )
 BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
 
@@ -264,7 +278,7 @@ def options_markdown() -> str:
         if not s.flag:
             continue
         values = " \\| ".join(s.choices) if s.choices else _range_text(s)
-        where = "method option" if s.roles == (METHOD,) else "run" if s.roles == (RUN,) else (
+        where = {(METHOD,): "method option", (RUN,): "run", (DATA,): "dataset reading"}.get(s.roles) or (
             "gradient setting" + (" / method option" if METHOD in s.roles else ""))
         meaning = s.help.replace("|", "\\|") or "—"
         rows.append(f"| `{s.option}` | `{s.name}` | `{s.default_text()}` | {values} | {where} | {meaning} |")
@@ -272,8 +286,9 @@ def options_markdown() -> str:
         "# Options of `psipo run` and `psipo compare`\n\n"
         "Generated from `psipo_cli/config/settings.py` by `python -m psipo_cli.config.settings` "
         "(a test checks that it is up to date). Every key works as a flag, an experiment-file key, a sweep-grid "
-        "key (a list sweeps it) and a keyword of `psipo_cli.solve`. Method options apply to the methods that "
-        "take them.\n\n"
+        "key (a list sweeps it) and a keyword of `psipo_cli.solve`, but the dataset-reading ones, which are "
+        "flags (of `problem show` and `problem validate` too) and experiment-file keys. Method options apply "
+        "to the methods that take them.\n\n"
     )
     return head + "\n".join(rows) + "\n"
 
@@ -284,7 +299,7 @@ def _range_text(s: Setting) -> str:
         return low + (", <= 2**53" if s.maximum == MAX_STEPS else "")
     if s.type == "real":
         return s.interval.reason().removeprefix("must be a ").removeprefix("must lie in ")
-    return "text"
+    return "switch" if s.type == "flag" else "text"
 
 
 if __name__ == "__main__":
@@ -292,5 +307,5 @@ if __name__ == "__main__":
 
     sys.stdout.write(options_markdown())
 
-__all__ = ["GRADIENT", "METHOD", "RUN", "SETTINGS", "GradientSettings", "Setting", "check_option", "having",
+__all__ = ["DATA", "GRADIENT", "METHOD", "RUN", "SETTINGS", "GradientSettings", "Setting", "check_option", "having",
            "setting"]

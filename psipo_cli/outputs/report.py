@@ -123,6 +123,7 @@ def _what_was_run(
     lines.append(f"- **Problem**: {name}" + (f" (`{source}`)" if source and source != name else ""))
     if info["description"]:
         lines.append(f"  — {info['description']}")
+    lines += dataset_lines(config)
     lines.append(f"- **Methods**: {_describe_methods(config, policy)}")
     taus = config.get("tau") or config.get("taus") or sorted(unique(float(t) for t in policy["tau"]))
     taus = taus if isinstance(taus, list | tuple) else [taus]
@@ -141,6 +142,26 @@ def _what_was_run(
         lines.append(f"- **Gradient settings**: {settings}")
     lines.append("- Everything resolved is in `config.json`; versions and command line in `manifest.json`.")
     return [line for line in lines if line]
+
+
+def dataset_lines(config: Mapping[str, Any]) -> list[str]:
+    """The dataset a run read (``problem_resolved.dataset`` of `config.json`): file, layout, SHA-256, counts
+    and the rows skipped by ``--skip-bad-rows`` (with the first few reasons); none for other problems."""
+    table = config.get("problem_resolved")
+    record = table.get("dataset") if isinstance(table, Mapping) else None
+    if not isinstance(record, Mapping):
+        return []
+    from psipo_cli.problem.datasets.data import count_text
+
+    lines = [
+        f"- **Dataset**: `{record.get('path')}` ({record.get('format')}, {record.get('bytes'):,} bytes, sha256 "
+        f"`{record.get('sha256')}`): {record.get('prompts'):,} prompt(s), {record.get('completions'):,} "
+        f"completions, {count_text(record.get('comparisons'))} comparisons, {count_text(record.get('ties'))} "
+        f"ties; {record.get('rows_read'):,} rows read, {record.get('rows_skipped'):,} skipped"
+        + (" (--skip-bad-rows)" if record.get("rows_skipped") else "")
+    ]
+    lines += [f"  - skipped: {_md(str(line))}" for line in record.get("skipped") or ()]
+    return lines
 
 
 # -- findings -------------------------------------------------------------------------------------------
@@ -775,6 +796,27 @@ def build_report(
             "",
         ]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def dataset_report(config: Mapping[str, Any], summary: pd.DataFrame, files: Sequence[str]) -> str:
+    """``report.md`` of a run on a dataset whose prompts have their own completions (every prompt solved
+    exactly): what was run, the dataset, the summary over prompts, the files written."""
+    command = str(config.get("command") or "")
+    taus = ", ".join(fmt_tau(t) for t in config.get("tau") or [])
+    lines = [f"# psipo {command}: {problem_title(config)}", "", "## What was run", "",
+             f"- **Command**: `psipo {command}`", *dataset_lines(config),
+             f"- **Methods**: {_describe_methods(config, summary)}", f"- **tau** (DPO's beta): {taus}",
+             "- **Solver**: exact, every prompt on its own comparisons (objective: dataset)",
+             "- Everything resolved is in `config.json`; versions and command line in `manifest.json`.", "",
+             "## Summary over prompts", "",
+             "Each metric averaged over the prompts with equal weights (the paper's E_{x ~ rho}, Eq. 6); the "
+             "status is the prompts' common one, or `mixed` with the count of each.", "",
+             *weighted_table(summary), ""]
+    mixed = [rec for rec in records(summary, SUMMARY_COLUMNS) if rec.get("detail")]
+    lines += [f"- {rec['method']}, tau = {fmt_tau(rec['tau'])}: {_md(str(rec['detail']))}" for rec in mixed]
+    lines += ["", "## Files", "", "Per prompt and completion: " + ", ".join(f"`{f}`" for f in files)
+              + " (`contexts` and `actions` map the short ids to the prompts and completions).", ""]
+    return "\n".join(lines)
 
 
 def render_report(

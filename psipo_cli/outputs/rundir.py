@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from psipo_cli.errors import OutputError
-from psipo_cli.outputs.formatting import FRAME_COLUMNS, csv_text, json_safe
+from psipo_cli.outputs.formatting import FRAME_COLUMNS, csv_chunks, csv_text, json_safe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -327,11 +327,26 @@ class RunDirectory:
         """Write `obj` as JSON (see `dump_json`)."""
         return self.write_text(relpath, dump_json(obj, sort_keys=sort_keys))
 
-    def write_csv(self, stem: str, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> Path:
-        """Write `frame` as ``<stem>.csv``; the column order is `columns`, else the known layout of `stem`."""
+    def write_csv(
+        self, stem: str, frame: pd.DataFrame, columns: Sequence[str] | None = None, compress: bool = False
+    ) -> Path:
+        """Write `frame` as ``<stem>.csv``; the column order is `columns`, else the known layout of `stem`.
+        With `compress`, as ``<stem>.csv.gz`` (gzip level 1, with no name and time 0 in its header, so that
+        the same frame gives the same bytes)."""
         if columns is None:
             columns = FRAME_COLUMNS.get(stem)
-        return self.write_text(f"{stem}.csv", csv_text(frame, columns))
+        if not compress:
+            return self.write_text(f"{stem}.csv", csv_text(frame, columns))
+        import gzip
+
+        target = self.work / f"{stem}.csv.gz"
+        # Written piece by piece: the text of a large table is never held whole. Level 1: several times
+        # faster than the default 9 on these tables, for files about a quarter larger.
+        with open(target, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                                      compresslevel=1) as handle:
+            for piece in csv_chunks(frame, columns):
+                handle.write(piece.encode("utf-8"))
+        return target
 
     def write_frames(
         self,

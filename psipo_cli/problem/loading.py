@@ -13,7 +13,7 @@ import io
 import math
 import tomllib
 import unicodedata
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,10 @@ from psipo_cli.problem.model import (
     order_matrix,
 )
 
-TOP_KEYS = {"name", "description", "actions", "contexts", "notes"}
+TOP_KEYS = {"name", "description", "actions", "contexts", "notes", "dataset"}
+#: `dataset = {path, format, skip_bad_rows}`: the problem is a preference dataset (docs/files.md).
+DATASET_KEYS = ("path", "format", "skip_bad_rows")
+DATASET_COMPANIONS = {"name", "description", "notes"}
 CONTEXT_KEYS = {"name", "weight", "pi_ref", "mu", *MODEL_KINDS, "pairs", "pairs_csv", "sample"}
 TOL = 1e-9
 MAX_TOTAL_COUNT = 1e100  # only ratios of counts matter; beyond this, sums and products of counts overflow
@@ -61,8 +64,31 @@ def parse_toml(text: str, key: str, path: Path) -> dict[str, Any]:
         raise InputError(key, str(path), "not valid TOML (arrays or tables nested too deeply)") from None
 
 
-def load_problem(path: str | Path) -> Problem:
-    """Read and validate a problem file."""
+@dataclass(frozen=True, eq=False)
+class DatasetSource:
+    """A preference dataset named where a problem is (a dataset file, or a problem table's `dataset` key).
+
+    `data` is the `PreferenceData`; `name`, `description` and `notes` are the problem's (the table's, else
+    the file's stem); `files` every file read (the problem file first, then the dataset). `problem()` is
+    the dataset as a `Problem` (`datasets.to_problem`: only when every prompt has the same completions).
+    """
+
+    data: Any
+    name: str
+    description: str = ""
+    notes: tuple[str, ...] = ()
+    files: tuple[tuple[str, str], ...] = ()
+
+    def problem(self) -> Problem:
+        from psipo_cli.problem.datasets import to_problem
+
+        problem = to_problem(self.data, self.name, self.description, self.notes)
+        return replace(problem, files=self.files or problem.files)
+
+
+def load_source(path: str | Path, data_format: str = "auto", skip_bad_rows: bool = False) -> Problem | DatasetSource:
+    """Read and validate a problem file: the `Problem`, or the `DatasetSource` of its `dataset` key
+    (`data_format`, `skip_bad_rows`: how that dataset is read; see `dataset_key`)."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -70,14 +96,47 @@ def load_problem(path: str | Path) -> Problem:
     text, record = read_text(path, "problem")
     data = parse_toml(text, "problem", path)
     try:
-        problem = build_problem(data, source=where, base_dir=path.parent)
+        source = build_source(data, source=where, base_dir=path.parent, data_format=data_format,
+                              skip_bad_rows=skip_bad_rows)
     except InputError as exc:
         raise exc.located(where) from None
-    return replace(problem, files=(record, *problem.files))
+    return replace(source, files=(record, *source.files))
 
 
-def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None = None) -> Problem:
-    """Validate a parsed problem table (TOML layout) and build the `Problem`."""
+def load_problem(path: str | Path, data_format: str = "auto", skip_bad_rows: bool = False) -> Problem:
+    """Read and validate a problem file (a `dataset` key: see `load_source`)."""
+    source = load_source(path, data_format, skip_bad_rows)
+    if isinstance(source, DatasetSource):
+        try:
+            return source.problem()
+        except InputError as exc:
+            raise exc.located(str(path)) from None
+    return source
+
+
+def build_source(
+    data: dict[str, Any], source: str = "", base_dir: Path | None = None, data_format: str = "auto",
+    skip_bad_rows: bool = False,
+) -> Problem | DatasetSource:
+    """`build_problem`, but a table with a `dataset` key gives its `DatasetSource` (read as `dataset_key`
+    says), whatever the prompts' completions."""
+    if isinstance(data, dict) and "dataset" in data:
+        name = data.get("name", Path(source).stem if source else "")
+        if not isinstance(name, str) or not name:
+            raise InputError("name", name, "must be a non-empty string")
+        preferences = dataset_key(data, base_dir, data_format, skip_bad_rows)
+        description, notes = _description(data)
+        record = (preferences.source.path, preferences.source.sha256)
+        return DatasetSource(preferences, name, description, notes, (record,))
+    return build_problem(data, source, base_dir)
+
+
+def build_problem(
+    data: dict[str, Any], source: str = "", base_dir: Path | None = None, data_format: str = "auto",
+    skip_bad_rows: bool = False,
+) -> Problem:
+    """Validate a parsed problem table (TOML layout) and build the `Problem` (a `dataset` key: the
+    preference dataset it names, read as `dataset_key` says, as a `Problem`: `DatasetSource.problem`)."""
     if not isinstance(data, dict):
         raise InputError("problem", data, "must be a table")
     unknown = set(data) - TOP_KEYS - CONTEXT_KEYS
@@ -87,6 +146,10 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
     name = data.get("name", Path(source).stem if source else "problem")
     if not isinstance(name, str) or not name:
         raise InputError("name", name, "must be a non-empty string")
+    if "dataset" in data:
+        dataset = build_source(data, source, base_dir, data_format, skip_bad_rows)
+        assert isinstance(dataset, DatasetSource)
+        return dataset.problem()
     actions = _actions(data.get("actions"))
     raw_contexts = data.get("contexts")
     # The top-level `name` names the problem, not its contexts.
@@ -129,6 +192,20 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
     top = max(c.weight for c in contexts)
     total = math.fsum(c.weight / top for c in contexts)
     contexts = tuple(_with_weight(c, c.weight / top / total) for c in contexts)
+    description, notes = _description(data)
+    return Problem(
+        name=name,
+        actions=actions,
+        contexts=contexts,
+        description=description,
+        source=source,
+        notes=notes,
+        files=files,
+    )
+
+
+def _description(data: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The `description` and `notes` of a problem table, validated."""
     notes = data.get("notes", [])
     if isinstance(notes, str):
         notes = [notes]
@@ -137,15 +214,45 @@ def build_problem(data: dict[str, Any], source: str = "", base_dir: Path | None 
     description = data.get("description", "")
     if not isinstance(description, str):
         raise InputError("description", description, "must be a string")
-    return Problem(
-        name=name,
-        actions=actions,
-        contexts=contexts,
-        description=description,
-        source=source,
-        notes=tuple(notes),
-        files=files,
-    )
+    return description, tuple(notes)
+
+
+def dataset_key(
+    data: dict[str, Any], base_dir: Path | None, data_format: str = "auto", skip_bad_rows: bool = False
+) -> Any:
+    """The preference dataset a problem table's `dataset = {path, format, skip_bad_rows}` names, read
+    (`psipo_cli.problem.datasets.read_dataset`). `path` is relative to `base_dir` (the TOML file's
+    directory); `data_format` other than ``"auto"`` (``--data-format``) overrides `format`, and
+    `skip_bad_rows` (``--skip-bad-rows``) turns the file's `skip_bad_rows` on. Only `name`, `description`
+    and `notes` may accompany it: the dataset is the whole problem."""
+    from psipo_cli.config.choices import DATA_FORMATS
+    from psipo_cli.problem.datasets import read_dataset
+
+    other = sorted(set(data) - DATASET_COMPANIONS - {"dataset"})
+    if other:
+        raise InputError(other[0], data[other[0]], "a problem given by `dataset` takes only "
+                         f"{', '.join(sorted(DATASET_COMPANIONS))} besides it (the dataset holds the rest)")
+    raw = data["dataset"]
+    if not isinstance(raw, dict):
+        raise InputError("dataset", raw, "must be a table {path = FILE, format = LAYOUT}")
+    unknown = sorted(set(raw) - set(DATASET_KEYS))
+    if unknown:
+        key = unknown[0]
+        raise InputError(f"dataset.{key}", raw[key], f"unknown key{did_you_mean(key, DATASET_KEYS)} (keys: "
+                         f"{', '.join(DATASET_KEYS)})")
+    path = raw.get("path")
+    if not isinstance(path, str) or not path:
+        raise InputError("dataset.path", path, "must be a file name (relative to the problem file)")
+    layout = raw.get("format", "auto")
+    if layout not in DATA_FORMATS:
+        raise InputError("dataset.format", layout, f"must be one of {', '.join(DATA_FORMATS)}")
+    skip = raw.get("skip_bad_rows", False)
+    if not isinstance(skip, bool):
+        raise InputError("dataset.skip_bad_rows", skip, "must be true or false")
+    file = Path(path)
+    if not file.is_absolute() and base_dir is not None:
+        file = base_dir / file
+    return read_dataset(file, data_format if data_format != "auto" else layout, skip or skip_bad_rows)
 
 
 def _with_weight(ctx: Context, weight: float) -> Context:

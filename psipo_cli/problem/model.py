@@ -9,6 +9,7 @@ Arrays are validated on construction (see `psipo_cli.problem.validate`) and neve
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,10 @@ class Problem:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Every file read to build the problem, in reading order: (absolute path, sha256 of its bytes).
     files: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # The `psipo_cli.problem.datasets.PreferenceData` the problem was read from (a preference dataset), or
+    # None: it names the contexts' prompts and the actions' completions, and `problem_table` records the
+    # file (path, size, sha256) instead of the arrays.
+    dataset: Any = None
 
     @property
     def n_actions(self) -> int:
@@ -163,7 +168,22 @@ def problem_table(problem: Problem, files: bool = False) -> dict:
     With `files`, also the files it was read from (`[{path, sha256}]`: the TOML file, then any
     `pairs_csv`). Off by default: the rest of the table says what the problem *is*, whatever the
     directory it was read from (sweeps hash it to recognise a problem across machines).
+
+    A problem read from a preference dataset is recorded by the dataset (`datasets.dataset_record`: its
+    path, size in bytes, SHA-256, layout and counts) instead of its arrays, which may be huge.
     """
+    if problem.dataset is not None:
+        from psipo_cli.problem.datasets import dataset_record
+
+        table: dict[str, Any] = {
+            "name": problem.name,
+            "source": problem.source,
+            "description": problem.description,
+            "dataset": dataset_record(problem.dataset),
+        }
+        if files:
+            table["files"] = [{"path": path, "sha256": digest} for path, digest in problem.files]
+        return table
 
     def arr(x: np.ndarray | None) -> list | None:
         return None if x is None else np.asarray(x).tolist()

@@ -1,8 +1,9 @@
 """Where chunks run: in this process, in a local process pool, or on a Dask cluster.
 
-Every executor has one method, `results(tasks)`, yielding `ChunkOutput`s as chunks finish (in completion
-order: the driver persists each at once and orders rows by chunk id later), and `abort()`, which stops
-outstanding work as fast as it can (Ctrl-C).
+Every executor has one method, `results(tasks, function=run_chunk)`, yielding `function(task)` (a sweep's
+`ChunkOutput`s) as chunks finish (in completion order: the driver persists each at once and orders rows by
+chunk id later), and `abort()`, which stops outstanding work as fast as it can (Ctrl-C). `function` must be
+importable by name in the workers (a module-level function): `psipo diagnose` sends its own.
 
 - `InlineExecutor` (`--jobs 1`): chunks one after the other in this process — no start-up cost.
 - `PoolExecutor` (`--jobs N`): `concurrent.futures.ProcessPoolExecutor` with the `spawn` start method
@@ -19,13 +20,13 @@ outstanding work as fast as it can (Ctrl-C).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from psipo_cli.config.choices import EXECUTORS
 from psipo_cli.errors import InputError
-from psipo_cli.sweep.compute import BLAS_THREAD_VARS, ChunkOutput, ChunkTask, init_worker, run_chunk
+from psipo_cli.sweep.compute import BLAS_THREAD_VARS, init_worker, run_chunk
 
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 CONNECT_TIMEOUT = "20s"  # how long to wait for the scheduler before giving up (exit 2, nothing written)
@@ -36,9 +37,9 @@ class InlineExecutor:
 
     workers = 1
 
-    def results(self, tasks: Iterable[ChunkTask]) -> Iterator[ChunkOutput]:
+    def results(self, tasks: Iterable[Any], function: Callable[[Any], Any] = run_chunk) -> Iterator[Any]:
         for task in tasks:
-            yield run_chunk(task)
+            yield function(task)
 
     def abort(self) -> None:
         pass
@@ -53,10 +54,10 @@ class _FuturesExecutor:
     executor: Any
     workers: int
 
-    def results(self, tasks: Iterable[ChunkTask]) -> Iterator[ChunkOutput]:
+    def results(self, tasks: Iterable[Any], function: Callable[[Any], Any] = run_chunk) -> Iterator[Any]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        pending = {self.executor.submit(run_chunk, task) for task in tasks}
+        pending = {self.executor.submit(function, task) for task in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:

@@ -11,11 +11,19 @@ from dataclasses import replace
 from pathlib import Path
 
 from psipo_cli.errors import InputError
-from psipo_cli.problem.datasets.data import PreferenceData, SourceRecord, describe, summary, to_problem
+from psipo_cli.problem.datasets.data import (
+    PreferenceData,
+    SourceRecord,
+    dataset_record,
+    describe,
+    id_tables,
+    summary,
+    to_problem,
+)
 from psipo_cli.problem.datasets.files import FILE_TYPES, read_table
 from psipo_cli.problem.datasets.formats import LAYOUTS, READERS, BadRows, assemble, detect_layout
 
-FORMATS = ("auto", *LAYOUTS)
+FORMATS = ("auto", *LAYOUTS)  # = psipo_cli.config.choices.DATA_FORMATS
 
 __all__ = [
     "FILE_TYPES",
@@ -23,7 +31,9 @@ __all__ = [
     "LAYOUTS",
     "PreferenceData",
     "SourceRecord",
+    "dataset_record",
     "describe",
+    "id_tables",
     "read_dataset",
     "summary",
     "to_problem",

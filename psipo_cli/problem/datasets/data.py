@@ -30,7 +30,8 @@ class SourceRecord:
     `path` is absolute; `sha256` is the SHA-256 of the file's bytes (for a `save_to_disk` directory: of the
     sorted list of its files' relative paths and SHA-256s, see `psipo_cli.problem.datasets.files`); `format`
     is ``"<file type>/<layout>"``, e.g. ``"jsonl/paired"``; `rows_read` counts the records in the file and
-    `rows_skipped` those dropped by ``skip_bad_rows=True``, of which `skipped` keeps the first few error lines.
+    `rows_skipped` those dropped by ``skip_bad_rows=True``, of which `skipped` keeps the first few error lines;
+    `bytes` is the file's size (a directory's: the sum over its files).
     """
 
     path: str
@@ -39,6 +40,7 @@ class SourceRecord:
     rows_read: int
     rows_skipped: int = 0
     skipped: tuple[str, ...] = ()
+    bytes: int = 0
 
 
 def _frozen(key: str, raw: Any, dtype: type, ndim: int = 1) -> np.ndarray:
@@ -188,6 +190,7 @@ def summary(data: PreferenceData) -> dict[str, Any]:
         "format": src.format,
         "rows_read": src.rows_read,
         "rows_skipped": src.rows_skipped,
+        "bytes": src.bytes,
         "prompts": m,
         "completions": data.n_actions,
         "comparisons": float(data.count.sum()),
@@ -198,7 +201,44 @@ def summary(data: PreferenceData) -> dict[str, Any]:
     }
 
 
-def _num(x: float) -> str:
+def dataset_record(data: PreferenceData) -> dict[str, Any]:
+    """What a run records of its dataset (`config.json`): `summary` (path, size in bytes, SHA-256, layout,
+    rows read and skipped, counts) and the first few skipped rows' error lines — never the arrays."""
+    return {**summary(data), "skipped": list(data.source.skipped)}
+
+
+def id_tables(data: PreferenceData) -> tuple[Any, Any]:
+    """``contexts.csv`` and ``actions.csv`` of a run on `data`: what each short id stands for.
+
+    `contexts`: `context` (id), `prompt` (text; a conversation as canonical JSON), `completions` (how many),
+    `comparisons` (sum of counts), `ties`. `actions`: `context`, `action` (id), `completion` (text; for
+    battles the model name), `pi_ref`, `wins` and `losses` (sums of counts). Rows in the dataset's order.
+    """
+    import pandas as pd
+
+    from psipo_cli.schema import ACTION_TABLE_COLUMNS, CONTEXT_TABLE_COLUMNS
+
+    m, n = data.n_contexts, data.n_actions
+    contexts = pd.DataFrame({
+        "context": np.asarray(data.context_ids, dtype=object),
+        "prompt": np.asarray(data.context_texts, dtype=object),
+        "completions": np.diff(data.offsets),
+        "comparisons": np.bincount(data.context, weights=data.count, minlength=m),
+        "ties": np.asarray(data.ties),
+    })[CONTEXT_TABLE_COLUMNS]
+    actions = pd.DataFrame({
+        "context": np.asarray(data.context_ids, dtype=object)[data.action_context],
+        "action": np.asarray(data.action_ids, dtype=object),
+        "completion": np.asarray(data.action_texts, dtype=object),
+        "pi_ref": np.exp(data.log_pi_ref),
+        "wins": np.bincount(data.winner, weights=data.count, minlength=n),
+        "losses": np.bincount(data.loser, weights=data.count, minlength=n),
+    })[ACTION_TABLE_COLUMNS]
+    return contexts, actions
+
+
+def count_text(x: float) -> str:
+    """A count in full with thousands separators (``600,000``); a non-integer to 6 significant digits."""
     return f"{int(x):,}" if float(x).is_integer() else f"{x:,.6g}"
 
 
@@ -209,20 +249,53 @@ def describe(data: PreferenceData) -> str:
     lines = [
         f"dataset      {s['path']}",
         f"format       {s['format']}  (sha256 {s['sha256'][:16]}…)",
-        f"rows         {_num(s['rows_read'])} read, {_num(s['rows_skipped'])} skipped",
-        f"prompts      {_num(s['prompts'])}",
-        f"completions  {_num(s['completions'])}  (per prompt: min {_num(comp['min'])}, "
-        f"median {_num(comp['median'])}, max {_num(comp['max'])})",
-        f"comparisons  {_num(s['comparisons'])}  ({_num(s['distinct_pairs'])} distinct ordered pairs; per prompt: "
-        f"min {_num(cmp['min'])}, median {_num(cmp['median'])}, max {_num(cmp['max'])})",
-        f"ties         {_num(s['ties'])}",
+        f"rows         {count_text(s['rows_read'])} read, {count_text(s['rows_skipped'])} skipped",
+        f"prompts      {count_text(s['prompts'])}",
+        f"completions  {count_text(s['completions'])}  (per prompt: min {count_text(comp['min'])}, "
+        f"median {count_text(comp['median'])}, max {count_text(comp['max'])})",
+        f"comparisons  {count_text(s['comparisons'])}  ({count_text(s['distinct_pairs'])} distinct ordered pairs; "
+        "per prompt: "
+        f"min {count_text(cmp['min'])}, median {count_text(cmp['median'])}, max {count_text(cmp['max'])})",
+        f"ties         {count_text(s['ties'])}",
     ]
     lines += [f"skipped      {line}" for line in data.source.skipped]
     return "\n".join(lines)
 
 
-def to_problem(data: PreferenceData) -> Any:
+def shared_actions(data: PreferenceData) -> tuple[np.ndarray | None, str]:
+    """Whether `data` is a tabular `Problem`: every context has the same two or more actions (by id) and at
+    least one comparison. Returns each action's place in the shared list (the first context's order) and
+    ``""``, or None and why not (for `to_problem`'s error; such a dataset is solved per prompt by
+    `psipo_cli.solvers.dataset`)."""
+    import pandas as pd
+
+    sizes = np.diff(data.offsets)
+    n, m = int(sizes[0]), data.n_contexts
+    if n < 2:
+        return None, "a problem needs at least two actions; this prompt has one completion"
+    # Action ids as codes; the first context's are 0..n-1 (factorize numbers by first appearance, and ids are
+    # unique within a context). Every context must hold exactly those n codes, in any order.
+    codes, _ = pd.factorize(pd.Series(data.action_ids, dtype=object), sort=False)
+    same = sizes == n
+    if same.all():
+        table = codes.reshape(m, n)
+        same = (np.sort(table, axis=1) == np.arange(n)).all(axis=1)
+    if not same.all():
+        c = int(np.argmin(same))
+        return None, (f"prompts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: "
+                      "a problem holds one completion list shared by every prompt")
+    compared = np.bincount(data.context, minlength=m) > 0
+    if not compared.all():
+        c = int(np.argmin(compared))
+        return None, f"context {data.context_ids[c]!r} has no comparisons (only ties): a Problem context needs data"
+    return codes.astype(np.int64), ""
+
+
+def to_problem(data: PreferenceData, name: str = "", description: str = "", notes: tuple[str, ...] = ()) -> Any:
     """The dataset as a `psipo_cli.problem.Problem`, when every context has the same set of actions.
+
+    `name` (default: the file's stem), `description` and `notes` are the problem's (a problem file's
+    `dataset` key gives them); `Problem.dataset` is `data`.
 
     Today's `Problem` holds one action list shared by all contexts, so this works for battles (one context),
     for a single prompt, and for prompts whose completions are all the same texts. Each context gets
@@ -233,44 +306,18 @@ def to_problem(data: PreferenceData) -> Any:
     ------
     InputError
         When two contexts have different action sets, a context has fewer than two actions, or a context has
-        no comparison.
+        no comparison (`shared_actions`).
     """
-    import pandas as pd
-
     from psipo_cli.problem.loading import _check_name
     from psipo_cli.problem.model import Context, Problem
 
     where = data.source.path
-    sizes = np.diff(data.offsets)
-    n, m = int(sizes[0]), data.n_contexts
+    position, reason = shared_actions(data)
+    if position is None:
+        raise InputError("dataset", where, f"{reason} (psipo run|compare --solver exact and psipo diagnose solve "
+                         "it prompt by prompt; from Python: psipo_cli.solvers.dataset.solve_dataset)")
+    n, m = int(data.offsets[1]), data.n_contexts
     first = data.action_ids[:n]
-    if n < 2:
-        raise InputError("dataset", where, "a problem needs at least two actions; this prompt has one completion")
-    # Action ids as codes; the first context's are 0..n-1 (factorize numbers by first appearance, and ids are
-    # unique within a context). Every context must hold exactly those n codes, in any order.
-    codes, _ = pd.factorize(pd.Series(data.action_ids, dtype=object), sort=False)
-    same = sizes == n
-    if same.all():
-        table = codes.reshape(m, n)
-        same = (np.sort(table, axis=1) == np.arange(n)).all(axis=1)
-    if not same.all():
-        c = int(np.argmin(same))
-        raise InputError(
-            "dataset",
-            where,
-            f"prompts {data.context_ids[0]!r} and {data.context_ids[c]!r} have different completions: psipo "
-            "solves only datasets whose prompts share one completion list (battles, one prompt) so far; "
-            "`psipo problem show` counts this one",
-        )
-    position = codes.astype(np.int64)  # each action's place in the shared list (the first context's order)
-    compared = np.bincount(data.context, minlength=m) > 0
-    if not compared.all():
-        c = int(np.argmin(compared))
-        raise InputError(
-            "dataset",
-            where,
-            f"context {data.context_ids[c]!r} has no comparisons (only ties): a Problem context needs data",
-        )
     for a in first:
         _check_name("actions", a)
     W = np.zeros((m, n, n))
@@ -282,12 +329,14 @@ def to_problem(data: PreferenceData) -> Any:
     W.setflags(write=False)
     contexts = [Context(name=data.context_ids[c], weight=1.0 / m, pi_ref=pi[c], mu=pi[c], wins=W[c]) for c in range(m)]
     return Problem(
-        name=Path(where).stem or "dataset",
+        name=name or Path(where).stem or "dataset",
         actions=tuple(first),
         contexts=tuple(contexts),
-        description=f"{data.source.format} dataset {where}",
+        description=description or f"{data.source.format} dataset {where}",
         source=where,
+        notes=tuple(notes),
         files=((where, data.source.sha256),),
+        dataset=data,
     )
 
 

@@ -44,14 +44,16 @@ _CSV_MESSAGE_COLUMNS = ("prompt", "chosen", "rejected", "instruction")
 
 @dataclass(frozen=True, eq=False)
 class Table:
-    """A file read into a frame: `frame` (object columns, one row per record), the file's record, and
-    `rows(positions)`, which maps 0-based row positions to the 1-based rows a user sees."""
+    """A file read into a frame: `frame` (object columns, one row per record), the file's record (`size`:
+    its bytes, for a directory the sum over its files), and `rows(positions)`, which maps 0-based row
+    positions to the 1-based rows a user sees."""
 
     frame: Any
     path: str
     sha256: str
     file_type: str
     rows: Callable[[np.ndarray], np.ndarray]
+    size: int = 0
 
 
 def _sha256_file(path: Path) -> str:
@@ -255,4 +257,5 @@ def read_table(path: str | Path) -> Table:
         raise InputError("dataset", str(path), "not a UTF-8 text file") from None
     except OSError as exc:
         raise InputError("dataset", str(path), f"cannot read ({exc.strerror or exc})") from None
-    return Table(frame=frame, path=str(path.resolve()), sha256=digest, file_type=file_type, rows=rows)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return Table(frame=frame, path=str(path.resolve()), sha256=digest, file_type=file_type, rows=rows, size=size)

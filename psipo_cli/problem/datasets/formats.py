@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from psipo_cli.config.choices import DATA_FORMATS
 from psipo_cli.errors import InputError
 from psipo_cli.problem.datasets.data import PreferenceData, SourceRecord, log_uniform, segment_logsumexp
 from psipo_cli.problem.datasets.files import Table
 
-LAYOUTS = ("paired", "scored", "battles")
+LAYOUTS = DATA_FORMATS[1:]  # ("paired", "scored", "battles"): `--data-format` without "auto"
 BATTLE_WINS = {"model_a": 0, "model_b": 1}
 BATTLE_TIES = ("tie", "tie (bothbad)")
 BATTLES_CONTEXT = "battles"
@@ -619,5 +620,6 @@ def assemble(obs: Observations, bad: BadRows, skip: bool, table: Table, layout: 
             rows_read=len(obs.kept),
             rows_skipped=bad.skipped,
             skipped=tuple(bad.examples),
+            bytes=table.size,
         ),
     )
