@@ -255,7 +255,7 @@ def test_explicit_psi_flag_is_the_one_way_to_run_user_code(tmp_path: Path) -> No
 
 
 def test_builtin_psi_in_an_experiment_file_is_fine(tmp_path: Path) -> None:
-    from psipo_cli.config.experiment import load_experiment
+    from psipo_cli.solvers.experiment import load_experiment
 
     config = tmp_path / "exp.toml"
     config.write_text('methods = [{method = "psipo", psi = "identity"}, "dpo"]\n', encoding="utf-8")

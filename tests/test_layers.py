@@ -34,6 +34,25 @@ def test_no_layer_below_the_cli_imports_it(layer: str) -> None:
         assert not {n for n in imported(path) if n.startswith("psipo_cli.cli")}, path
 
 
+#: The layers, lowest first (README, "How it is built"): a module may import only its own layer and lower ones.
+LAYERS = {
+    "errors": 0, "numerics": 0, "schema": 0, "student_t": 0, "forking": 0,
+    "config": 1, "problem": 1, "methods": 2, "solvers": 3, "metrics": 4, "diagnose": 4,
+    "api": 5, "dataset_run": 5, "outputs": 6, "sweep": 7, "cli": 8, "__init__": 9, "__main__": 9,
+}
+
+
+def test_every_module_imports_only_its_layer_and_lower_ones() -> None:
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = LAYERS[path.relative_to(PACKAGE).parts[0].removesuffix(".py")]
+        for name in imported(path):
+            parts = name.split(".")
+            if parts[0] == "psipo_cli" and len(parts) > 1 and LAYERS.get(parts[1], -1) > own:
+                upward.append(f"{path.relative_to(PACKAGE)} -> {name}")
+    assert upward == []
+
+
 def test_schema_and_settings_import_nothing_heavy() -> None:
     code = ("import sys, psipo_cli.schema, psipo_cli.config.settings, psipo_cli.config.taus; "
             "print(','.join(m for m in ('numpy', 'pandas', 'scipy', 'psipo_cli.solvers') if m in sys.modules))")

@@ -94,7 +94,7 @@ def recorded(config: dict[str, Any], s: Setting, as_option: bool) -> Any:
 
 @pytest.mark.parametrize("s", SURFACED, ids=lambda s: s.name)
 def test_every_surface_accepts_a_valid_value(s: Setting, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from psipo_cli.config.experiment import load_experiment, resolve
+    from psipo_cli.solvers.experiment import load_experiment, resolve
     from psipo_cli.sweep.grid import resolve_grid
 
     value = valid(s)
@@ -135,8 +135,8 @@ def test_every_surface_accepts_a_valid_value(s: Setting, tmp_path: Path, capsys:
 def test_every_surface_rejects_an_invalid_value_with_the_same_reason(
     s: Setting, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from psipo_cli.config.experiment import resolve
     from psipo_cli.solvers.entries import entry_spec
+    from psipo_cli.solvers.experiment import resolve
     from psipo_cli.solvers.runs import check_options
     from psipo_cli.sweep.grid import check_solvable, resolve_grid
 

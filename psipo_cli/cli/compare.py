@@ -61,8 +61,8 @@ def compare(
 ) -> None:
     """Compare methods (default rlhf, dpo, ipo) on one problem over a tau grid; flags override CONFIG."""
     from psipo_cli.cli.pipeline import apply_method_options, execute_command
-    from psipo_cli.config.experiment import load_experiment
     from psipo_cli.solvers.entries import method_entry
+    from psipo_cli.solvers.experiment import load_experiment
 
     if config is not None and not config.exists() and _is_method(str(config)):
         # `--methods dpo ipo`: the shell split the list, and Click took `ipo` for CONFIG.

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from psipo_cli.cli.options import Output, numbers
-from psipo_cli.config.experiment import RunConfig, specs_of
 from psipo_cli.errors import InputError
+from psipo_cli.solvers.experiment import RunConfig, specs_of
 
 
 def load_problem_spec(
@@ -68,8 +68,8 @@ def execute_command(
     """`run` and `compare` once parsed: resolve the configuration (defaults < `experiment` < `flags`, the
     flags given as setting names), then `execute`. `--tau` and `--beta` (its alias) take comma lists and
     repeat; every value of both counts."""
-    from psipo_cli.config.experiment import resolve
     from psipo_cli.config.taus import tau_values
+    from psipo_cli.solvers.experiment import resolve
 
     taus = tau_values(numbers(tau), "--tau") if tau else []
     taus += tau_values(numbers(beta), "--beta") if beta else []

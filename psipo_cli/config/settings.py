@@ -7,7 +7,7 @@
 - the method options (`rm_l2`, `rm_steps`, `psi`, `eps`) are validated by `check_option` from the same
   declarations; which methods take one is the registry's `Method.options`, not repeated here;
 - the flags of `psipo run` and `psipo compare` and their help texts (`psipo_cli.cli.options`), the keys of
-  experiment files (`psipo_cli.config.experiment`), the keys and axes of sweep grids (`psipo_cli.sweep.grid`), the
+  experiment files (`psipo_cli.solvers.experiment`), the keys and axes of sweep grids (`psipo_cli.sweep.grid`), the
   keywords of `psipo_cli.solve` (`psipo_cli.api`), and the option table `docs/options.md`
   (`options_markdown`).
 

@@ -1,5 +1,5 @@
 """Losses of a comparison's two actions' own values, shared by the `single-action` and `reference-free`
-families and by their gradient block (`psipo_cli.solvers.gradient.actions`).
+families and by their gradient block (`psipo_cli.methods.single_action.block`).
 
 A comparison `(w, l)` costs `ell(u_w, u_l)`, where `u` is the offset `delta = log(pi / pi_ref)` (NCA, BCO,
 SPPO-hard, APO, KTO) or the log-probability `log pi` itself (CPO, ORPO: no reference). Unlike a loss of

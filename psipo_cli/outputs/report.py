@@ -10,7 +10,7 @@ problem (see `figures.problem_info`); ``description`` (of the experiment); ``met
 with ``method``/``label`` and their options as further keys or under ``options``); ``tau``; ``solver``;
 ``objective`` (``auto`` is replaced by the objective the frames record); the gradient settings as a
 table under ``gradient`` or ``settings``, or as the flat keys ``steps, lr, batch_size, optimizer, seeds,
-seed, rm_steps, eps`` that `psipo_cli.config.experiment.RunConfig` records.
+seed, rm_steps, eps`` that `psipo_cli.solvers.experiment.RunConfig` records.
 """
 
 from __future__ import annotations

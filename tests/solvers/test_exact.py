@@ -220,7 +220,16 @@ def test_diverged_limit_absent_action_beats_growing_losers() -> None:
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-4
 
 
-def test_multi_context_equals_each_context_alone() -> None:
+#: One method of each family (and kind of exact answer) for the default run; every method under `-m slow`
+#: (the single-action searches and KTO's fixed point take seconds per context).
+FAMILY_SAMPLE = ("rlhf", "dpo", "ipo", "psipo", "cdpo", "exo", "chipo", "nca", "cpo", "nash", "online-ipo", "sppo")
+
+
+@pytest.mark.parametrize("methods", [
+    pytest.param(FAMILY_SAMPLE, id="one-per-family"),
+    pytest.param(tuple(METHODS), id="every-method", marks=pytest.mark.slow),
+])
+def test_multi_context_equals_each_context_alone(methods: tuple[str, ...]) -> None:
     rng = np.random.default_rng(16)
     n = 4
     actions = list("abcd")
@@ -239,13 +248,14 @@ def test_multi_context_equals_each_context_alone() -> None:
     del contexts[2]["rewards"]
     contexts[2]["order"] = list("dcba")
     multi = build_problem({"name": "multi", "actions": actions, "contexts": contexts})
-    methods = list(METHODS)
+    methods = list(methods)
     taus = [0.3, 2.0]
+    short = {"steps": 300, "seeds": 2}  # the gradient runs' lanes must not mix contexts either; short runs do
     for objective in ("dataset", "population"):
-        frames = psipo_cli.solve(multi, methods, taus, objective=objective, psi="identity")
+        frames = psipo_cli.solve(multi, methods, taus, objective=objective, psi="identity", **short)
         for ctx in contexts:
             alone = build_problem({"name": "alone", "actions": actions, **{**ctx, "name": "default"}})
-            alone_frames = psipo_cli.solve(alone, methods, taus, objective=objective, psi="identity")
+            alone_frames = psipo_cli.solve(alone, methods, taus, objective=objective, psi="identity", **short)
             single = policies(alone_frames)
             together = policies(frames, context=ctx["name"])
             assert together.keys() == single.keys()

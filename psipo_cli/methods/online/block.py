@@ -56,7 +56,7 @@ def lane_mixture(lane: OnlineLane, lr_t: float) -> float:
 
 def final_mixture(lane: OnlineLane, settings: Any) -> float:
     """The mixture of a run's last step (the one its stationarity is judged by)."""
-    from psipo_cli.solvers.gradient.schedules import factor
+    from psipo_cli.config.schedules import factor
 
     lr_T = settings.lr * factor(settings.lr_schedule, settings.steps, settings.steps, settings.lr_final)
     return lane_mixture(lane, float(lr_T))
@@ -88,7 +88,7 @@ class OnlineBlock:
     """Online lanes `[start, start + L)` of `X` (module docstring), in groups of one rule each."""
 
     def __init__(self, lanes: list[OnlineLane], start: int, n: int, settings: Any) -> None:
-        from psipo_cli.solvers.gradient.schedules import factor
+        from psipo_cli.config.schedules import factor
 
         self.lanes, self.start, self.stop, self.n = lanes, start, start + len(lanes), n
         rules = list(dict.fromkeys(lane.rule for lane in lanes))

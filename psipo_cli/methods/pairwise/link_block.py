@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.methods.pairwise.linked import LinkedLoss, potential_offsets
+from psipo_cli.methods.streams import Comparisons, MinibatchStreams
 from psipo_cli.numerics import sigmoid
-from psipo_cli.solvers.gradient.streams import Comparisons, MinibatchStreams
 
 
 @dataclass(eq=False)

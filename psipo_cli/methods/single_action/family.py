@@ -1,6 +1,6 @@
 """The driver of the `single-action` family (NCA, BCO, SPPO-hard, APO, KTO): the exact minimiser on the simplex
 (`simplex.solve_simplex`; for KTO a fixed point of its reference point `z0`) and one lane per run in the
-gradient block of comparison losses (`psipo_cli.solvers.gradient.actions`).
+gradient block of comparison losses (`psipo_cli.methods.single_action.block`).
 
 On the population objective the counts keep their diagonal, `W[y, y] = mu(y)^2 / 2`: a comparison of an
 action with itself has `h = 0`, which a loss of `h` does not see, but a loss of single actions does (the
@@ -44,7 +44,7 @@ class ActionLanes:
         return np.asarray(W, float)
 
     def gradient_lanes(self, method: Method, plan: Any, tau: float, options: dict[str, Any]) -> Any:
-        from psipo_cli.solvers.gradient.actions import ActionBlock, ActionLane
+        from psipo_cli.methods.single_action.block import ActionBlock, ActionLane
 
         loss = self.loss_at(method, options)
         W = self.counts(plan.inputs.W, np.asarray(plan.inputs.pi_ref, float))

@@ -1,14 +1,15 @@
 """The vectorised gradient engine (`engine.run_gradient`), as a package:
 
-- `streams`: minibatch streams (`SeedSequence([seed, k, c])`, common random numbers);
-- `blocks`: lane blocks behind the `Block` protocol (`PairBlock`, `KLBlock`);
-- `optim`: Adam / SGD with learning-rate schedules (`schedules`), Polyak / EMA averaging;
+- `blocks`: lane blocks behind the `Block` protocol (`PairBlock`, `KLBlock`); a family's own blocks live in
+  its package (`psipo_cli.methods.online.block`, ...), on the minibatch streams of `psipo_cli.methods.streams`
+  (`SeedSequence([seed, k, c])`, common random numbers);
+- `optim`: Adam / SGD with the learning-rate schedules of `psipo_cli.config.schedules`, Polyak / EMA averaging;
 - `status`: the status rule (`converged`, `running`, `stalled`);
 - `trace`: curves on the log step grid, and the policy's noise over the last window;
 - `plan`, `report`: the lanes each method's family asks for, and each run's result;
 - `resources`: the memory and time guard.
 
-Public names are imported lazily (PEP 562), so that importing one module of the package (e.g. `schedules`)
+Public names are imported lazily (PEP 562), so that importing one module of the package (e.g. `trace`)
 does not load the whole engine. `GradientSettings` lives in `psipo_cli.config.settings`, the status names in
 `psipo_cli.schema`.
 """
@@ -29,8 +30,8 @@ _LAZY: dict[str, str] = {
     "KLBlock": "blocks",
     "PairLane": "blocks",
     "KLLane": "blocks",
-    "comparisons": "streams",
-    "STREAM_CHUNK": "streams",
+    "comparisons": "psipo_cli.methods.streams",
+    "STREAM_CHUNK": "psipo_cli.methods.streams",
 }
 
 __all__ = sorted(_LAZY)

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from psipo_cli.methods.spec import PairFn
-from psipo_cli.solvers.gradient.streams import Comparisons, MinibatchStreams
+from psipo_cli.methods.streams import Comparisons, MinibatchStreams
 
 
 class Block(Protocol):

@@ -41,7 +41,7 @@ engine only accumulates the window statistics that rule reads (`status.WindowSta
 
 Schedules and averaging (`schedules`, `optim`)
 ----------------------------------------------
-`lr_schedule` multiplies `lr` by `s(t)` (`psipo_cli.solvers.gradient.schedules`: constant, inverse-time, cosine,
+`lr_schedule` multiplies `lr` by `s(t)` (`psipo_cli.config.schedules`: constant, inverse-time, cosine,
 exponential; each stage of `T` steps runs its own schedule from `s(0) = 1` to `s(T) = lr_final`). The
 status rule reads a decaying step on the optimiser's own clock `elapsed(t) = integral_0^t s`: the windows
 A and B are the iterates whose clock lies in the same fractions of `elapsed(T)` as above (with the constant
@@ -83,9 +83,11 @@ from typing import Any
 
 import numpy as np
 
+from psipo_cli.config.schedules import elapsed
 from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
+from psipo_cli.methods.streams import STREAM_CHUNK
 from psipo_cli.problem import Problem
 from psipo_cli.solvers.gradient.blocks import Block, KLBlock, PairBlock
 from psipo_cli.solvers.gradient.optim import Averager, Optimiser
@@ -93,9 +95,7 @@ from psipo_cli.solvers.gradient.plan import KL, PAIR, REWARD, LanePlan, build_pl
 from psipo_cli.solvers.gradient.report import PhaseResult, report_run
 from psipo_cli.solvers.gradient.resources import Resources, estimate, rows_bound
 from psipo_cli.solvers.gradient.resources import check as check_resources
-from psipo_cli.solvers.gradient.schedules import elapsed
 from psipo_cli.solvers.gradient.status import WindowStats, intervals
-from psipo_cli.solvers.gradient.streams import STREAM_CHUNK
 from psipo_cli.solvers.gradient.trace import Trace, record_grid
 from psipo_cli.solvers.runs import MethodSpec, RunResult
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from psipo_cli.config.schedules import factor
 from psipo_cli.config.settings import GradientSettings
-from psipo_cli.solvers.gradient.schedules import factor
 
 
 class Optimiser:

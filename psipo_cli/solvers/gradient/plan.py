@@ -19,10 +19,10 @@ from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
 from psipo_cli.methods.linalg import log_of
 from psipo_cli.methods.spec import PairFn
+from psipo_cli.methods.streams import Comparisons, comparisons
 from psipo_cli.problem import Problem, realise
 from psipo_cli.solvers.exact import setting_values
 from psipo_cli.solvers.gradient.blocks import KLLane, PairLane
-from psipo_cli.solvers.gradient.streams import Comparisons, comparisons
 from psipo_cli.solvers.inputs import DATASET, MethodInputs, method_inputs
 from psipo_cli.solvers.runs import MethodSpec, check_options
 

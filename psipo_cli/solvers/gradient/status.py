@@ -60,8 +60,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from psipo_cli.config.schedules import elapsed
 from psipo_cli.config.settings import GradientSettings
-from psipo_cli.solvers.gradient.schedules import elapsed
 
 STALL_FACTOR = 100.0  # `stalled`: still to go > this many times what the whole run can travel
 WINDOW = 0.1  # fraction of the steps in each of the two averaging windows of the status rule

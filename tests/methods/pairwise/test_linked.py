@@ -19,7 +19,7 @@ from psipo_cli.config.settings import GradientSettings
 from psipo_cli.methods import get_method
 from psipo_cli.methods.pairwise.link_block import LinkBlock, LinkLane
 from psipo_cli.methods.pairwise.linked import linked_grad, linked_loss
-from psipo_cli.solvers.gradient.streams import comparisons
+from psipo_cli.methods.streams import comparisons
 
 
 def softplus(x: float) -> float:

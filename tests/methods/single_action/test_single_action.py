@@ -250,8 +250,8 @@ def test_an_action_in_no_comparison_takes_the_slack_as_a_set() -> None:
 
 
 def test_the_block_gradient_is_the_exact_gradient_at_full_batch() -> None:
-    from psipo_cli.solvers.gradient.actions import ActionBlock, ActionLane
-    from psipo_cli.solvers.gradient.streams import comparisons
+    from psipo_cli.methods.single_action.block import ActionBlock, ActionLane
+    from psipo_cli.methods.streams import comparisons
 
     W = np.array([[0, 2, 1, 1], [1, 0, 2, 0], [2, 1, 0, 3], [0, 1, 1, 0]], float)
     pi_ref = np.array([0.3, 0.2, 0.4, 0.1])

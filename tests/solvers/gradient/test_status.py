@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from psipo_cli.api import solve
+from psipo_cli.config.schedules import elapsed, factor
 from psipo_cli.config.settings import GradientSettings
 from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
 from psipo_cli.methods.linalg import mean_pair_grad
 from psipo_cli.problem import build_problem, preset
 from psipo_cli.solvers.gradient import estimate_resources, resources, run_gradient
-from psipo_cli.solvers.gradient.schedules import elapsed, factor
 from psipo_cli.solvers.runs import method_spec
 
 PAPER_TAUS = [0.1, 0.5, 1.0, 2.0]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from psipo_cli.methods.actions import ComparisonLoss, term_mask
-from psipo_cli.solvers.gradient.streams import Comparisons, MinibatchStreams
+from psipo_cli.methods.streams import Comparisons, MinibatchStreams
 
 
 @dataclass(eq=False)
