@@ -38,6 +38,7 @@ from psipo_cli.schema import (
     REWARD_COLUMNS,
     SUMMARY_COLUMNS,
 )
+from psipo_cli.solvers.dataset import DatasetSolution
 from psipo_cli.solvers.runs import MethodSpec
 
 #: The share of the available memory one chunk's engine call may use (the guard refuses more than all of it).
@@ -113,13 +114,16 @@ def gradient_dataset_frames(
     settings: GradientSettings,
     progress: Callable[[float, float], None] | None = None,
     max_contexts: int | None = None,
+    exact: Sequence[DatasetSolution] | None = None,
 ) -> DatasetFrames:
     """Every prompt of `data` by gradient descent, chunk by chunk (module docstring), as the tables of
     `psipo_cli.dataset_run.dataset_frames` with `solver = gradient`: `policy` the seed mean with its 95%
     Student-t interval, `metrics` per prompt as for a TOML problem's gradient run, `summary` the prompts'
     equal-weight mean of each metric (empty where a prompt lacks it), `rewards` empty (the implied reward is
     the exact solver's). `progress(done, total)` is called in estimated seconds over all chunks;
-    `max_contexts` caps the prompts per chunk (the results do not depend on it)."""
+    `max_contexts` caps the prompts per chunk (the results do not depend on it); `exact`, the exact answers
+    of the same specs and taus (`solve_dataset`, for ``--solver both``), fills `tv_to_exact` as for a TOML
+    problem (the seed mean of `TV(pi_k, pi_exact)`; 0 on a prompt without comparisons)."""
     import pandas as pd
 
     from psipo_cli.api import _metrics_frame, _policy_frame
@@ -131,7 +135,7 @@ def gradient_dataset_frames(
     plan = chunks.plan(specs, taus, settings, max_contexts)
     total, done = sum(seconds for _, seconds in plan), 0.0
     policy = [_untouched_policy(data, chunks, specs, taus)]
-    metrics = [_untouched_metrics(data, chunks, specs, taus, settings.seeds)]
+    metrics = [_untouched_metrics(data, chunks, specs, taus, settings.seeds, exact is not None)]
     for contexts, seconds in plan:
         def advance(steps: int, of: int, base: float = done, share: float = seconds) -> None:
             if progress is not None:
@@ -147,7 +151,8 @@ def gradient_dataset_frames(
         frame["action"] = np.asarray(data.action_ids, dtype=object)[where + slot]
         frame["at"] = where + slot
         policy.append(frame)
-        metrics.append(_metrics_frame(problem, summarise(problem, runs, {}), "dataset"))
+        rows = summarise(problem, runs + _exact_runs(exact or [], taus, contexts, data.offsets), {})
+        metrics.append(_metrics_frame(problem, [row for row in rows if row.solver == GRADIENT], "dataset"))
         done += seconds
     order = _row_order(data, specs, taus)
     policy_frame = _sorted(pd.concat(policy, ignore_index=True), order, "at")[POLICY_COLUMNS]
@@ -178,7 +183,7 @@ def _untouched_policy(data: PreferenceData, chunks: Chunks, specs: list[MethodSp
 
 
 def _untouched_metrics(
-    data: PreferenceData, chunks: Chunks, specs: list[MethodSpec], taus: list[float], seeds: int
+    data: PreferenceData, chunks: Chunks, specs: list[MethodSpec], taus: list[float], seeds: int, exact: bool
 ) -> Any:
     """Metric rows of the prompts without comparisons: at `pi_ref`, loss, KL, gradient and noise 0."""
     import pandas as pd
@@ -190,9 +195,23 @@ def _untouched_metrics(
         "method": np.repeat([s.label for s in specs], len(taus) * len(contexts)),
         "tau": np.tile(np.repeat(taus, len(contexts)), len(specs)), "solver": GRADIENT,
         "context": np.tile(np.asarray(data.context_ids, dtype=object)[contexts], rows), "status": CONVERGED,
-        "kl": 0.0, "entropy": np.tile(entropy, rows), "loss": 0.0, "grad_norm": 0.0, "noise": 0.0, "seeds": seeds,
-        "objective": "dataset", "detail": NO_COMPARISONS,
+        "kl": 0.0, "entropy": np.tile(entropy, rows), "loss": 0.0, "grad_norm": 0.0, "noise": 0.0,
+        "tv_to_exact": 0.0 if exact else np.nan, "seeds": seeds, "objective": "dataset", "detail": NO_COMPARISONS,
     })
+
+
+def _exact_runs(
+    exact: Sequence[DatasetSolution], taus: list[float], contexts: np.ndarray, offsets: np.ndarray
+) -> list[Any]:
+    """The exact answers on a chunk's prompts as `RunResult`s of its `Problem` (context `i` = `contexts[i]`),
+    for `summarise`'s `tv_to_exact`."""
+    from psipo_cli.solvers.runs import EXACT, RunResult
+
+    return [
+        RunResult(sol.label, sol.method, tau, EXACT, 0, i, sol.policy[t, offsets[c] : offsets[c + 1]],
+                  str(sol.status[t, c]), float(sol.loss[t, c]))
+        for sol in exact for t, tau in enumerate(taus) for i, c in enumerate(contexts)
+    ]
 
 
 def _row_order(data: PreferenceData, specs: list[MethodSpec], taus: list[float]) -> dict[str, dict[Any, int]]:

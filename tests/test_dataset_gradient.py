@@ -182,3 +182,45 @@ def test_cli_both_lines_up_exact_and_gradient(tmp_path: Path) -> None:
             assert prob[("gradient", *k)] == pytest.approx(prob[("exact", *k)], abs=2e-3), k
     summary = {(r["solver"], r["method"]) for r in doc["summary"]}
     assert summary == {("exact", "dpo"), ("exact", "ipo"), ("gradient", "dpo"), ("gradient", "ipo")}
+
+
+def method_names() -> list[str]:
+    from psipo_cli.methods import METHODS
+
+    return list(METHODS)
+
+
+@pytest.mark.parametrize("name", method_names())
+def test_every_gradient_method_runs_prompt_by_prompt_as_on_toml(tmp_path: Path, name: str) -> None:
+    # Every family's lanes (its own blocks too) read the prompt's stream, whatever chunk the prompt is in.
+    from psipo_cli import solve
+
+    same_size = {k: v for k, v in PROMPTS.items() if len(v[0]) == 3}
+    settings = GradientSettings(steps=60, seeds=2, batch_size=2, records=3)
+    data = data_of(write_dataset(tmp_path / "prefs.jsonl", same_size))
+    from psipo_cli.dataset_gradient import gradient_dataset_frames
+
+    got = gradient_dataset_frames(data, [method_spec(name)], [0.5], settings, max_contexts=1)
+    (tmp_path / "p.toml").write_text(toml_of(same_size))
+    want = solve(tmp_path / "p.toml", name, 0.5, solver="gradient", settings=settings)
+    assert got.policy.prob.tolist() == want.policy.prob.tolist()
+    assert got.metrics.status.tolist() == want.metrics.status.tolist()
+
+
+def test_both_fills_tv_to_exact_as_on_toml(tmp_path: Path) -> None:
+    # `tv_to_exact` is the seed mean of TV(pi_k, pi_exact) (metrics.run_metrics); the TOML problem's `both`
+    # run computes it from its own exact solver (the per-context one), so equal up to the two exact solvers'
+    # agreement (1e-9, tests/test_dataset_runs.py).
+    from psipo_cli import solve
+    from psipo_cli.dataset_gradient import gradient_dataset_frames
+    from psipo_cli.solvers.dataset import solve_dataset
+
+    same_size = {k: v for k, v in PROMPTS.items() if len(v[0]) == 3}
+    data = data_of(write_dataset(tmp_path / "prefs.jsonl", same_size))
+    exact = solve_dataset(data, SPECS, TAUS)
+    got = gradient_dataset_frames(data, SPECS, TAUS, MINIBATCH, max_contexts=2, exact=exact)
+    (tmp_path / "p.toml").write_text(toml_of(same_size))
+    want = solve(tmp_path / "p.toml", SPECS, TAUS, solver="both", settings=MINIBATCH).metrics
+    want = want[want.solver == "gradient"]
+    assert got.metrics.tv_to_exact.tolist() == pytest.approx(want.tv_to_exact.tolist(), rel=1e-7, abs=1e-9)
+    assert got.metrics.tv_to_exact.min() > 0  # a gradient run of 300 steps is not exactly at the optimum

@@ -162,14 +162,18 @@ def execute_dataset(
         from psipo_cli.outputs.rundir import check_root
 
         check_root(out, create=True)
-    parts = []
+    parts, solutions = [], None
     if config.solver in ("exact", "both"):
-        parts.append(dataset_frames(source.data, specs, config.tau))
+        from psipo_cli.solvers.dataset import solve_dataset
+
+        solutions = solve_dataset(source.data, specs, config.tau)
+        parts.append(dataset_frames(source.data, specs, config.tau, solutions))
     if config.solver in ("gradient", "both"):
         from psipo_cli.dataset_gradient import gradient_dataset_frames
 
         with _progress(quiet) as progress:
-            parts.append(gradient_dataset_frames(source.data, specs, config.tau, config.settings, progress))
+            parts.append(gradient_dataset_frames(source.data, specs, config.tau, config.settings, progress,
+                                                 exact=solutions))
     frames = DatasetFrames(*(pd.concat([getattr(p, f.name) for p in parts], ignore_index=True)
                              for f in fields(DatasetFrames)))
     run_dir = _save_dataset(config, source, frames, out) if save else None
