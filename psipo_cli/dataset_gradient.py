@@ -43,8 +43,9 @@ from psipo_cli.solvers.runs import MethodSpec
 
 #: The share of the available memory one chunk's engine call may use (the guard refuses more than all of it).
 MEMORY_SHARE = 0.5
-#: The memory budget of a chunk when the available memory is unknown.
-DEFAULT_BUDGET = 2e9
+#: The most memory one chunk's engine call may use (bytes), whatever is available: the engine's arrays are
+#: (lanes, actions) and (stream chunk, lanes, batch), so past a few thousand lanes a larger chunk is no faster.
+CHUNK_BYTES = 5e8
 NO_COMPARISONS = "no comparisons: nothing for a gradient to fit, pi = pi_ref"
 
 
@@ -91,7 +92,8 @@ class Chunks:
         """The chunks (dataset indices of their prompts) and each one's estimated seconds. A chunk of a group
         holds `floor(budget / M)` prompts (at least one), `M` the memory estimate of the group's prompt with
         the most distinct compared pairs alone: the estimate grows linearly with the prompts, so the chunk's
-        estimate stays under `budget` (`MEMORY_SHARE` of the available memory); at most `max_contexts`."""
+        estimate stays under `budget` (`MEMORY_SHARE` of the available memory, at most `CHUNK_BYTES`); at
+        most `max_contexts` prompts."""
         from psipo_cli.solvers.gradient import estimate_resources
 
         pairs = np.bincount(self.data.context, minlength=self.data.n_contexts)  # distinct pairs per prompt
@@ -99,7 +101,7 @@ class Chunks:
         for group in self.groups:
             widest = group[np.argmax(pairs[group])]
             one = estimate_resources(self.problem(np.array([widest])), specs, taus, settings, "dataset")
-            budget = DEFAULT_BUDGET if one.available is None else MEMORY_SHARE * one.available
+            budget = CHUNK_BYTES if one.available is None else min(CHUNK_BYTES, MEMORY_SHARE * one.available)
             size = max(1, int(budget // one.memory))
             if max_contexts is not None:
                 size = min(size, max_contexts)
