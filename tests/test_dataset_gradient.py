@@ -224,3 +224,18 @@ def test_both_fills_tv_to_exact_as_on_toml(tmp_path: Path) -> None:
     want = want[want.solver == "gradient"]
     assert got.metrics.tv_to_exact.tolist() == pytest.approx(want.tv_to_exact.tolist(), rel=1e-7, abs=1e-9)
     assert got.metrics.tv_to_exact.min() > 0  # a gradient run of 300 steps is not exactly at the optimum
+
+
+def test_cli_both_terminal_summary_report_and_manifest(tmp_path: Path) -> None:
+    path = write_dataset(tmp_path / "prefs.jsonl")
+    done = psipo("compare", "--problem", str(path), "--solver", "both", "--tau", "1", "--methods", "dpo,ipo",
+                 "--steps", "100", "--seeds", "2", "--out", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].split()[:4] == ["method", "tau", "solver", "status"]
+    assert [line.split()[2] for line in lines[2:]] == ["exact", "exact", "gradient", "gradient"]
+    (run,) = (tmp_path / "runs").iterdir()
+    report = (run / "report.md").read_text()
+    assert "- **Solver**: both, every prompt" in report and "- **Gradient settings**: " in report
+    assert "- dpo, tau = 1, exact: statuses over prompts" in report
+    assert json.loads((run / "manifest.json").read_text())["seeds"] == 2

@@ -203,7 +203,8 @@ def _save_dataset(config: RunConfig, source: Any, frames: Any, out: Path) -> Pat
     inputs = ([config.config_file] if config.config_file else []) + [
         {"path": path, "sha256": digest} for path, digest in source.files]
     contexts, actions = id_tables(data)
-    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=None, create_root=True,
+    seeds = None if config.solver == "exact" else config.settings.seeds
+    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=seeds, create_root=True,
                       inputs=inputs) as rd:
         paths = [rd.write_csv(stem, frame, compress=len(frame) > COMPRESS_ROWS) for stem, frame in (
             ("policy", frames.policy), ("metrics", frames.metrics), ("rewards", frames.rewards),
