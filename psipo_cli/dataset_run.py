@@ -52,14 +52,18 @@ def status_summary(status: np.ndarray) -> tuple[str, str]:
     return MIXED, "statuses over prompts: " + ", ".join(f"{n}: {c}" for n, c in zip(names, counts, strict=True))
 
 
-def dataset_frames(data: PreferenceData, specs: Sequence[MethodSpec], taus: Sequence[float]) -> DatasetFrames:
-    """Solve every prompt of `data` exactly for each spec and tau, as tables (module docstring)."""
+def dataset_frames(
+    data: PreferenceData, specs: Sequence[MethodSpec], taus: Sequence[float], solutions: Sequence[Any] | None = None
+) -> DatasetFrames:
+    """Solve every prompt of `data` exactly for each spec and tau, as tables (module docstring); `solutions`:
+    the answers of `solve_dataset(data, specs, taus)` when they are at hand already."""
     import pandas as pd
 
     from psipo_cli.solvers.dataset import solve_dataset
 
     taus = [float(t) for t in taus]
-    solutions = solve_dataset(data, list(specs), taus)
+    if solutions is None:
+        solutions = solve_dataset(data, list(specs), taus)
     m, n, T = data.n_contexts, data.n_actions, len(taus)
     context_ids = np.asarray(data.context_ids, dtype=object)
     action_ids = np.asarray(data.action_ids, dtype=object)

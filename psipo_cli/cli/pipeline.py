@@ -139,16 +139,17 @@ def execute_dataset(
 ) -> None:
     """`run` / `compare` on a dataset whose prompts have their own completions: every prompt solved exactly
     (`psipo_cli.dataset_run`), the tables written (compressed beyond `COMPRESS_ROWS` rows), the
-    context-weighted summary printed. Gradient runs and the population objective are refused up front."""
+    context-weighted summary printed. `--solver gradient` (or `both`) runs every prompt by gradient descent
+    too, in chunks of prompts (`psipo_cli.dataset_gradient`); the population objective is refused up front."""
+    from dataclasses import fields
+
+    import pandas as pd
+
     from psipo_cli import api
     from psipo_cli.dataset_run import DatasetFrames, dataset_frames
     from psipo_cli.solvers.runs import check_options
 
     where = source.data.source.path
-    if config.solver != "exact":
-        raise InputError("--solver", config.solver, f"the prompts of {where} have different completions: psipo "
-                         "solves such datasets exactly only (--solver exact; psipo diagnose for the dataset-level "
-                         "view); gradient runs need one completion list shared by every prompt")
     if config.objective == "population":
         raise InputError("--objective", config.objective, f"{where} is data: it has no preference model (use "
                          "--objective dataset)")
@@ -161,7 +162,20 @@ def execute_dataset(
         from psipo_cli.outputs.rundir import check_root
 
         check_root(out, create=True)
-    frames = dataset_frames(source.data, specs, config.tau)
+    parts, solutions = [], None
+    if config.solver in ("exact", "both"):
+        from psipo_cli.solvers.dataset import solve_dataset
+
+        solutions = solve_dataset(source.data, specs, config.tau)
+        parts.append(dataset_frames(source.data, specs, config.tau, solutions))
+    if config.solver in ("gradient", "both"):
+        from psipo_cli.dataset_gradient import gradient_dataset_frames
+
+        with _progress(quiet) as progress:
+            parts.append(gradient_dataset_frames(source.data, specs, config.tau, config.settings, progress,
+                                                 exact=solutions))
+    frames = DatasetFrames(*(pd.concat([getattr(p, f.name) for p in parts], ignore_index=True)
+                             for f in fields(DatasetFrames)))
     run_dir = _save_dataset(config, source, frames, out) if save else None
     if run_dir is not None and not quiet:
         print(f"wrote {run_dir}", file=sys.stderr)
@@ -189,7 +203,8 @@ def _save_dataset(config: RunConfig, source: Any, frames: Any, out: Path) -> Pat
     inputs = ([config.config_file] if config.config_file else []) + [
         {"path": path, "sha256": digest} for path, digest in source.files]
     contexts, actions = id_tables(data)
-    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=None, create_root=True,
+    seeds = None if config.solver == "exact" else config.settings.seeds
+    with RunDirectory(out, config.command, config.name, recorded, sys.argv, seeds=seeds, create_root=True,
                       inputs=inputs) as rd:
         paths = [rd.write_csv(stem, frame, compress=len(frame) > COMPRESS_ROWS) for stem, frame in (
             ("policy", frames.policy), ("metrics", frames.metrics), ("rewards", frames.rewards),

@@ -800,23 +800,33 @@ def build_report(
 
 def dataset_report(config: Mapping[str, Any], summary: pd.DataFrame, files: Sequence[str]) -> str:
     """``report.md`` of a run on a dataset whose prompts have their own completions (every prompt solved
-    exactly): what was run, the dataset, the summary over prompts, the files written."""
+    exactly and/or by gradient descent): what was run, the dataset, the summary over prompts, the files written."""
     command = str(config.get("command") or "")
     taus = ", ".join(fmt_tau(t) for t in config.get("tau") or [])
     lines = [f"# psipo {command}: {problem_title(config)}", "", "## What was run", "",
              f"- **Command**: `psipo {command}`", *dataset_lines(config),
              f"- **Methods**: {_describe_methods(config, summary)}", f"- **tau** (DPO's beta): {taus}",
-             "- **Solver**: exact, every prompt on its own comparisons (objective: dataset)",
-             "- Everything resolved is in `config.json`; versions and command line in `manifest.json`.", "",
+             f"- **Solver**: {config.get('solver') or 'exact'}, every prompt on its own comparisons (objective: "
+             "dataset)"]
+    settings = _gradient_settings(config)
+    if settings and "gradient" in set(summary["solver"]):
+        lines.append(f"- **Gradient settings**: {settings}")
+    lines += ["- Everything resolved is in `config.json`; versions and command line in `manifest.json`.", "",
              "## Summary over prompts", "",
              "Each metric averaged over the prompts with equal weights (the paper's E_{x ~ rho}, Eq. 6); the "
              "status is the prompts' common one, or `mixed` with the count of each.", "",
              *weighted_table(summary), ""]
     mixed = [rec for rec in records(summary, SUMMARY_COLUMNS) if rec.get("detail")]
-    lines += [f"- {rec['method']}, tau = {fmt_tau(rec['tau'])}: {_md(str(rec['detail']))}" for rec in mixed]
+    lines += [f"- {rec['method']}, tau = {fmt_tau(rec['tau'])}{_solver_note(rec, summary)}: {_md(str(rec['detail']))}"
+              for rec in mixed]
     lines += ["", "## Files", "", "Per prompt and completion: " + ", ".join(f"`{f}`" for f in files)
               + " (`contexts` and `actions` map the short ids to the prompts and completions).", ""]
     return "\n".join(lines)
+
+
+def _solver_note(rec: Mapping[str, Any], summary: pd.DataFrame) -> str:
+    """``", gradient"`` when the summary holds more than one solver (the rows would read alike), else ``""``."""
+    return f", {rec['solver']}" if summary["solver"].nunique() > 1 else ""
 
 
 def render_report(

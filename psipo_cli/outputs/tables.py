@@ -425,17 +425,22 @@ def print_summary(frames: Any, problem: Any = None, console: Any = None) -> None
 
 def dataset_summary_text(summary: pd.DataFrame, data: Any) -> str:
     """``--format table`` of a run on a dataset whose prompts have their own completions: the counts, then
-    the context-weighted summary (each prompt weight 1 / m), one line per method and tau."""
+    the context-weighted summary (each prompt weight 1 / m), one line per method and tau (and solver, a
+    column when a gradient run is among them)."""
     from psipo_cli.problem.datasets.data import count_text
 
+    solvers = set(summary["solver"]) != {"exact"}
     lines = [
         f"{count_text(data.n_contexts)} prompts, {count_text(data.n_actions)} completions, "
         f"{count_text(float(data.count.sum()))} comparisons; metrics averaged over prompts (equal weights)",
-        f"{'method':<12}{'tau':>6}  {'status':<10}{'KL':>10}{'entropy':>10}{'loss':>10}  detail",
+        f"{'method':<12}{'tau':>6}  {'solver    ' if solvers else ''}{'status':<10}{'KL':>10}{'entropy':>10}"
+        f"{'loss':>10}  detail",
     ]
     for rec in records(summary, SUMMARY_COLUMNS):
-        lines.append(f"{rec['method']:<12}{fmt_tau(rec['tau']):>6}  {rec['status']:<10}{fmt_num(rec['kl']):>10}"
-                     f"{fmt_num(rec['entropy']):>10}{fmt_num(rec['loss']):>10}  {rec['detail'] or ''}".rstrip())
+        solver = f"{rec['solver']:<10}" if solvers else ""
+        lines.append(f"{rec['method']:<12}{fmt_tau(rec['tau']):>6}  {solver}{rec['status']:<10}"
+                     f"{fmt_num(rec['kl']):>10}{fmt_num(rec['entropy']):>10}{fmt_num(rec['loss']):>10}  "
+                     f"{rec['detail'] or ''}".rstrip())
     return "\n".join(lines) + "\n"
 
 

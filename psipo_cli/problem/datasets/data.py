@@ -314,8 +314,9 @@ def to_problem(data: PreferenceData, name: str = "", description: str = "", note
     where = data.source.path
     position, reason = shared_actions(data)
     if position is None:
-        raise InputError("dataset", where, f"{reason} (psipo run|compare --solver exact and psipo diagnose solve "
-                         "it prompt by prompt; from Python: psipo_cli.solvers.dataset.solve_dataset)")
+        raise InputError("dataset", where, f"{reason} (psipo run|compare and psipo diagnose solve it prompt by "
+                         "prompt; from Python: psipo_cli.solvers.dataset.solve_dataset, "
+                         "psipo_cli.dataset_gradient.gradient_dataset_frames)")
     n, m = int(data.offsets[1]), data.n_contexts
     first = data.action_ids[:n]
     for a in first:

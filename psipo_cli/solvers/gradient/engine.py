@@ -30,7 +30,8 @@ are not sampled) are computed once and reported once per seed.
 Contexts are independent lanes with their own streams. Because the context index enters the seed
 sequence, context `c` of a multi-context problem reproduces a one-context problem only for `c = 0`
 (the same holds for sampled datasets, `problem.model.draw_wins`); a context's results never depend on
-the other contexts.
+the other contexts. `run_gradient(..., streams=...)` gives the contexts other stream indices (a dataset's
+prompts run in chunks keep their index in the dataset, `psipo_cli.dataset_gradient`).
 
 Status (`status`)
 -----------------
@@ -78,7 +79,7 @@ representable.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -214,6 +215,7 @@ def run_gradient(
     settings: GradientSettings,
     objective: str,
     progress: Callable[[int, int], None] | None = None,
+    streams: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, list[RunResult]]:
     """Run every spec × tau × seed × context by gradient descent, all lanes together.
 
@@ -227,6 +229,10 @@ def run_gradient(
         exact solver (`solvers.inputs.method_inputs`).
     progress : callable(done, total), optional
         Called every `STREAM_CHUNK` steps and at the end; `total` counts the steps of both RLHF stages.
+    streams : sequence of int, optional
+        The stream index of each context: context `c` reads ``SeedSequence([settings.seed, k, streams[c]])``
+        (default `c`, its position). A dataset run in chunks of prompts passes each prompt's index in the
+        dataset, so that a prompt's stream does not depend on the chunk it falls in.
 
     Returns
     -------
@@ -253,7 +259,7 @@ def run_gradient(
     - Actions with `pi_ref = 0` keep probability 0 (their logit is `-inf`).
     """
     check_resources(estimate_resources(problem, specs, taus, settings, objective))
-    plan = build_plan(problem, specs, taus, settings, objective)
+    plan = build_plan(problem, specs, taus, settings, objective, streams)
     n = problem.n_actions
     phase1 = max((lane.limit for lane in plan.pools[REWARD]), default=0)
     advance = _counter(progress, phase1 + settings.steps)

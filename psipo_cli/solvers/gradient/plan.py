@@ -8,7 +8,7 @@ deterministic run on data that are not sampled, or RLHF's reward model, which do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +122,12 @@ class LanePlan:
 
 
 def build_plan(
-    problem: Problem, specs: list[MethodSpec], taus: list[float], settings: GradientSettings, objective: str
+    problem: Problem, specs: list[MethodSpec], taus: list[float], settings: GradientSettings, objective: str,
+    streams: Sequence[int] | None = None,
 ) -> LanePlan:
-    """The lanes and runs of `run_gradient`, in (spec, tau, seed, context) order."""
+    """The lanes and runs of `run_gradient`, in (spec, tau, seed, context) order; context `c` reads the
+    minibatch stream `(k, streams[c])` (default `(k, c)`)."""
+    stream_of = list(range(len(problem.contexts))) if streams is None else [int(s) for s in streams]
     plan = LanePlan(settings.steps)
     realised: dict[int | None, Problem] = {}
     stochastic = settings.batch_size > 0
@@ -141,7 +144,7 @@ def build_plan(
                         realised[data_key] = realise(problem, k) if sampled else problem
                     ctx = realised[data_key].contexts[c]
                     inputs = method_inputs(ctx, method, objective, problem.actions)
-                    plan.at(s, data_key, c, ctx.name, (k, c) if stochastic else None, inputs)
+                    plan.at(s, data_key, c, ctx.name, (k, stream_of[c]) if stochastic else None, inputs)
                     lane, extra = method.family.gradient_lanes(method, plan, tau, options)
                     plan.runs.append(Run(spec, tau, k, c, lane, inputs, extra))
     return plan
