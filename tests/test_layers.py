@@ -38,7 +38,7 @@ def test_no_layer_below_the_cli_imports_it(layer: str) -> None:
 LAYERS = {
     "errors": 0, "numerics": 0, "schema": 0, "student_t": 0, "forking": 0,
     "config": 1, "problem": 1, "methods": 2, "solvers": 3, "metrics": 4, "diagnose": 4,
-    "api": 5, "dataset_run": 5, "outputs": 6, "sweep": 7, "cli": 8, "__init__": 9, "__main__": 9,
+    "api": 5, "dataset_run": 5, "dataset_gradient": 5, "outputs": 6, "sweep": 7, "cli": 8, "__init__": 9, "__main__": 9,
 }
 
 
