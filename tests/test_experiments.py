@@ -353,3 +353,17 @@ def test_zoo_never_winning_action_to_zero_for_every_tau_or_not() -> None:
             assert (best["c"] == 0.0) == (exact["c"] == 0.0), (method, tau)
             for action in "abc":
                 assert best[action] == pytest.approx(exact[action], abs=0.01), (method, tau, action)
+
+
+def test_zoo_lists_every_offline_loss() -> None:
+    # experiments/zoo.toml is the whole offline zoo on one problem: every registered method of the pairwise,
+    # pairwise-link, single-action and reference-free families (so a new loss has to join it).
+    import tomllib
+
+    from psipo_cli.methods import method_table
+
+    offline = {r["method"] for r in method_table()
+               if r["family"] in {"pairwise", "pairwise-link", "single-action", "reference-free"}}
+    with open(EXPERIMENTS / "zoo.toml", "rb") as handle:
+        listed = {m if isinstance(m, str) else m["method"] for m in tomllib.load(handle)["methods"]}
+    assert len(offline) >= 15 and offline <= listed
