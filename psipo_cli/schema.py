@@ -87,7 +87,7 @@ RESULT_KEYS = ["problem", "n", "method", "tau", "solver", "context", "action"]
 RESULT_POLICY = ["prob", "prob_lo", "prob_hi"]
 RESULT_METRICS = [
     "status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
-    "seeds", "objective", "detail",
+    "nash_gap", "exploitability", "seeds", "objective", "detail",
 ]
 
 #: The start of the note on an exact answer that is one point of a set of optimal policies (the report

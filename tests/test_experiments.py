@@ -273,3 +273,97 @@ def test_zoo_every_loss_of_tau_h_is_rlhf_with_its_own_reward() -> None:
     others = ["dpo", "cdpo", "rdpo", "hinge", "gpo-exponential", "gpo-squared", "gpo-savage"]
     spreads = [round(float(np.ptp(rewards[m])), 3) for m in others]
     assert len(set(spreads)) == len(others)
+
+
+# Which losses send a never-winning action to 0 (experiments/zoo-never-wins.toml): a > b twice, b > a once,
+# a > c, b > c, uniform pi_ref; c never wins.
+NEVER_WINS_PAIRS = [("a", "b", 2.0), ("b", "a", 1.0), ("a", "c", 1.0), ("b", "c", 1.0)]
+
+
+def never_wins_loss(method: str, pi: dict[str, np.ndarray], tau: float) -> np.ndarray:
+    """The dataset loss of `method` at the policies `pi` (arrays of masses per action, any shape), written from
+    the losses' definitions (NCA arXiv 2402.05369, BCO arXiv 2404.04656, ORPO arXiv 2403.07691 with TRL's beta
+    0.1) with -log sigma(x) = log(1 + e^-x): a mass of exactly 0 gives the loss's limit (its terms -> 0)."""
+    with np.errstate(divide="ignore"):
+        delta = {a: np.log(p * 3.0) for a, p in pi.items()}  # log(pi / pi_ref), pi_ref = 1/3
+        log_odds = {a: np.log(p) - np.log1p(-p) for a, p in pi.items()}
+    total = np.zeros(np.shape(pi["a"]))
+    for w, lo, count in NEVER_WINS_PAIRS:
+        if method == "bco":
+            term = np.logaddexp(0, -tau * delta[w]) + np.logaddexp(0, tau * delta[lo])
+        elif method == "nca":
+            term = np.logaddexp(0, -tau * delta[w]) + 0.5 * np.logaddexp(0, tau * delta[w]) \
+                + 0.5 * np.logaddexp(0, tau * delta[lo])
+        else:  # orpo
+            term = -np.log(pi[w]) + 0.1 * np.logaddexp(0, -(log_odds[w] - log_odds[lo]))
+        total = total + count * term
+    return total
+
+
+def never_wins_grid_minimum(method: str, tau: float) -> dict[str, float]:
+    """The minimiser of `never_wins_loss` on a grid of the simplex that holds the face pi(c) = 0 exactly."""
+    c = np.concatenate([[0.0], np.geomspace(1e-6, 0.98, 400)])[:, None]
+    share = np.linspace(1e-4, 1 - 1e-4, 4001)[None, :]  # pi(a) / (pi(a) + pi(b))
+    pi = {"a": (1 - c) * share, "b": (1 - c) * (1 - share), "c": c + 0 * share}
+    loss = never_wins_loss(method, pi, tau)
+    i, j = np.unravel_index(np.argmin(loss), loss.shape)
+    return {a: float(p[i, j]) for a, p in pi.items()}
+
+
+def test_zoo_never_winning_action_to_zero_for_every_tau_or_not() -> None:
+    policy, metrics = compare("zoo-never-wins")
+    taus = [0.25, 0.5, 2.0, 4.0]
+    # Derived from each loss (not from the solver):
+    # - DPO, SimPO, GPO exponential (losses f(tau h) with f decreasing and no finite minimiser): {a, b} beats
+    #   c and c never wins, so the infimum pushes z_c -> -inf: pi(c) = 0 (status diverged). Within {a, b} the
+    #   implied reward is the BT MLE of 2 : 1, z_a - z_b = log 2 for DPO: pi(a) / pi(b) = 2^(1 / tau).
+    # - CPO: scaling pi(a), pi(b) by 1 / (1 - pi(c)) keeps log pi_a - log pi_b and raises log pi_a, log pi_b,
+    #   lowering every term, so pi(c) = 0 at the optimum for every tau.
+    # - APO-zero: the loss is const + sum_y (L_y - W_y) sigma(tau delta_y): c (L - W = 2 > 0) wants
+    #   sigma -> 0, i.e. pi(c) = 0, for every tau.
+    # - NCA and BCO, tau > 1: the per-action optima (sigma(tau delta_y) = 2 W / (3 W + L) for NCA,
+    #   W / (W + L) for BCO) leave mass over: (1.5^(1/tau) + 1) / 3 < 1 and (3^(1/tau) + 1) / 3 < 1 at
+    #   tau = 2, 4, while c's loss has slope 0 at pi(c) = 0 (it is ~ u^tau); with pi(c) = 0 the multiplier
+    #   would be <= 0, putting a and b at or below their optima: the masses could not sum to 1. So pi(c) > 0.
+    #   For tau < 1 c's slope at 0 is +inf; that the optimum is then at pi(c) = 0 is checked on a grid.
+    # - ORPO (no tau): checked on a grid of the loss written from its definition.
+    # - IPO and cDPO: finite implied rewards (IPO's squared loss; cDPO's smoothed counts compare every pair
+    #   both ways), so pi(c) = pi_ref(c) e^(z_c / tau) / Z > 0; SPPO-hard's (delta_c + 1 / (2 tau))^2 -> inf
+    #   as pi(c) -> 0, so pi(c) > 0 for every tau.
+    to_zero = {"dpo", "simpo", "gpo-exponential", "cpo", "orpo", "apo-zero"}
+    below_one = {"nca", "bco"}
+    kept = {"ipo", "cdpo", "sppo-hard"}
+    status = metrics.set_index(["method", "solver", "tau"])["status"]
+    for tau in taus:
+        for method in to_zero | below_one | kept:
+            pi_c = probs(policy, method, "exact", tau)["c"]
+            if method in to_zero or (method in below_one and tau < 1):
+                assert pi_c == 0.0, (method, tau)
+            else:
+                assert pi_c > 1e-6, (method, tau)
+        pi = probs(policy, "dpo", "exact", tau)
+        assert pi["a"] / pi["b"] == pytest.approx(2 ** (1 / tau), rel=1e-9)
+        assert status[("dpo", "exact", tau)] == "diverged"
+    # The independent route for the non-convex ones: the grid's minimiser is on the face pi(c) = 0 exactly
+    # where the solver says 0, and near the solver's policy everywhere (grid steps 2.5e-4 in the share).
+    for method in ("nca", "bco", "orpo"):
+        for tau in taus:
+            best = never_wins_grid_minimum(method, tau)
+            exact = probs(policy, method, "exact", tau)
+            assert (best["c"] == 0.0) == (exact["c"] == 0.0), (method, tau)
+            for action in "abc":
+                assert best[action] == pytest.approx(exact[action], abs=0.01), (method, tau, action)
+
+
+def test_zoo_lists_every_offline_loss() -> None:
+    # experiments/zoo.toml is the whole offline zoo on one problem: every registered method of the pairwise,
+    # pairwise-link, single-action and reference-free families (so a new loss has to join it).
+    import tomllib
+
+    from psipo_cli.methods import method_table
+
+    offline = {r["method"] for r in method_table()
+               if r["family"] in {"pairwise", "pairwise-link", "single-action", "reference-free"}}
+    with open(EXPERIMENTS / "zoo.toml", "rb") as handle:
+        listed = {m if isinstance(m, str) else m["method"] for m in tomllib.load(handle)["methods"]}
+    assert len(offline) >= 15 and offline <= listed

@@ -147,6 +147,65 @@ def test_frontier_labels_stay_apart_when_crowded(methods: list[str]) -> None:
     assert not missing or omitted == [f"{len(missing)} τ label(s) left out (no room)"]
 
 
+# -- many methods ---------------------------------------------------------------------------------------------
+def many_methods(n: int) -> pd.DataFrame:
+    """Exact rows of `n` methods on three actions at four taus, method k's policy softmax((k, 0, -k) / 10 tau)
+    (any valid policies do: the checks are about layout), with labels as long as the zoo's longest."""
+    rows = []
+    for k in range(n):
+        for tau in (0.1, 0.5, 1.0, 2.0):
+            p = np.exp(np.array([k, 0.0, -k]) / (10 * tau))
+            p /= p.sum()
+            rows += [(f"gpo-truncated-quadratic-{k}", tau, "exact", "default", a, q, q, q)
+                     for a, q in zip("abc", p, strict=True)]
+    return pd.DataFrame(rows, columns=POLICY_COLUMNS)
+
+
+def visible_texts(fig) -> list:
+    """Every drawn, non-empty text of the figure: the suptitle, the legend, and per visible panel its title,
+    axis labels, notes and the labels of the major ticks inside its view."""
+    fig.canvas.draw()
+    found = [*fig.texts, *(t for legend in fig.legends for t in legend.get_texts())]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        found += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            found += [tick.label1 for tick in axis.get_major_ticks() if low <= tick.get_loc() <= high]
+    return [t for t in found if t.get_visible() and t.get_text().strip()]
+
+
+@pytest.mark.parametrize("n", [18, 20])
+def test_policy_vs_tau_stays_readable_with_a_zoo_of_methods(n: int) -> None:
+    # 18 methods in five columns leave the last row two panels short (columns 3 and 4 end one row higher);
+    # 20 fill four rows of five. Either way: one panel per method on shared axes, the tau axis labelled under
+    # the lowest panel of each column only, the probability axis on the left column only, one legend of
+    # actions, and no two texts of the figure overprinting (the old layout put every panel's tau label on
+    # the title of the panel below).
+    fig = figures.draw_policy_vs_tau(None, many_methods(n), "zoo")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == n
+    ncols = 5
+    assert {ax.get_xlim() for ax in panels} == {panels[0].get_xlim()}
+    assert {ax.get_ylim() for ax in panels} == {panels[0].get_ylim()}
+    for m, ax in enumerate(panels):
+        lowest = m + ncols >= n
+        assert bool(ax.get_xlabel()) == lowest
+        assert any(t.get_visible() and t.get_text() for t in ax.get_xticklabels()) == lowest
+        assert bool(ax.get_ylabel()) == (m % ncols == 0)
+    assert len(fig.legends) == 1
+    assert [t.get_text() for t in fig.legends[0].get_texts()][:3] == ["y = a", "y = b", "y = c"]
+    renderer = fig.canvas.get_renderer()
+    drawn = visible_texts(fig)
+    boxes = [t.get_window_extent(renderer) for t in drawn]
+    for (i, a), (j, b) in combinations(enumerate(boxes), 2):
+        assert not a.overlaps(b), (drawn[i].get_text(), drawn[j].get_text())
+    width, height = fig.canvas.get_width_height()
+    for text, box in zip(drawn, boxes, strict=True):
+        assert 0 <= box.x0 and box.x1 <= width and 0 <= box.y0 and box.y1 <= height, text.get_text()
+
+
 # -- many actions ---------------------------------------------------------------------------------------------
 def thirty_actions() -> tuple[list[str], pd.DataFrame]:
     """30 actions whose probability decreases with the index at every tau: pi_k ∝ exp(-k / (10 tau))."""

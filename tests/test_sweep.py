@@ -142,7 +142,7 @@ def test_every_cell_equals_its_own_solve_call(reference: Path) -> None:
                 assert _same(row[name], getattr(pol, name)), (problem, n, method, tau, name)
             metric = metrics[(pol.solver, pol.context)]
             for name in ("status", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward",
-                         "tv_to_optimum", "grad_norm", "seeds", "objective", "detail"):
+                         "tv_to_optimum", "grad_norm", "nash_gap", "exploitability", "seeds", "objective", "detail"):
                 assert _same(row[name], getattr(metric, name)), (problem, n, method, tau, name)
 
 
@@ -407,6 +407,48 @@ def test_cli_module_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ}).stdout
     assert out.strip() == ""
+
+
+def test_results_hold_the_game_metrics(tmp_path: Path) -> None:
+    # The cycle D2 with pi_ref = (0.6, 0.3, 0.1) (experiments/nash-cycle.toml): IPO returns pi_ref (each pair
+    # won once each way round the cycle), nash the regularised equilibrium. The duality gap of the game
+    # f(p, q) = p^T P q - tau KL(p || pi_ref) + tau KL(q || pi_ref) at pi is max_p f(p, pi) - min_q f(pi, q).
+    # By the Gibbs variational principle max_p [p . v - tau KL(p || pi_ref)] = tau log sum pi_ref e^(v / tau),
+    # and with P^T = 1 - P, pi^T P q = 1 - q . (P pi): gap = 2 tau (log Z + KL(pi || pi_ref)) - 1 with
+    # Z = sum pi_ref exp(P pi / tau). Exploitability: max_y (P pi)_y - 1/2.
+    import numpy as np
+    from scipy.special import logsumexp
+
+    P = [[0.5, 1.0, 0.0], [0.0, 0.5, 1.0], [1.0, 0.0, 0.5]]
+    grid = write(
+        tmp_path / "game.toml",
+        'name = "game"\nmethods = ["ipo", "nash", "dpo"]\ntau = [0.5, 2.0]\nseeds = 1\nsolver = "exact"\n'
+        'problems = [{ name = "cycle-skewed-ref", actions = ["a", "b", "c"], pi_ref = [0.6, 0.3, 0.1], '
+        f'preferences = {P}, pairs = [{{ winner = "a", loser = "b" }}, {{ winner = "b", loser = "c" }}, '
+        '{ winner = "c", loser = "a" }] }]\n',
+    )
+    run_dir = run_sweep(grid, out=tmp_path / "out", quiet=True, plots=False, argv=["test"])
+    table = rows(run_dir)
+    assert list(table[0]) == RESULT_COLUMNS and {"nash_gap", "exploitability"} <= set(RESULT_COLUMNS)
+    ref, pref = np.array([0.6, 0.3, 0.1]), np.array(P)
+    cells: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for row in table:
+        cells.setdefault((row["problem"], row["method"], row["tau"]), []).append(row)
+    gaps = {}
+    for (_problem, method, tau), got in cells.items():
+        pi, t = np.array([float(r["prob"]) for r in got]), float(tau)
+        kl = float(np.sum(pi[pi > 0] * np.log(pi[pi > 0] / ref[pi > 0])))
+        gap = 2 * t * (logsumexp(pref @ pi / t, b=ref) + kl) - 1
+        assert float(got[0]["nash_gap"]) == pytest.approx(gap, abs=1e-12)
+        assert float(got[0]["exploitability"]) == pytest.approx(float(np.max(pref @ pi)) - 0.5, abs=1e-12)
+        gaps[(method, t)] = float(got[0]["nash_gap"])
+    for t in (0.5, 2.0):
+        assert gaps[("nash", t)] < 1e-12 < gaps[("ipo", t)]  # 0 only at the equilibrium
+    with open(run_dir / "summary.csv", encoding="utf-8", newline="") as handle:
+        summary = list(csv.DictReader(handle))
+    for row in summary:  # one context: the context-weighted mean is the context's own value
+        match = cells[(row["problem"], row["method"], row["tau"])][0]
+        assert (row["nash_gap"], row["exploitability"]) == (match["nash_gap"], match["exploitability"])
 
 
 def test_inline_problem_reads_pairs_csv_relative_to_the_grid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

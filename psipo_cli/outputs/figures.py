@@ -65,6 +65,8 @@ TIE_MARKERS = ("o", "s", "^", "D", "v")
 #: `TOP_ACTIONS` actions with the largest probability (plus one entry for the others).
 MANY_ACTIONS = 10
 TOP_ACTIONS = 8
+#: Beyond this many methods policy_vs_tau.png draws smaller panels, five to a row (`policy_columns`).
+MANY_METHODS = 12
 #: Two actions' curves closer than this everywhere (in probability; in decades on a log axis) are drawn as
 #: ties: about a third of a pixel on a 2.5-inch panel, so that such curves would hide each other.
 TIE_TOLERANCE = 2e-3
@@ -635,11 +637,17 @@ def draw_policy_vs_tau(
             Line2D([], [], color="0.3", marker="o", linestyle="none", label="gradient: seed mean, 95% CI")
         )
     handles = _legend_handles(actions, named, colors, extra)
-    ncols = min(len(methods), 4)
+    ncols = policy_columns(len(methods))
     nrows = -(-len(methods) // ncols)
-    fig, axes, legend_cols = new_figure(nrows, ncols, panel=(3.6, 2.8), legend_items=len(handles))
+    # Small multiples on shared axes: the tau axis is labelled once per column (under its lowest panel) and
+    # the probability axis once per row, so that a zoo of twenty methods reads as one figure; more than
+    # `MANY_METHODS` methods get smaller panels in `policy_columns(n)` columns.
+    panel = (3.6, 2.8) if len(methods) <= MANY_METHODS else (3.0, 2.3)
+    fig, axes, legend_cols = new_figure(nrows, ncols, panel=panel, legend_items=len(handles), wgap=0.25,
+                                        share=True)
     for m, method in enumerate(methods):
         ax = axes.flat[m]
+        lowest = m + ncols >= len(methods)  # no panel below this one: it carries the column's tau axis
         exact_rows = _select(grid, method=method).sort_values("tau", kind="stable")
         status_rows = exact_rows if dense else _select(metrics, solver=EXACT, context=ctx, method=method)
         statuses = unique(status_rows["status"]) if "status" in status_rows.columns else []
@@ -647,7 +655,9 @@ def draw_policy_vs_tau(
         ax.set_title(f"{method}{status}", fontsize=TITLE_SIZE, y=1.0)
         ax.set_xscale("log")
         log_ticks(ax.xaxis)
-        ax.set_xlabel("τ (KL coefficient, log scale)")
+        if lowest:
+            ax.set_xlabel("τ (KL coefficient, log scale)")
+        ax.tick_params(labelbottom=lowest, labelleft=m % ncols == 0)
         _probability_axis(ax, label=m % ncols == 0, log=log_prob)
         lines = {a: exact_rows[exact_rows["action"] == a] for a in actions}
         lines = {a: line for a, line in lines.items() if not line.empty}
@@ -677,6 +687,12 @@ def draw_policy_vs_tau(
     several = len(_contexts(tau_grid, policy)) > 1
     suptitle(fig, problem, "policy against τ", ctx if several else None)
     return fig
+
+
+def policy_columns(n_methods: int) -> int:
+    """Columns of the policy-vs-tau grid for `n_methods` panels: up to four, five beyond `MANY_METHODS`
+    (twenty methods then fill four rows of five instead of five rows of four)."""
+    return min(n_methods, 4 if n_methods <= MANY_METHODS else 5)
 
 
 def _gradient_points(ax: Axes, rows: pd.DataFrame, on_grid: list[float], ranks: Any, color: Any, log: bool) -> None:

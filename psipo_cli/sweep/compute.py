@@ -7,7 +7,8 @@ writes it to disk, so workers need no shared file system.
 `results.csv` layout (`RESULT_COLUMNS`): one row per cell × solver × context × action —
 `problem, n, method, tau, solver, context, action, prob, prob_lo, prob_hi` (as `policy.csv` of `psipo run`),
 then the cell's metrics for that solver and context (as `metrics.csv`: `status, kl, entropy, loss,
-win_rate_ref, win_rate_mu, reward, tv_to_optimum, grad_norm, seeds, objective, detail`), repeated on every
+win_rate_ref, win_rate_mu, reward, tv_to_optimum, grad_norm, nash_gap, exploitability, seeds, objective,
+detail`; the two game metrics are empty where the context has no preference model), repeated on every
 action row so that the table is tidy for filtering, and last `context_weight`, the context's normalised
 weight rho(x) (what a mean over contexts must weight by, paper Eq. 6). `n` is empty for problems whose
 data are not sampled. A grid that sweeps settings (`lr = [0.01, 0.1]`, `rm_l2 = [0, 0.1]`) gets one column

@@ -25,7 +25,7 @@ WGAP = 1.0  # inches between panels: every panel has its own y label (the metric
 TAU_LEGEND = 6
 TEXT = ("problem", "problem_file", "method", "solver", "context", "action", "status", "objective", "detail")
 NUMBERS = ("n", "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "grad_norm",
-           "prob", "prob_lo", "prob_hi", "context_weight")
+           "nash_gap", "exploitability", "prob", "prob_lo", "prob_hi", "context_weight")
 LINESTYLE = {"exact": {"linestyle": "-"}, "gradient": {"linestyle": "--", "marker": ".", "markersize": 4}}
 #: What each metric column is called on the figures.
 METRIC_LABELS = {

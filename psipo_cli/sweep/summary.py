@@ -15,7 +15,9 @@ from typing import Any
 from psipo_cli.schema import MIXED
 
 #: Metrics of ``results.csv`` that the summary weights over contexts (``grad_norm`` is a maximum).
-WEIGHTED = ["kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum"]
+WEIGHTED = [
+    "kl", "entropy", "loss", "win_rate_ref", "win_rate_mu", "reward", "tv_to_optimum", "nash_gap", "exploitability",
+]
 
 
 def summary_frame(results: Any) -> Any:
