@@ -86,6 +86,13 @@ def max_margin_direction(W: np.ndarray | Pairs, graph: ComparisonGraph) -> np.nd
     return _min_norm_margin(size, edges)[node]
 
 
+def _node_values(node: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The per-node values `v` (M,) of the condensation from their per-action copy `values = v[node]`."""
+    out = np.zeros(node.max() + 1)
+    out[node] = values
+    return out
+
+
 def _min_norm_margin(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """`argmin sum_K size_K v_K^2` subject to `v_K - v_J >= 1` on every edge `(K, J)` of a DAG.
 
@@ -257,7 +264,7 @@ def _exp_potential_minimiser(
 
 
 def limit_expansion(
-    size: np.ndarray, edges: np.ndarray, strength: np.ndarray
+    size: np.ndarray, edges: np.ndarray, strength: np.ndarray, first: np.ndarray | None = None
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Asymptotic expansion of the ridge path on the condensation, level by level.
 
@@ -284,6 +291,8 @@ def limit_expansion(
     Parameters
     ----------
     size, edges, strength : the condensation, as returned by `scc_quotient`.
+    first : (M,) the level-1 direction `_min_norm_margin(size, edges)` when the caller has it already (the
+        QP is the costliest step on large graphs), else None.
 
     Returns
     -------
@@ -299,8 +308,8 @@ def limit_expansion(
     group = np.arange(len(size))
     phi = np.zeros(len(size))
     directions: list[np.ndarray] = []
-    for _ in range(len(size)):
-        u = _min_norm_margin(size, edges)
+    for level in range(len(size)):
+        u = first if level == 0 and first is not None else _min_norm_margin(size, edges)
         directions.append(u[group])
         if len(edges) == 0:
             return directions, phi, group
@@ -412,7 +421,7 @@ def separated_limit(
         # The split between tied components is set by the tails -f'(x) ~ C e^{-k x}: in the units k z they are
         # the logistic tails `_tie_split` is written for.
         rate = loss.tail_rate
-        winners, offsets, note = _tie_split(pairs, graph, rate * r_internal, top)
+        winners, offsets, note = _tie_split(pairs, graph, rate * r_internal, top, u)
         offsets = offsets / rate
     components, losing = _component_listing(graph)
     return SeparatedLimit(winners, offsets, infimum, note, components, losing)
@@ -434,7 +443,7 @@ def _component_listing(graph: ComparisonGraph) -> tuple[tuple[tuple[int, ...], .
 
 
 def _tie_split(
-    W: np.ndarray | Pairs, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray
+    W: np.ndarray | Pairs, graph: ComparisonGraph, r_internal: np.ndarray, top: np.ndarray, u: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Exact limit policy when `top = argmax u` (on supp pi_ref) spans several components.
 
@@ -451,6 +460,7 @@ def _tie_split(
     W, graph : as in `separated_limit`.
     r_internal : (n,) MLE of the comparisons inside each strongly connected component (canonical gauge).
     top : bool (n,) actions of supp pi_ref at the maximum of `u`.
+    u : (n,) `max_margin_direction(W, graph)`, the first level of the expansion.
 
     Returns
     -------
@@ -459,7 +469,7 @@ def _tie_split(
     note : the status detail.
     """
     node, size, edges, strength = scc_quotient(W, graph, r_internal)
-    directions, phi, final = limit_expansion(size, edges, strength)
+    directions, phi, final = limit_expansion(size, edges, strength, _node_values(node, u))
     candidates = np.unique(node[top])
     n_tied = len(candidates)
     broken_at = None
