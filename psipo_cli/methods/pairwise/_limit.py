@@ -153,14 +153,26 @@ COMPILED_NNLS_FROM = 100
 
 
 def _compiled_nonneg_quadratic(M: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
-    """`_nonneg_quadratic` as the least-squares problem it is: with `M = Q diag(lam) Q^T` (`lam >= ridge > 0`),
-    `C = diag(sqrt(lam)) Q^T` and `d = diag(lam)^(-1/2) Q^T b` give `||C x - d||^2 = x^T M x - 2 b^T x + const`,
-    so `argmin_{x >= 0} ||C x - d||` (`scipy.optimize.nnls`, the same method) is the answer."""
+    """`_nonneg_quadratic` as the least-squares problem it is: with the Cholesky factor `M = L L^T` (`M`
+    carries the ridge, so it is positive definite), `C = L^T` and `d = L^-1 b` give
+    `||C x - d||^2 = x^T M x - 2 b^T x + const`, so `argmin_{x >= 0} ||C x - d||` (`scipy.optimize.nnls`, the
+    same method) is the answer.
+
+    Cholesky costs `k^3 / 3` flops, a symmetric eigendecomposition (`M = Q diag(lam) Q^T`,
+    `C = diag(sqrt(lam)) Q^T`, the fallback) about ten times more. Cholesky is backward stable: it factors
+    `M + E` with `|E| ~ 1e-16 max diag M`, far below the ridge, so it only fails if `M` is not what the
+    caller promises; the eigendecomposition route then clips the eigenvalues at the ridge."""
+    from scipy.linalg import solve_triangular
     from scipy.optimize import nnls
 
-    lam, Q = np.linalg.eigh(M)
-    root = np.sqrt(np.maximum(lam, ridge))
-    x, _ = nnls(root[:, None] * Q.T, (Q.T @ b) / root, maxiter=50 * len(b))
+    try:
+        L = np.linalg.cholesky(M)
+        C, d = L.T, solve_triangular(L, b, lower=True)
+    except np.linalg.LinAlgError:
+        lam, Q = np.linalg.eigh(M)
+        root = np.sqrt(np.maximum(lam, ridge))
+        C, d = root[:, None] * Q.T, (Q.T @ b) / root
+    x, _ = nnls(C, d, maxiter=50 * len(b))
     return x
 
 
