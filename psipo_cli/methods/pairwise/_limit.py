@@ -21,7 +21,7 @@ import numpy as np
 
 from psipo_cli.methods.linalg import (
     ComparisonGraph,
-    LaplacianSystem,
+    LaplacianPattern,
     Pairs,
     as_pairs,
     capped,
@@ -251,7 +251,8 @@ def _exp_potential_minimiser(
     if len(edges) == 0:
         return np.zeros(n_nodes)
     i, j = edges.T
-    structure = LaplacianSystem(i, j, a, n_nodes)
+    pattern = LaplacianPattern(i, j, n_nodes)  # every Hessian has these edges; only the flows change
+    structure = pattern.system(a)
     # b sums to zero on each component (the multipliers balance it); remove the rounding left over.
     b = size * structure.centre(b / size, size)
     A = _incidence(edges, n_nodes)
@@ -269,7 +270,7 @@ def _exp_potential_minimiser(
 
     def newton_step(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         # The Hessian is the Laplacian of the edges weighted by their flows.
-        return capped(centre(LaplacianSystem(i, j, a * np.exp(-(A @ x)), n_nodes).solve(-g)), i, j)
+        return capped(centre(pattern.system(a * np.exp(-(A @ x))).solve(-g)), i, j)
 
     start = centre(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
     return damped_newton(start, value, gradient, newton_step, centre)
