@@ -279,24 +279,29 @@ class LaplacianSystem:
             order = np.lexsort((-degree, self.labels))  # within each component, the heaviest node first
             unknown[order[np.r_[True, self.labels[order][1:] != self.labels[order][:-1]]]] = False
         self.unknown = np.flatnonzero(unknown)
-        position = np.full(n, -1)
-        position[self.unknown] = np.arange(len(self.unknown))
-        inside = unknown[i] & unknown[j]
-        rows = np.concatenate([np.arange(len(self.unknown)), position[i[inside]], position[j[inside]]])
-        cols = np.concatenate([np.arange(len(self.unknown)), position[j[inside]], position[i[inside]]])
-        values = np.concatenate([degree[self.unknown] + shift, -weight[inside], -weight[inside]])
         m = len(self.unknown)
+        inside = unknown[i] & unknown[j]
+        off_diagonal = -weight[inside]
+        values = np.concatenate([degree[self.unknown] + shift, off_diagonal, off_diagonal])
+
+        def coordinates() -> tuple[np.ndarray, np.ndarray]:
+            """Row and column of each entry of `values` (duplicates to be summed)."""
+            position = np.full(n, -1)
+            position[self.unknown] = np.arange(m)
+            diagonal, row, col = np.arange(m), position[i[inside]], position[j[inside]]
+            return np.concatenate([diagonal, row, col]), np.concatenate([diagonal, col, row])
+
         if iterative:
             if pattern is None:
-                matrix = _csr(*_canonical_slots(rows, cols, m), values, m)
+                matrix = _csr(*_canonical_slots(*coordinates(), m), values, m)
             else:  # the same coordinates at every call with this pattern and shift: their CSR layout is kept
-                matrix = _csr(*pattern.slots(shift > 0, rows, cols, m), values, m)
+                matrix = _csr(*pattern.slots(shift > 0, coordinates, m), values, m)
             solve = _conjugate_gradients(matrix, degree[self.unknown] + shift)
             # Singular: the part of rhs off the range (its mean on each component, rounding from the caller)
             # has no solution, and CG would chase it to CG_MAX_ITER; it is removed first.
             self._solve = solve if shift > 0 else lambda rhs: solve(self._consistent(rhs))
         else:
-            self._solve = _factorise(rows, cols, values, m, n >= SPARSE_FROM if sparse is None else sparse)
+            self._solve = _factorise(*coordinates(), values, m, n >= SPARSE_FROM if sparse is None else sparse)
 
     def _consistent(self, rhs: np.ndarray) -> np.ndarray:
         """`rhs` (on the unknown nodes) minus its mean on each component."""
@@ -340,12 +345,12 @@ class LaplacianPattern:
         return LaplacianSystem(self.i, self.j, weight, self.n, shift, sparse, pattern)
 
     def slots(
-        self, shifted: bool, rows: np.ndarray, cols: np.ndarray, m: int
+        self, shifted: bool, coordinates: Callable[[], tuple[np.ndarray, np.ndarray]], m: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`_canonical_slots(rows, cols, m)`, computed at the first call for this pattern with (`shifted`) or
+        """`_canonical_slots(*coordinates(), m)`, computed at the first call for this pattern with (`shifted`) or
         without a shift: with every edge kept, the coordinates depend only on the edges and on that."""
         if shifted not in self._slots:
-            self._slots[shifted] = _canonical_slots(rows, cols, m)
+            self._slots[shifted] = _canonical_slots(*coordinates(), m)
         return self._slots[shifted]
 
 

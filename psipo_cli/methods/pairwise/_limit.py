@@ -199,7 +199,10 @@ def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.nda
     alpha = np.linalg.lstsq(M, np.ones(As.shape[0]), rcond=None)[0]
     exact = (As / size).T @ alpha
     target = size * exact
-    residual = np.linalg.norm(As.T @ _nonneg_quadratic(As @ As.T, As @ target) - target)
+    if np.all(alpha >= 0):  # `target = As^T alpha` by construction: alpha itself is the non-negative multiplier
+        residual = 0.0
+    else:  # dependent constraints, and the minimum-norm alpha is not >= 0: is some other one?
+        residual = float(np.linalg.norm(As.T @ _nonneg_quadratic(As @ As.T, As @ target) - target))
     feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < 1e-9 * max(1.0, np.abs(target).max())
     return exact if feasible else v
 

@@ -511,7 +511,8 @@ def test_the_level_one_max_margin_qp_is_solved_once(monkeypatch: pytest.MonkeyPa
     `u_a - u_c >= 1`, `u_b - u_c >= 1`: `u = (2/3, 2/3, -1/3)`), so the limit needs the expansion between the
     tied components, whose first level is that same QP: one solve, not two (on a graph of 10^5 actions it is
     the costliest step). Both edges carry a positive multiplier, so the expansion ends at level 1 and the
-    tie splits evenly by symmetry."""
+    tie splits evenly by symmetry. The multipliers of that QP are unique and positive, so the check that the
+    polished solution is a KKT point needs no second non-negative least-squares solve: one in all."""
     import psipo_cli.methods.pairwise._limit as limit
     from psipo_cli.methods import get_method
     from psipo_cli.methods.linalg import comparison_graph
@@ -524,8 +525,16 @@ def test_the_level_one_max_margin_qp_is_solved_once(monkeypatch: pytest.MonkeyPa
         return original(size, edges)
 
     monkeypatch.setattr(limit, "_min_norm_margin", counted)
+    nnls_calls: list[int] = []
+    nnls = limit._nonneg_quadratic
+
+    def counted_nnls(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+        nnls_calls.append(len(b))
+        return nnls(M, b)
+
+    monkeypatch.setattr(limit, "_nonneg_quadratic", counted_nnls)
     W = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
     loss = get_method("dpo").loss
     out = limit.separated_limit(W, np.full(3, -np.log(3)), comparison_graph(W), loss)
-    assert calls == [2]
+    assert calls == [2] and nnls_calls == [2]
     np.testing.assert_allclose(out.policy(np.full(3, -np.log(3)), 1.0), [0.5, 0.5, 0.0], atol=1e-12)
