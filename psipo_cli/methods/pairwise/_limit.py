@@ -106,7 +106,7 @@ def _min_norm_margin(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
         return np.zeros(len(size))
     A = _incidence(edges, len(size))
     beta = _nonneg_quadratic(A @ (A / size).T, np.ones(len(edges)))
-    return _polish_active_set((A / size).T @ beta, A, size)
+    return _polish_active_set((A / size).T @ beta, A, size, beta)
 
 
 def _nonneg_quadratic(M: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -184,12 +184,15 @@ def _incidence(edges: np.ndarray, n_nodes: int) -> np.ndarray:
     return A
 
 
-def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.ndarray:
+def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """Solve the QP exactly on the active set found: `v = D^-1 A_s^T alpha`, `A_s v = 1`.
 
     `alpha` need not be unique (active constraints can be dependent), but `v` is; the KKT check asks for
-    some `alpha >= 0` (non-negative least squares, `_nonneg_quadratic` on the normal equations), not for
-    the minimum-norm one.
+    some `alpha >= 0` with `A_s^T alpha = D v`, not for the minimum-norm one. Two candidates need no solve:
+    the minimum-norm `alpha` when it is `>= 0` (it fits exactly by construction), and `beta`, the multipliers
+    `v = D^-1 A^T beta` of the first solve, on the active constraints (complementary slackness puts them
+    there). Only when neither fits does non-negative least squares (`_nonneg_quadratic` on the normal
+    equations, `O(k^3)`: most of the time on a large sparse graph) look for another.
     """
     active = (A @ v - 1.0) < 1e-6
     if not active.any():
@@ -199,11 +202,11 @@ def _polish_active_set(v: np.ndarray, A: np.ndarray, size: np.ndarray) -> np.nda
     alpha = np.linalg.lstsq(M, np.ones(As.shape[0]), rcond=None)[0]
     exact = (As / size).T @ alpha
     target = size * exact
-    if np.all(alpha >= 0):  # `target = As^T alpha` by construction: alpha itself is the non-negative multiplier
-        residual = 0.0
-    else:  # dependent constraints, and the minimum-norm alpha is not >= 0: is some other one?
+    threshold = 1e-9 * max(1.0, np.abs(target).max())
+    residual = 0.0 if np.all(alpha >= 0) else float(np.linalg.norm(As.T @ beta[active] - target))
+    if residual >= threshold:
         residual = float(np.linalg.norm(As.T @ _nonneg_quadratic(As @ As.T, As @ target) - target))
-    feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < 1e-9 * max(1.0, np.abs(target).max())
+    feasible = np.all(A @ exact >= 1.0 - 1e-10) and residual < threshold
     return exact if feasible else v
 
 
