@@ -306,7 +306,9 @@ class LaplacianSystem:
     def _consistent(self, rhs: np.ndarray) -> np.ndarray:
         """`rhs` (on the unknown nodes) minus its mean on each component."""
         labels = self.labels[self.unknown]
-        return rhs - (np.bincount(labels, weights=rhs) / np.bincount(labels))[labels]
+        sizes = np.bincount(labels)  # 0 for the components of nodes without edges (not unknowns, never read)
+        mean = np.divide(np.bincount(labels, weights=rhs), sizes, out=np.zeros(len(sizes)), where=sizes > 0)
+        return rhs - mean[labels]
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """A solution (`shift = 0`: `rhs` summing to 0 on each component; the direct solve's is 0 on the grounded

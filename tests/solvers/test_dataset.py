@@ -313,6 +313,29 @@ def test_a_laplacian_pattern_reused_across_weights_solves_each_system(
         np.testing.assert_allclose(lap_x, b, atol=1e-8)
 
 
+def test_conjugate_gradients_with_an_action_never_compared_warn_of_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An action without comparisons is its own component with no unknown: removing the per-component mean of
+    # the right-hand side must not divide 0 by 0 for it (a RuntimeWarning a user would see on every such
+    # large context). Node 0 alone (its component numbered first) and the path 1-2-...-99 with unit weights:
+    # x = 0 on node 0, and on the path the solution of the equations written out below.
+    import warnings
+
+    import psipo_cli.methods.linalg as linalg
+
+    monkeypatch.setattr(linalg, "ITERATIVE_FROM", 50)
+    n = 100
+    i, j = np.arange(1, 99), np.arange(2, 100)
+    system = linalg.LaplacianSystem(i, j, np.ones(98), n)
+    b = np.zeros(n)
+    b[1], b[99] = 1.0, -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = system.centre(system.solve(b))
+    # Unit flow from node 1 to node 99 along the path: x_k - x_{k+1} = 1, centred on the path.
+    np.testing.assert_allclose(x[1:], 49.0 - np.arange(99), atol=1e-7)
+    assert x[0] == 0.0
+
+
 def random_dataset(rng: np.random.Generator, m: int, n: int, k: int) -> PreferenceData:
     """`m` contexts of `n` actions with `k` random comparisons each, Bradley–Terry outcomes from
     N(0, 1) rewards, the same action names in every context (so that `to_problem` can read it), uniform
