@@ -12,16 +12,26 @@ Two cases, each printed with its baseline measured in this process:
   matrices: at 10^5 actions they would take 80 GB each).
 
 Run: ``PYTHONPATH=$PWD python benchmarks/dataset_bench.py [--case prompts|big|both] [--scale 1.0]``
-(`--scale` multiplies the sizes, for a quick check). BLAS runs on one thread (as psipo's sweep workers do):
-on a shared 2-core machine a multi-threaded LAPACK call on a 256 x 256 matrix took 0.5 s instead of 0.02 s.
+(`--scale` multiplies the sizes, for a quick check). Before/after: ``--against DIR`` (another checkout of
+psipo, e.g. ``git archive <commit> | tar -x -C /tmp/before``) times the ``big`` case's solves in fresh processes,
+alternately with that checkout's psipo and with this one (`--repeat` rounds, the fastest of each kept: the
+machine is shared), prints both with their ratio and checks that the policies agree.
+
+BLAS runs on one thread (as psipo's sweep workers do): on a shared 2-core machine a multi-threaded LAPACK call
+on a 256 x 256 matrix took 0.5 s instead of 0.02 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -99,20 +109,41 @@ def case_prompts(scale: float) -> None:
     print(f"  max |prob difference| {gap:.2e}; diverged fraction {diverged}")
 
 
+def big_specs() -> list[object]:
+    from psipo_cli.solvers.runs import method_spec
+
+    return [method_spec("dpo"), method_spec("ipo"), method_spec("rlhf", "rlhf-ridge", rm_l2=0.1)]
+
+
+def big_data(scale: float) -> object:
+    n, k = max(100, int(100_000 * scale)), max(1000, int(1_000_000 * scale))
+    return preference_data(np.random.default_rng(1), 1, n, k, shared_ids=False)
+
+
+def big_solves(data: object, report: bool) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each method of the ``big`` case on its own: seconds and policies per label."""
+    from psipo_cli.solvers.dataset import solve_dataset
+
+    seconds, policies = {}, {}
+    for spec in big_specs():
+        took, (sol,) = timed(lambda spec=spec: solve_dataset(data, [spec], TAUS))
+        seconds[spec.label], policies[spec.label] = took, sol.policy
+        if report:
+            print(f"big: {data.offsets[-1]} actions, {len(data.count)} distinct comparisons: "
+                  f"{spec.label:10s} {took:7.2f} s  status {sol.status[0, 0]}, "
+                  f"{int((sol.policy[0] == 0).sum())} actions at 0")
+    return seconds, policies
+
+
 def case_big(scale: float) -> None:
     from psipo_cli.problem.datasets.data import to_problem
     from psipo_cli.solvers.dataset import solve_dataset
     from psipo_cli.solvers.exact import solve_exact
-    from psipo_cli.solvers.runs import method_spec
 
-    specs = [method_spec("dpo"), method_spec("ipo"), method_spec("rlhf", "rlhf-ridge", rm_l2=0.1)]
-    n, k = max(100, int(100_000 * scale)), max(1000, int(1_000_000 * scale))
-    data = preference_data(np.random.default_rng(1), 1, n, k, shared_ids=False)
+    specs = big_specs()
+    data = big_data(scale)
     before = peak_mb()
-    for spec in specs:
-        took, (sol,) = timed(lambda spec=spec: solve_dataset(data, [spec], TAUS))
-        print(f"big: {n} actions, {len(data.count)} distinct comparisons: {spec.label:10s} {took:7.2f} s  "
-              f"status {sol.status[0, 0]}, {int((sol.policy[0] == 0).sum())} actions at 0")
+    big_solves(data, report=True)
     total, _ = timed(lambda: solve_dataset(data, specs, TAUS))
     print(f"  all three: {total:.2f} s (goal < 30 s); peak RSS {peak_mb():.0f} MB (before: {before:.0f} MB)")
     small = preference_data(np.random.default_rng(1), 1, 2000, 20_000, shared_ids=False)
@@ -123,11 +154,54 @@ def case_big(scale: float) -> None:
           f"(ratio {old / flat_s:.1f}x)")
 
 
+def big_worker(scale: float, out: Path) -> None:
+    """One timed round of the ``big`` case with whichever psipo `PYTHONPATH` selects: seconds to
+    ``out`` (JSON), policies next to it (``.npz``)."""
+    data = big_data(scale)
+    seconds, policies = big_solves(data, report=False)
+    out.write_text(json.dumps(seconds))
+    np.savez(out.with_suffix(".npz"), **policies)
+
+
+def against(before_root: Path, scale: float, repeat: int) -> None:
+    """The ``big`` case's solves with the psipo of `before_root` and with this checkout's, alternately, in
+    fresh processes; the fastest round of each, their ratio, and the largest difference between policies."""
+    here = Path(__file__).resolve().parent.parent
+    best: dict[str, dict[str, float]] = {"before": {}, "after": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeat):
+            for name, root in (("before", before_root.resolve()), ("after", here)):
+                out = Path(tmp) / f"{name}.json"
+                env = {**os.environ, "PYTHONPATH": str(root)}
+                subprocess.run([sys.executable, __file__, "--case", "big", "--scale", str(scale), "--worker",
+                                str(out)], env=env, check=True)
+                for label, took in json.loads(out.read_text()).items():
+                    best[name][label] = min(took, best[name].get(label, np.inf))
+        old, new = np.load(Path(tmp) / "before.npz"), np.load(Path(tmp) / "after.npz")
+        gap = max(float(np.max(np.abs(old[label] - new[label]))) for label in new.files)
+    print(f"big, before ({before_root}) / after (this checkout), fastest of {repeat} rounds each:")
+    for label in best["after"]:
+        b, a = best["before"][label], best["after"][label]
+        print(f"  {label:10s} before {b:7.2f} s   after {a:7.2f} s   ratio {b / a:5.2f}x")
+    b, a = sum(best["before"].values()), sum(best["after"].values())
+    print(f"  {'total':10s} before {b:7.2f} s   after {a:7.2f} s   ratio {b / a:5.2f}x (goal: after < 30 s)")
+    print(f"  max |prob difference| before vs after: {gap:.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", choices=("prompts", "big", "both"), default="both")
     parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--against", type=Path, help="another psipo checkout: before/after timings of `big`")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker is not None:
+        big_worker(args.scale, args.worker)
+        return
+    if args.against is not None:
+        against(args.against, args.scale, args.repeat)
+        return
     if args.case in ("prompts", "both"):
         case_prompts(args.scale)
     if args.case in ("big", "both"):

@@ -257,14 +257,21 @@ class LaplacianSystem:
     would make the condition number grow like the component's size. Stopping rule: the relative residual
     `||rhs - A x|| <= CG_RTOL ||rhs||` (or `CG_MAX_ITER` steps); `centre` then fixes the gauge, as for the
     direct solve.
+
+    `pattern` (passed by `LaplacianPattern.system`, with every weight positive) supplies the components and
+    the sparse layout computed once for these edges.
     """
 
     def __init__(
-        self, i: np.ndarray, j: np.ndarray, weight: np.ndarray, n: int, shift: float = 0.0, sparse: bool | None = None
+        self, i: np.ndarray, j: np.ndarray, weight: np.ndarray, n: int, shift: float = 0.0, sparse: bool | None = None,
+        pattern: LaplacianPattern | None = None,
     ) -> None:
-        keep = weight > 0
-        i, j, weight = i[keep], j[keep], weight[keep]
-        self.labels = edge_components(i, j, n)
+        if pattern is None:
+            keep = weight > 0
+            i, j, weight = i[keep], j[keep], weight[keep]
+            self.labels = edge_components(i, j, n)
+        else:  # every weight positive (`LaplacianPattern.system`): nothing dropped, the pattern's components
+            self.labels = pattern.labels
         degree = np.bincount(i, weights=weight, minlength=n) + np.bincount(j, weights=weight, minlength=n)
         unknown = np.ones(n, dtype=bool) if shift > 0 else degree > 0
         iterative = len(i) > 0 and int(np.bincount(self.labels).max()) >= ITERATIVE_FROM
@@ -272,25 +279,36 @@ class LaplacianSystem:
             order = np.lexsort((-degree, self.labels))  # within each component, the heaviest node first
             unknown[order[np.r_[True, self.labels[order][1:] != self.labels[order][:-1]]]] = False
         self.unknown = np.flatnonzero(unknown)
-        position = np.full(n, -1)
-        position[self.unknown] = np.arange(len(self.unknown))
-        inside = unknown[i] & unknown[j]
-        rows = np.concatenate([np.arange(len(self.unknown)), position[i[inside]], position[j[inside]]])
-        cols = np.concatenate([np.arange(len(self.unknown)), position[j[inside]], position[i[inside]]])
-        values = np.concatenate([degree[self.unknown] + shift, -weight[inside], -weight[inside]])
         m = len(self.unknown)
+        inside = unknown[i] & unknown[j]
+        off_diagonal = -weight[inside]
+        values = np.concatenate([degree[self.unknown] + shift, off_diagonal, off_diagonal])
+
+        def coordinates() -> tuple[np.ndarray, np.ndarray]:
+            """Row and column of each entry of `values` (duplicates to be summed)."""
+            position = np.full(n, -1)
+            position[self.unknown] = np.arange(m)
+            diagonal, row, col = np.arange(m), position[i[inside]], position[j[inside]]
+            return np.concatenate([diagonal, row, col]), np.concatenate([diagonal, col, row])
+
         if iterative:
-            solve = _conjugate_gradients(rows, cols, values, m, degree[self.unknown] + shift)
+            if pattern is None:
+                matrix = _csr(*_canonical_slots(*coordinates(), m), values, m)
+            else:  # the same coordinates at every call with this pattern and shift: their CSR layout is kept
+                matrix = _csr(*pattern.slots(shift > 0, coordinates, m), values, m)
+            solve = _conjugate_gradients(matrix, degree[self.unknown] + shift)
             # Singular: the part of rhs off the range (its mean on each component, rounding from the caller)
             # has no solution, and CG would chase it to CG_MAX_ITER; it is removed first.
             self._solve = solve if shift > 0 else lambda rhs: solve(self._consistent(rhs))
         else:
-            self._solve = _factorise(rows, cols, values, m, n >= SPARSE_FROM if sparse is None else sparse)
+            self._solve = _factorise(*coordinates(), values, m, n >= SPARSE_FROM if sparse is None else sparse)
 
     def _consistent(self, rhs: np.ndarray) -> np.ndarray:
         """`rhs` (on the unknown nodes) minus its mean on each component."""
         labels = self.labels[self.unknown]
-        return rhs - (np.bincount(labels, weights=rhs) / np.bincount(labels))[labels]
+        sizes = np.bincount(labels)  # 0 for the components of nodes without edges (not unknowns, never read)
+        mean = np.divide(np.bincount(labels, weights=rhs), sizes, out=np.zeros(len(sizes)), where=sizes > 0)
+        return rhs - mean[labels]
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """A solution (`shift = 0`: `rhs` summing to 0 on each component; the direct solve's is 0 on the grounded
@@ -305,6 +323,37 @@ class LaplacianSystem:
         weights = np.ones(len(x)) if weights is None else weights
         mean = np.bincount(self.labels, weights=weights * x) / np.bincount(self.labels, weights=weights)
         return x - mean[self.labels]
+
+
+class LaplacianPattern:
+    """The edges `(i, j)` of a sequence of `LaplacianSystem`s that differ only in their weights: the Newton steps
+    of one fit, whose Hessians are Laplacians of the same comparisons with new curvatures at every step.
+
+    What depends on the edges alone is computed once: their connected components (while every weight is
+    positive no edge is dropped, so they are those of the system) and, for conjugate gradients, the layout of
+    the sparse matrix. `system(weight)` is then `LaplacianSystem(i, j, weight, n, shift)` — the same matrix and
+    solution — without rebuilding them (at 10^6 comparisons, most of a Newton step's cost).
+    """
+
+    def __init__(self, i: np.ndarray, j: np.ndarray, n: int) -> None:
+        self.i, self.j, self.n = i, j, n
+        self.labels = edge_components(i, j, n)
+        self._slots: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def system(self, weight: np.ndarray, shift: float = 0.0, sparse: bool | None = None) -> LaplacianSystem:
+        """`LaplacianSystem(i, j, weight, n, shift, sparse)`, reusing the pattern's structure when every weight is
+        positive (otherwise some edges drop out and the system is built from scratch)."""
+        pattern = self if bool(np.all(weight > 0)) else None
+        return LaplacianSystem(self.i, self.j, weight, self.n, shift, sparse, pattern)
+
+    def slots(
+        self, shifted: bool, coordinates: Callable[[], tuple[np.ndarray, np.ndarray]], m: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_canonical_slots(*coordinates(), m)`, computed at the first call for this pattern with (`shifted`) or
+        without a shift: with every edge kept, the coordinates depend only on the edges and on that."""
+        if shifted not in self._slots:
+            self._slots[shifted] = _canonical_slots(*coordinates(), m)
+        return self._slots[shifted]
 
 
 def _factorise(
@@ -323,15 +372,32 @@ def _factorise(
     return splu(csc_matrix((values, (rows, cols)), shape=(m, m))).solve
 
 
-def _conjugate_gradients(
-    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, m: int, diagonal: np.ndarray
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A solver for the symmetric positive semi-definite `m x m` matrix given as coordinates, by conjugate
-    gradients preconditioned with its `diagonal` (stopping rule: `LaplacianSystem`)."""
-    from scipy.sparse import csr_matrix, diags
+def _canonical_slots(rows: np.ndarray, cols: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR layout of an `m x m` matrix given as coordinates (duplicates summed): `slot` (the stored entry of
+    each coordinate), `indices` and `indptr` — rows in order, columns sorted within each row, as scipy's
+    canonical format has them."""
+    keys, slot = np.unique(rows.astype(np.int64) * m + cols, return_inverse=True)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // m, minlength=m))])
+    return slot, keys % m, indptr
+
+
+def _csr(slot: np.ndarray, indices: np.ndarray, indptr: np.ndarray, values: np.ndarray, m: int) -> object:
+    """The `m x m` CSR matrix with `values[e]` added into stored entry `slot[e]` (`_canonical_slots`). Each
+    entry sums the Laplacian's two off-diagonal terms of a compared pair at most (comparisons are distinct),
+    and a sum of two floats does not depend on their order: the matrix is scipy's from the coordinates, to
+    the bit."""
+    from scipy.sparse import csr_matrix
+
+    data = np.bincount(slot, weights=values, minlength=len(indices))
+    return csr_matrix((data, indices, indptr), shape=(m, m))
+
+
+def _conjugate_gradients(A: object, diagonal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A solver for the symmetric positive semi-definite sparse matrix `A`, by conjugate gradients
+    preconditioned with its `diagonal` (stopping rule: `LaplacianSystem`)."""
+    from scipy.sparse import diags
     from scipy.sparse.linalg import cg
 
-    A = csr_matrix((values, (rows, cols)), shape=(m, m))
     M = diags(1.0 / diagonal)
 
     def solve(rhs: np.ndarray) -> np.ndarray:

@@ -279,6 +279,63 @@ def test_conjugate_gradients_solve_the_laplacian_system_of_a_large_context(monke
         np.testing.assert_allclose(lap_y, b, atol=1e-9)
 
 
+@pytest.mark.parametrize("iterative_from", [pytest.param(1000, id="direct"), pytest.param(50, id="cg")])
+def test_a_laplacian_pattern_reused_across_weights_solves_each_system(
+    iterative_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Newton steps change only the weights of the same edges: `LaplacianPattern.system` keeps the components
+    # and the sparse layout and must solve each new system as `LaplacianSystem` does (to the bit: the same
+    # matrix), including one with a zero weight (that edge drops out: built from scratch) and both directions
+    # of a pair compared (two terms summed into one matrix entry). Each answer is checked on the equations
+    # written out, (Lap + shift I) x = b.
+    import psipo_cli.methods.linalg as linalg
+
+    monkeypatch.setattr(linalg, "ITERATIVE_FROM", iterative_from)
+    rng = np.random.default_rng(8)
+    n, k = 400, 3000
+    i, j = rng.integers(0, n, k), rng.integers(0, n, k)
+    keep = i != j
+    i, j = i[keep], j[keep]
+    _, first = np.unique(i * n + j, return_index=True)  # distinct comparisons, as `Pairs` holds them
+    i, j = np.r_[i[first], j[first][:5]], np.r_[j[first], i[first][:5]]  # five pairs compared both ways
+    pattern = linalg.LaplacianPattern(i, j, n)
+    for trial, shift in enumerate((0.0, 0.1, 0.0, 0.1)):
+        weight = rng.uniform(0.5, 3.0, len(i))
+        if trial >= 2:
+            weight[:3] = 0.0
+        reused, fresh = pattern.system(weight, shift=shift), linalg.LaplacianSystem(i, j, weight, n, shift=shift)
+        b = rng.normal(size=n) if shift > 0 else fresh.centre(rng.normal(size=n))
+        x = reused.solve(b)
+        assert np.array_equal(x, fresh.solve(b)) and np.array_equal(reused.labels, fresh.labels)
+        lap_x = shift * x
+        np.add.at(lap_x, i, weight * (x[i] - x[j]))
+        np.add.at(lap_x, j, weight * (x[j] - x[i]))
+        np.testing.assert_allclose(lap_x, b, atol=1e-8)
+
+
+def test_conjugate_gradients_with_an_action_never_compared_warn_of_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An action without comparisons is its own component with no unknown: removing the per-component mean of
+    # the right-hand side must not divide 0 by 0 for it (a RuntimeWarning a user would see on every such
+    # large context). Node 0 alone (its component numbered first) and the path 1-2-...-99 with unit weights:
+    # x = 0 on node 0, and on the path the solution of the equations written out below.
+    import warnings
+
+    import psipo_cli.methods.linalg as linalg
+
+    monkeypatch.setattr(linalg, "ITERATIVE_FROM", 50)
+    n = 100
+    i, j = np.arange(1, 99), np.arange(2, 100)
+    system = linalg.LaplacianSystem(i, j, np.ones(98), n)
+    b = np.zeros(n)
+    b[1], b[99] = 1.0, -1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = system.centre(system.solve(b))
+    # Unit flow from node 1 to node 99 along the path: x_k - x_{k+1} = 1, centred on the path.
+    np.testing.assert_allclose(x[1:], 49.0 - np.arange(99), atol=1e-7)
+    assert x[0] == 0.0
+
+
 def random_dataset(rng: np.random.Generator, m: int, n: int, k: int) -> PreferenceData:
     """`m` contexts of `n` actions with `k` random comparisons each, Bradley–Terry outcomes from
     N(0, 1) rewards, the same action names in every context (so that `to_problem` can read it), uniform

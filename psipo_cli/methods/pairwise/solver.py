@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from psipo_cli.methods.linalg import (
-    LaplacianSystem,
+    LaplacianPattern,
     Pairs,
     as_pairs,
     capped,
@@ -73,9 +73,10 @@ def implied_reward(W: np.ndarray | Pairs, loss: PairLoss, l2: float = 0.0) -> np
     n, w, l_, c = pairs.n, pairs.winner, pairs.loser, pairs.count
     scale = c / pairs.totals[pairs.segment]
     several = pairs.n_segments > 1
+    pattern = LaplacianPattern(w, l_, n)  # every Hessian has these edges; only the curvatures change
 
     def newton_step(z: np.ndarray, g: np.ndarray) -> np.ndarray:
-        system = LaplacianSystem(w, l_, scale * loss.margin_curv(z[w] - z[l_]), n, shift=l2)
+        system = pattern.system(scale * loss.margin_curv(z[w] - z[l_]), shift=l2)
         step = system.solve(-g)
         return capped(step if l2 > 0 else system.centre(step), w, l_, pairs if several else None)
 

@@ -459,12 +459,20 @@ def test_random_ties_against_the_ridge_path() -> None:
     assert checked >= 30 and ties >= 15 and trends >= 1, (checked, ties, trends)
 
 
-def test_nonneg_quadratic_matches_scipy_nnls_on_the_normal_equations() -> None:
+@pytest.mark.parametrize("compiled_from", [pytest.param(100, id="numpy-loop"), pytest.param(0, id="compiled")])
+def test_nonneg_quadratic_matches_scipy_nnls_on_the_normal_equations(
+    compiled_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`_nonneg_quadratic(C^T C, C^T d)` is `argmin_{x >= 0} ||C x - d||`, which scipy's NNLS solves
-    independently; dependent columns (as dependent margin constraints give) included."""
+    independently; dependent columns (as dependent margin constraints give) included. Both routes: the
+    numpy loop and (every size handed to it) the compiled NNLS on the Cholesky factor of the normal
+    equations."""
     from scipy.optimize import nnls
 
+    import psipo_cli.methods.pairwise._limit as limit
     from psipo_cli.methods.pairwise._limit import _nonneg_quadratic
+
+    monkeypatch.setattr(limit, "COMPILED_NNLS_FROM", compiled_from)
 
     rng = np.random.default_rng(3)
     for trial in range(60):
@@ -496,3 +504,37 @@ def test_max_margin_needs_no_scipy_optimize() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert [float(x) for x in out[:3]] == pytest.approx([1.0, 0.0, -1.0], abs=1e-12)
     assert out[3] == "False"
+
+
+def test_the_level_one_max_margin_qp_is_solved_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """a > c and b > c once each: the max-margin direction ties a and b (minimise `u_a^2 + u_b^2 + u_c^2` with
+    `u_a - u_c >= 1`, `u_b - u_c >= 1`: `u = (2/3, 2/3, -1/3)`), so the limit needs the expansion between the
+    tied components, whose first level is that same QP: one solve, not two (on a graph of 10^5 actions it is
+    the costliest step). Both edges carry a positive multiplier, so the expansion ends at level 1 and the
+    tie splits evenly by symmetry. The multipliers of that QP are unique and positive, so the check that the
+    polished solution is a KKT point needs no second non-negative least-squares solve: one in all."""
+    import psipo_cli.methods.pairwise._limit as limit
+    from psipo_cli.methods import get_method
+    from psipo_cli.methods.linalg import comparison_graph
+
+    calls: list[int] = []
+    original = limit._min_norm_margin
+
+    def counted(size: np.ndarray, edges: np.ndarray) -> np.ndarray:
+        calls.append(len(edges))
+        return original(size, edges)
+
+    monkeypatch.setattr(limit, "_min_norm_margin", counted)
+    nnls_calls: list[int] = []
+    nnls = limit._nonneg_quadratic
+
+    def counted_nnls(M: np.ndarray, b: np.ndarray) -> np.ndarray:
+        nnls_calls.append(len(b))
+        return nnls(M, b)
+
+    monkeypatch.setattr(limit, "_nonneg_quadratic", counted_nnls)
+    W = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    loss = get_method("dpo").loss
+    out = limit.separated_limit(W, np.full(3, -np.log(3)), comparison_graph(W), loss)
+    assert calls == [2] and nnls_calls == [2]
+    np.testing.assert_allclose(out.policy(np.full(3, -np.log(3)), 1.0), [0.5, 0.5, 0.0], atol=1e-12)
