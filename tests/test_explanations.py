@@ -101,7 +101,10 @@ def test_ridge_determines_the_unseen_reward() -> None:
 def test_actions_in_no_comparison_are_named_on_data() -> None:
     """d and e are never compared (pi_ref > 0): named, with no population twin."""
     problem = named_problem("abcde", [("a", "b", 2), ("b", "a", 1), ("b", "c", 1), ("c", "b", 1), ("a", "c", 1)])
-    for method in [name for name, m in METHODS.items() if m.family.on_comparisons]:
+    # Losses of the compared differences (and RLHF's reward model) do not see d and e at all; losses of single
+    # actions and the reference-free ones do, through the normalisation (tests/methods/single_action).
+    of_differences = ("pairwise", "pairwise-link", "reward-model")
+    for method in [name for name, m in METHODS.items() if m.family.name in of_differences]:
         (run,) = exact_runs(problem, method, [1.0])
         assert "d, e in no comparison: the objective does not see them" in run.detail, method
         assert "differs there" not in run.detail
@@ -264,3 +267,11 @@ def test_no_closed_form_without_its_preconditions() -> None:
     assert "closed form" not in ipo_run.detail
     (dpo_run,) = exact_runs(named_problem("abc", [("a", "b", 1), ("b", "c", 1), ("c", "a", 1)]), "dpo", [1.0])
     assert dpo_run.status == "optimal" and "closed form" not in dpo_run.detail
+
+
+def test_single_action_losses_name_the_actions_in_no_comparison() -> None:
+    """NCA sees d and e only through the normalisation: named (not by index), with what they do."""
+    problem = named_problem("abcde", [("a", "b", 2), ("b", "a", 1), ("b", "c", 1), ("c", "b", 1), ("a", "c", 1)])
+    (run,) = exact_runs(problem, "nca", [1.0])
+    assert "d, e in no comparison: the objective does not see them directly; they take the mass" in run.detail
+    assert "indices" not in run.detail

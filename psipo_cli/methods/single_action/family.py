@@ -102,20 +102,35 @@ class SingleActionFamily(ActionLanes):
         return solutions
 
 
+def _literal(text: str) -> str:
+    """`text` as a literal part of a `str.format` template (the detail's `{0}` groups are filled by `describe`)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def _solution(
     answer: SimplexAnswer, support: np.ndarray, pi_ref: np.ndarray, W: np.ndarray, loss: ComparisonLoss,
     tau: float, z0: float, note: str,
 ) -> Solution:
     policy = np.zeros(len(pi_ref))
     policy[support] = answer.masses
-    zero = int(np.sum(answer.masses == 0.0))
-    parts = [answer.detail, note]
-    offsets = None
-    if zero:
+    # The detail names actions through `Solution.named` ({0}, {1}: `describe` has the names, not this solver).
+    parts, named = [_literal(answer.detail), _literal(note)], []
+    a, b = action_weights(W)
+    unseen = np.flatnonzero(support & (a + b == 0))
+    if len(unseen):
         parts.append(
-            f"{zero} action(s) at probability exactly 0: an optimum on the boundary of the simplex (in the "
+            f"{{{len(named)}}} in no comparison: the objective does not see them directly; they take the mass the "
+            "other actions leave (the normalisation binds)"
+        )
+        named.append(tuple(int(i) for i in unseen))
+    zero = np.flatnonzero(support & (policy == 0.0))
+    offsets = None
+    if len(zero):
+        parts.append(
+            f"{{{len(named)}}} at probability exactly 0: an optimum on the boundary of the simplex (in the "
             "softmax parametrisation a limit, delta -> -inf)"
         )
+        named.append(tuple(int(i) for i in zero))
     else:
         offsets = np.zeros(len(pi_ref))
         offsets[support] = np.log(answer.masses) - np.log(pi_ref[support])
@@ -124,8 +139,11 @@ def _solution(
         u[support & (policy == 0)] = -np.inf
     assert loss.terms is not None
     value = terms_value(u, W, loss.terms, tau, z0, support.astype(float))
-    return Solution(policy=policy, status=answer.status, loss=value, offsets=offsets,
-                    detail="; ".join(p for p in parts if p))
+    detail = "; ".join(p for p in parts if p)
+    if not named:
+        detail = detail.format()  # no groups: the template is the text itself
+    return Solution(policy=policy, status=answer.status, loss=value, offsets=offsets, detail=detail,
+                    named=tuple(named))
 
 
 def _fixed_point(separable: Separable) -> tuple[SimplexAnswer, float, str]:

@@ -135,9 +135,9 @@ def solve_simplex(problem: Separable) -> SimplexAnswer:
         m[jumping] = 0.0
         m[jumping] = (1.0 - m.sum()) * c[jumping] / c[jumping].sum()
         detail = (
-            f"a set of minimisers: the loss does not depend on the masses of {len(jumping)} action(s) (indices "
-            f"{jumping.tolist()}), which share the remaining mass {float(m[jumping].sum()):.6g} in any split; the "
-            "one reported splits it in proportion to pi_ref"
+            f"a set of minimisers: the loss does not depend on the masses of {len(jumping)} action(s), which share "
+            f"the remaining mass {float(m[jumping].sum()):.6g} in any split; the one reported splits it in proportion "
+            "to pi_ref"
         )
         return SimplexAnswer(m, SET, problem.value(m), detail, float(hi))
     return _local_search(problem, m_lo, m_hi, float(hi))
