@@ -125,7 +125,7 @@ def execute(
     finally:
         if painter is not None:
             painter.close()
-    _print(frames, run_dir, fmt, header, problem, table)
+    _print(frames, run_dir, fmt, header, table, lambda tables: tables.print_summary(frames, problem))
 
 
 #: A per-prompt table of a dataset run (`policy`, `metrics`, `rewards`, `actions`, `contexts`) with more rows
@@ -179,16 +179,8 @@ def execute_dataset(
     run_dir = _save_dataset(config, source, frames, out) if save else None
     if run_dir is not None and not quiet:
         print(f"wrote {run_dir}", file=sys.stderr)
-    from psipo_cli.outputs import tables
-
-    if fmt == "path":
-        print(run_dir)
-    elif fmt == "json":
-        sys.stdout.write(tables.json_document(frames, run_dir))
-    elif fmt == "csv":
-        sys.stdout.write(tables.table_csv(frames, table, header=header))
-    else:
-        sys.stdout.write(tables.dataset_summary_text(frames.summary, source.data))
+    _print(frames, run_dir, fmt, header, table,
+           lambda tables: sys.stdout.write(tables.dataset_summary_text(frames.summary, source.data)))
 
 
 def _save_dataset(config: RunConfig, source: Any, frames: Any, out: Path) -> Path:
@@ -264,7 +256,11 @@ def _save(
     return rd.final_path
 
 
-def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: Any, table: str = "policy") -> None:
+def _print(
+    frames: Any, run_dir: Path | None, fmt: str, header: bool, table: str, summary: Callable[[Any], Any]
+) -> None:
+    """What stdout gets: the run directory, the JSON document, one table as CSV, or the terminal table
+    (`summary(tables)`, the problem's or the dataset's)."""
     from psipo_cli.outputs import tables
 
     if fmt == "path":
@@ -276,7 +272,7 @@ def _print(frames: Any, run_dir: Path | None, fmt: str, header: bool, problem: A
     elif fmt == "csv":
         sys.stdout.write(tables.table_csv(frames, table, header=header))
     else:
-        tables.print_summary(frames, problem)
+        summary(tables)
 
 
 class _progress:
