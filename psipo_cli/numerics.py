@@ -24,3 +24,17 @@ def segment_logsumexp(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     top = np.maximum.reduceat(x, starts)
     sizes = np.diff(offsets)
     return top + np.log(np.add.reduceat(np.exp(x - np.repeat(top, sizes)), starts))
+
+
+def grouped_logsumexp(x: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """``log sum_{i: group_i = g} exp x_i`` for every `g < n_groups` (`-inf` for a group with no entry), by
+    `segment_logsumexp` over the entries sorted by group."""
+    out = np.full(n_groups, -np.inf)
+    if len(x) == 0:
+        return out
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group, minlength=n_groups)
+    present = counts > 0
+    offsets = np.concatenate([[0], np.cumsum(counts[present])])
+    out[present] = segment_logsumexp(np.asarray(x, float)[order], offsets)
+    return out

@@ -32,6 +32,7 @@ from psipo_cli.methods.linalg import (
 )
 from psipo_cli.methods.pairwise.solver import implied_reward
 from psipo_cli.methods.solution import DIVERGED, Solution
+from psipo_cli.numerics import grouped_logsumexp
 
 if TYPE_CHECKING:
     from psipo_cli.methods.spec import PairLoss
@@ -58,10 +59,11 @@ def scc_quotient(
         Number of actions in each node.
     edges : int (E, 2)
         Node pairs `(K, J)` joined by at least one separating comparison `w -> l`, `w in K`, `l in J`.
-    strength : float (E,)
-        `a_KJ = sum_{w in K, l in J} W[w, l] exp(-(m_w - m_l)) / sum W`: once every offset inside a component
-        is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
-        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss.
+    log_strength : float (E,)
+        `log a_KJ`, `a_KJ = sum_{w in K, l in J} W[w, l] exp(-(m_w - m_l)) / sum W`: once every offset inside a
+        component is `m` plus a common shift, comparison `w -> l` contributes `W[w, l] sigma(-(r_w - r_l)) / sum W`
+        `≈ a_KJ exp(-(shift_K - shift_J))` to the gradient of the mean loss. Kept as logarithms: with offsets
+        `m` in the hundreds (rewards of that size), `a_KJ` itself under- or overflows a double.
     """
     pairs = as_pairs(W)
     _, node = np.unique(graph.strong, return_inverse=True)
@@ -71,9 +73,9 @@ def scc_quotient(
     w, l_, c = pairs.winner[crossing], pairs.loser[crossing], pairs.count[crossing]
     pair = node[w] * len(size) + node[l_]
     keys, where = np.unique(pair, return_inverse=True)
-    strength = np.bincount(where, weights=c * np.exp(-(m[w] - m[l_])) / pairs.count.sum())
+    log_strength = grouped_logsumexp(np.log(c) - (m[w] - m[l_]), where, len(keys)) - np.log(pairs.count.sum())
     edges = np.column_stack([keys // len(size), keys % len(size)]).astype(int)
-    return node, size, edges, strength
+    return node, size, edges, log_strength
 
 
 def max_margin_direction(W: np.ndarray | Pairs, graph: ComparisonGraph) -> np.ndarray:
@@ -239,9 +241,10 @@ def _dual_support(A_tight: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _exp_potential_minimiser(
-    size: np.ndarray, b: np.ndarray, edges: np.ndarray, a: np.ndarray, alpha: np.ndarray
+    size: np.ndarray, b: np.ndarray, edges: np.ndarray, log_a: np.ndarray, alpha: np.ndarray
 ) -> np.ndarray:
-    """`argmin_phi G(phi) = sum_e a_e exp(-(phi_K - phi_J)) + b . phi`, with `sum size phi = 0` per component.
+    """`argmin_phi G(phi) = sum_e a_e exp(-(phi_K - phi_J)) + b . phi`, with `sum size phi = 0` per component
+    (`a = exp(log_a)`, never formed: the strengths can span more decades than a double holds).
 
     The finite part of the offsets: at the minimiser the edge flows `a_e exp(-(phi_K - phi_J))`
     are the max-margin multipliers (`A^T flows = b = size u`). It exists when every edge carries a positive
@@ -258,32 +261,32 @@ def _exp_potential_minimiser(
         return np.zeros(n_nodes)
     i, j = edges.T
     pattern = LaplacianPattern(i, j, n_nodes)  # every Hessian has these edges; only the flows change
-    structure = pattern.system(a)
+    structure = pattern.system(np.ones(len(edges)))  # its components and centring need only the pattern
     # b sums to zero on each component (the multipliers balance it); remove the rounding left over.
     b = size * structure.centre(b / size, size)
     A = _incidence(edges, n_nodes)
 
     def value(x: np.ndarray) -> float:
         with np.errstate(over="ignore"):  # an overflowing trial point is rejected by the line search
-            return float(np.sum(a * np.exp(-(A @ x))) + b @ x)
+            return float(np.sum(np.exp(log_a - A @ x)) + b @ x)
 
     def gradient(x: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
-            return b - A.T @ (a * np.exp(-(A @ x)))
+            return b - A.T @ np.exp(log_a - A @ x)
 
     def centre(x: np.ndarray) -> np.ndarray:
         return structure.centre(x, size)
 
     def newton_step(x: np.ndarray, g: np.ndarray) -> np.ndarray:
         # The Hessian is the Laplacian of the edges weighted by their flows.
-        return capped(centre(pattern.system(a * np.exp(-(A @ x))).solve(-g)), i, j)
+        return capped(centre(pattern.system(np.exp(log_a - A @ x)).solve(-g)), i, j)
 
-    start = centre(np.linalg.lstsq(A, np.log(a / alpha), rcond=None)[0])
+    start = centre(np.linalg.lstsq(A, log_a - np.log(alpha), rcond=None)[0])
     return damped_newton(start, value, gradient, newton_step, centre)
 
 
 def limit_expansion(
-    size: np.ndarray, edges: np.ndarray, strength: np.ndarray, first: np.ndarray | None = None
+    size: np.ndarray, edges: np.ndarray, log_strength: np.ndarray, first: np.ndarray | None = None
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Asymptotic expansion of the ridge path on the condensation, level by level.
 
@@ -309,7 +312,7 @@ def limit_expansion(
 
     Parameters
     ----------
-    size, edges, strength : the condensation, as returned by `scc_quotient`.
+    size, edges, log_strength : the condensation, as returned by `scc_quotient`.
     first : (M,) the level-1 direction `_min_norm_margin(size, edges)` when the caller has it already (the
         QP is the costliest step on large graphs), else None.
 
@@ -335,7 +338,7 @@ def limit_expansion(
         tight = (u[edges[:, 0]] - u[edges[:, 1]]) < 1.0 + TIE_TOL
         plus, alpha = np.zeros(len(edges), dtype=bool), np.zeros(len(edges))
         plus[tight], alpha[tight] = _dual_support(_incidence(edges[tight], len(size)), size * u)
-        level_phi = _exp_potential_minimiser(size, size * u, edges[plus], strength[plus], alpha[plus])
+        level_phi = _exp_potential_minimiser(size, size * u, edges[plus], log_strength[plus], alpha[plus])
         phi += level_phi[group]
         comp = edge_components(edges[plus, 0], edges[plus, 1], len(size))
         degenerate = tight & ~plus
@@ -344,11 +347,11 @@ def limit_expansion(
         # One level down: the E+ components are the nodes, the degenerate edges the only edges left (edges
         # with margin > 1 carry flows smaller by a power of l2, negligible at every logarithmic order).
         i, j = edges[degenerate].T
-        level_strength = strength[degenerate] * np.exp(-(level_phi[i] - level_phi[j]))
+        level_strength = log_strength[degenerate] - (level_phi[i] - level_phi[j])
         between = comp[i] != comp[j]  # always true in exact arithmetic (an E0 edge inside would be in E+)
         n_nodes = comp.max() + 1
         keys, where = np.unique(comp[i][between] * n_nodes + comp[j][between], return_inverse=True)
-        strength = np.bincount(where, weights=level_strength[between])
+        log_strength = grouped_logsumexp(level_strength[between], where, len(keys))
         edges = np.column_stack([keys // n_nodes, keys % n_nodes]).astype(int)
         size = np.bincount(comp, weights=size)
         group = comp[group]
@@ -487,8 +490,8 @@ def _tie_split(
     offsets : (n,) their finite offsets `phi + m` (the policy is `∝ pi_ref exp(offsets / tau)` on winners).
     note : the status detail.
     """
-    node, size, edges, strength = scc_quotient(W, graph, r_internal)
-    directions, phi, final = limit_expansion(size, edges, strength, _node_values(node, u))
+    node, size, edges, log_strength = scc_quotient(W, graph, r_internal)
+    directions, phi, final = limit_expansion(size, edges, log_strength, _node_values(node, u))
     candidates = np.unique(node[top])
     n_tied = len(candidates)
     broken_at = None

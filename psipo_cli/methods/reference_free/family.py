@@ -20,7 +20,7 @@ from psipo_cli.methods.actions import ComparisonLoss, offsets_gradient, offsets_
 from psipo_cli.methods.single_action.family import ActionLanes
 from psipo_cli.methods.solution import Solution
 from psipo_cli.methods.spec import Exact, Method
-from psipo_cli.schema import LOCAL, OPTIMAL
+from psipo_cli.schema import LOCAL, OPTIMAL, SET
 
 GTOL = 1e-13  # L-BFGS's projected-gradient tolerance in the logits
 POLISH_STEPS = 8  # Newton steps after L-BFGS (each must shrink the gradient)
@@ -58,6 +58,12 @@ class ReferenceFreeFamily(ActionLanes):
         if dropped:
             notes.append(f"comparisons won by {dropped} action(s) outside supp pi_ref are left out (their loss "
                          "is infinite whatever the policy)")
+        if not winners.any():  # every comparison left out: the loss left is the same for every policy
+            detail = "; ".join([
+                "no comparison is won by an action in supp pi_ref, so every comparison is left out and the loss "
+                "(0, a sum over none) is the same for every policy: reported is pi_ref (a gradient run has nothing "
+                "to fit and is refused)", *notes])
+            return [Solution(policy=pi_ref.copy(), status=SET, loss=0.0, detail=detail) for _ in taus]
         losers = int(np.count_nonzero((pi_ref > 0) & ~winners))
         if losers:
             notes.append(f"{losers} action(s) that never win at probability exactly 0 (an optimum on the boundary "

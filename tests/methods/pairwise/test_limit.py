@@ -538,3 +538,46 @@ def test_the_level_one_max_margin_qp_is_solved_once(monkeypatch: pytest.MonkeyPa
     out = limit.separated_limit(W, np.full(3, -np.log(3)), comparison_graph(W), loss)
     assert calls == [2] and nnls_calls == [2]
     np.testing.assert_allclose(out.policy(np.full(3, -np.log(3)), 1.0), [0.5, 0.5, 0.0], atol=1e-12)
+
+
+def test_condensation_strengths_are_logarithms_that_do_not_underflow() -> None:
+    """`scc_quotient` returns `log a_KJ`, `a_KJ = sum W[w, l] exp(-(m_w - m_l)) / sum W` over the separating
+    comparisons `K -> J` (docs/maths.md §2.2). Here {0, 3} is one component (0 beats 3 once, 3 beats 0
+    1e-300 times) with internal offsets m_0 = 400, m_3 = -400, and 0 beats 1 1e-300 times: by hand
+    log a = log(1e-300) - (400 - 0) - log(sum W) = -690.78 - 400 - log(2 + 2e-300) ≈ -1091.47, so `a` itself
+    is below the smallest double (about e^-745) and a product `W exp(-(m_w - m_l))` would be 0."""
+    from psipo_cli.methods.linalg import comparison_graph
+    from psipo_cli.methods.pairwise._limit import scc_quotient
+
+    W = np.zeros((4, 4))
+    W[0, 3], W[3, 0], W[0, 1], W[2, 1] = 1.0, 1e-300, 1e-300, 1.0
+    m = np.array([400.0, 0.0, 0.0, -400.0])
+    node, _, edges, log_strength = scc_quotient(W, comparison_graph(W), m)
+    assert node[0] == node[3] and len({node[0], node[1], node[2]}) == 3
+    total = W.sum()
+    by_edge = {(int(k), int(j)): s for (k, j), s in zip(edges, log_strength, strict=True)}
+    assert by_edge[(node[0], node[1])] == pytest.approx(math.log(1e-300) - 400.0 - math.log(total), rel=1e-14)
+    assert by_edge[(node[2], node[1])] == pytest.approx(math.log(1.0) - math.log(total), abs=1e-14)
+    assert len(by_edge) == 2
+
+
+def test_reward_model_limit_with_rewards_in_the_thousands_is_finite_and_warning_free() -> None:
+    """Found by the numerics fuzzer: population Bradley-Terry with rewards (0, 0, 1000, -500) and pi_ref
+    (1e-24, 1e-300, 1e-24, 1). In doubles sigma(±1000) and sigma(1500) round to 1 or 0, so the preferences are
+    deterministic except a0 vs a1 (1/2) and a3 beating a0 with sigma(-500) ≈ 7e-218 (a0, a3 one component with
+    internal offsets 500 apart); the condensation's strengths then span e^±1000, beyond a double. In exact
+    arithmetic RLHF's optimum is pi ∝ pi_ref exp(r / tau): at tau = 1e-4 a2's weight beats every other by a
+    factor of at least 1e-24 exp(1000 / 1e-4), so the answer is one-hot on a2, and so is the separable limit."""
+    import warnings
+
+    from psipo_cli import api
+    from psipo_cli.problem import build_problem
+
+    problem = build_problem({"name": "big-rewards", "actions": ["a0", "a1", "a2", "a3"],
+                             "pi_ref": [1e-24, 1e-300, 1e-24, 1.0], "rewards": [0.0, 0.0, 1000.0, -500.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = api.solve(problem, ["rlhf", "dpo"], [1e-4], solver="exact")
+    for method in ("rlhf", "dpo"):
+        policy = frames.policy[frames.policy.method == method].sort_values("action")["prob"].to_numpy()
+        np.testing.assert_array_equal(policy, [0.0, 0.0, 1.0, 0.0])

@@ -18,7 +18,7 @@ from psipo_cli.errors import InputError
 from psipo_cli.methods import METHODS
 from psipo_cli.methods.actions import offsets_gradient, offsets_loss
 from psipo_cli.problem import build_problem
-from psipo_cli.schema import LOCAL, OPTIMAL, UNDEFINED
+from psipo_cli.schema import LOCAL, OPTIMAL, SET, UNDEFINED
 from psipo_cli.solvers.exact import solve_exact
 from psipo_cli.solvers.gradient import run_gradient
 from psipo_cli.solvers.runs import method_spec
@@ -182,6 +182,25 @@ def test_orpo_ignores_tau_and_says_so() -> None:
     runs = exact("orpo", W4, PI4, [0.1, 5.0])
     np.testing.assert_array_equal(runs[0].policy, runs[1].policy)
     assert all("tau is ignored" in r.detail for r in runs)
+
+
+@pytest.mark.parametrize("name", ["cpo", "orpo"])
+def test_reference_free_loss_with_every_winner_outside_supp_pi_ref_is_a_set(name: str) -> None:
+    # Found by the numerics fuzzer. pi_ref = (1, 0, 0, 0), and mu samples only a2 and a3 (a2 always wins: the
+    # order a0 > a1 > a2 > a3): every comparison's winner, a2, has log-probability -inf for every policy on
+    # supp pi_ref, so it is left out (a constant the policy cannot change) and nothing is left: the loss, a
+    # sum over no comparisons, is 0 for every policy. The minimisers are the whole simplex on supp pi_ref,
+    # which here is one point, pi_ref itself.
+    pi_ref = np.array([1.0, 0.0, 0.0, 0.0])
+    problem = build_problem({"name": "p", "actions": ["a0", "a1", "a2", "a3"], "pi_ref": pi_ref.tolist(),
+                             "mu": [0.0, 0.0, 0.5, 0.5], "order": ["a0", "a1", "a2", "a3"]})
+    runs = solve_exact(problem, [method_spec(name)], [1e-4, 1.0], "population")
+    for run in runs:
+        assert run.status == SET
+        np.testing.assert_array_equal(run.policy, pi_ref)
+        assert run.loss == 0.0
+        assert "no comparison is won by an action in supp pi_ref" in run.detail
+        assert "never win at probability exactly 0" not in run.detail  # pi_ref's action keeps all the mass
 
 
 @pytest.mark.parametrize("name", ["nca", "bco", "sppo-hard", "apo-zero", "apo-down", "kto", "cpo", "orpo"])
