@@ -1,2 +1,18 @@
 """Shared test set-up: this directory is on `sys.path` (pytest's rootdir conftest), so test modules in
-sub-packages import `support` and `reference` alike."""
+sub-packages import `support` and `reference` alike.
+
+The property-based tests draw the same examples on every machine and every run (hypothesis' `derandomize`),
+so that a suite that passed here passes in CI: a failure is a property of the code, not of the day's seed.
+`PSIPO_HYPOTHESIS=random pytest ...` hunts with fresh random examples instead (with `PSIPO_FUZZ_SCALE=20`
+for twenty times as many; see the fuzzers' modules).
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("psipo", derandomize=True, database=None, print_blob=True)
+settings.register_profile("random", derandomize=False, database=None, print_blob=True)
+settings.load_profile("random" if os.environ.get("PSIPO_HYPOTHESIS") == "random" else "psipo")

@@ -8,7 +8,8 @@ empty files. Each one must either load (and then satisfy the model's invariants)
 `InputError` — never another exception. Through the real CLI (subprocesses): exit 0, or exit 2 with ONE
 line on stderr naming the problem; never a traceback, never exit 1, never a run directory left behind.
 
-`PSIPO_FUZZ_SCALE=20 pytest tests/test_fuzz_inputs.py` runs twenty times the examples. The number of
+`PSIPO_FUZZ_SCALE=20 pytest tests/test_fuzz_inputs.py` runs twenty times the examples (`PSIPO_HYPOTHESIS=random`:
+fresh random ones; by default every run draws the same, `tests/conftest.py`). The number of
 generated inputs tried is printed at the end of the module (`fuzz inputs tried: ...`).
 """
 

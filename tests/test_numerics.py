@@ -44,7 +44,8 @@ from psipo_cli.problem import build_problem
 
 METHODS = list(REGISTRY)
 ON_COMPARISONS = [name for name, m in REGISTRY.items() if m.family.on_comparisons]
-# PSIPO_FUZZ_SCALE=20 pytest tests/test_numerics.py: twenty times the examples (a longer hunt than CI's).
+# PSIPO_FUZZ_SCALE=20 pytest tests/test_numerics.py: twenty times the examples; with PSIPO_HYPOTHESIS=random,
+# fresh random ones (a default run draws the same examples everywhere: tests/conftest.py).
 SCALE = float(os.environ.get("PSIPO_FUZZ_SCALE", "1"))
 SETTINGS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 TRIED: Counter[str] = Counter()  # generated inputs by test: reported at the end of the module
