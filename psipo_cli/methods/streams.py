@@ -33,11 +33,11 @@ class Comparisons:
     cum: np.ndarray  # cumulative p, for inverse-CDF sampling of minibatch rows
 
 
-def comparisons(W: np.ndarray, context: str) -> Comparisons:
-    """The comparisons of `W` (`InputError` naming `context` when there are none)."""
+def comparisons(W: np.ndarray, context: str, empty: str = "context has no comparisons") -> Comparisons:
+    """The comparisons of `W` (`InputError` naming `context` when there are none, saying `empty`)."""
     w, l_, c = pairs_of(W)
     if c.size == 0 or not c.sum() > 0:
-        raise InputError("problem", context, "context has no comparisons: nothing for a gradient to fit")
+        raise InputError("problem", context, f"{empty}: nothing for a gradient to fit")
     p = c / c.sum()
     return Comparisons(W, w, l_, p, np.cumsum(p))
 

@@ -40,6 +40,8 @@ class ReferenceFreeFamily(ActionLanes):
     def loss_at(self, method: Method, options: dict[str, Any]) -> ComparisonLoss:
         return self._loss_of(**method.option_values(options))
 
+    no_counts = "every comparison is won by an action outside supp pi_ref, and the loss leaves those out"
+
     def counts(self, W: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
         """`W` without the comparisons won by an action outside `supp pi_ref`."""
         return np.asarray(W, float) * (pi_ref > 0)[:, None]

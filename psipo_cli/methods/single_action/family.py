@@ -39,6 +39,9 @@ class ActionLanes:
     def loss_at(self, method: Method, options: dict[str, Any]) -> ComparisonLoss:
         raise NotImplementedError
 
+    #: What `gradient_lanes` says when `counts` leaves no comparison.
+    no_counts = "context has no comparisons"
+
     def counts(self, W: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
         """The counts the loss is taken over (all of `W` here)."""
         return np.asarray(W, float)
@@ -48,7 +51,7 @@ class ActionLanes:
 
         loss = self.loss_at(method, options)
         W = self.counts(plan.inputs.W, np.asarray(plan.inputs.pi_ref, float))
-        lane = ActionLane(loss, tau, plan.comparisons(W), plan.stream, plan.log_pi_ref)
+        lane = ActionLane(loss, tau, plan.comparisons(W, self.no_counts), plan.stream, plan.log_pi_ref)
         return plan.block_lane("actions", ActionBlock, (tau,), lane), (loss, W)
 
     def gradient_report(self, method: Method, run: Any, report: Any) -> float:

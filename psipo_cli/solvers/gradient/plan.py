@@ -83,14 +83,14 @@ class LanePlan:
             return self._add(KL, (spec, tau, target), KLLane(tau, None, self.log_pi_ref, target.index))
         return self._add(KL, (spec, tau, data_key, context), KLLane(tau, target, self.log_pi_ref))
 
-    def comparisons(self, W: np.ndarray | None = None) -> Comparisons:
+    def comparisons(self, W: np.ndarray | None = None, empty: str = "context has no comparisons") -> Comparisons:
         """Comparisons for a family's own block: by default the current run's, made once per dataset and
         context (every method on comparisons sees the same `W` of a context, `solvers.inputs`, so their lanes
         share one minibatch stream); or those of counts `W` the family derives (an `InputError` naming the
-        context when there are none)."""
+        context and saying `empty` when there are none)."""
         _, data_key, context, name, _ = self._where
         if W is not None:
-            return comparisons(np.asarray(W, float), name)
+            return comparisons(np.asarray(W, float), name, empty)
         if (data_key, context) not in self._comparisons:
             self._comparisons[data_key, context] = comparisons(np.asarray(self.inputs.W, float), name)
         return self._comparisons[data_key, context]

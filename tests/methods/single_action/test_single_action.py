@@ -201,6 +201,9 @@ def test_reference_free_loss_with_every_winner_outside_supp_pi_ref_is_a_set(name
         assert run.loss == 0.0
         assert "no comparison is won by an action in supp pi_ref" in run.detail
         assert "never win at probability exactly 0" not in run.detail  # pi_ref's action keeps all the mass
+    # A gradient run has no comparison to sample: refused with the reason, as the detail says.
+    with pytest.raises(InputError, match="every comparison is won by an action outside supp pi_ref"):
+        run_gradient(problem, [method_spec(name)], [1.0], GradientSettings(steps=5), "population")
 
 
 @pytest.mark.parametrize("name", ["nca", "bco", "sppo-hard", "apo-zero", "apo-down", "kto", "cpo", "orpo"])
