@@ -51,7 +51,8 @@ class PopulationFamily:
         g, note = run.extra
         pi_ref = np.asarray(run.inputs.pi_ref, float)
         report.note(note)
-        report.stage("offsets", lambda x: psipo.population_gradient(x, g, pi_ref, run.tau), run.lane, run.tau)
+        report.stage("offsets", lambda x: psipo.population_gradient(x, g, pi_ref, run.tau), run.lane, run.tau,
+                     reward=g)
         return psipo.population_loss(report.policy, g, pi_ref, run.tau)
 
 

@@ -80,7 +80,7 @@ class RewardModelFamily:
         report.stage("reward model", lambda x: margin_gradient(x, W, loss, l2), reward_lane, REWARD_TAU)
         r = report.point(reward_lane)
         # The policy stage is deterministic whatever the batch size: rule 2 applies.
-        report.stage("policy stage", lambda x: kl_gradient(x, r, pi_ref, run.tau), run.lane, run.tau)
+        report.stage("policy stage", lambda x: kl_gradient(x, r, pi_ref, run.tau), run.lane, run.tau, reward=r)
         return margin_objective(r, W, loss, l2=l2)
 
 

@@ -267,7 +267,7 @@ def run_gradient(
     steps_grid = record_grid(settings.steps, settings.records)
     phases[PAIR] = _policy_phase(plan, phases[REWARD], n, settings, steps_grid, advance)
     rows = _policy_rows(plan)
-    return steps_grid, [report_run(run, phases, rows, settings) for run in plan.runs]
+    return steps_grid, [report_run(run, phases, rows, settings, problem.actions) for run in plan.runs]
 
 
 def _policy_rows(plan: LanePlan) -> dict[str, int]:

@@ -6,7 +6,7 @@ calls `StageReport.stage` once per stage, with the exact gradient of that stage'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ from psipo_cli.methods.linalg import log_of
 from psipo_cli.schema import CONVERGED, RUNNING, STALLED
 from psipo_cli.solvers.gradient.blocks import lane_softmax
 from psipo_cli.solvers.gradient.plan import KL, PAIR, REWARD, Lane, Run
-from psipo_cli.solvers.gradient.status import moving, reasons, stalled
+from psipo_cli.solvers.gradient.status import kl_trapped, moving, reasons, stalled
 from psipo_cli.solvers.runs import GRADIENT, RunResult
 
 
@@ -43,11 +43,13 @@ class StageReport:
     """The status of one run, stage by stage (`stage`), and its reported point and policy."""
 
     def __init__(
-        self, run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings
+        self, run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings,
+        actions: Sequence[str],
     ) -> None:
-        self.phases, self.rows, self.settings = phases, rows, settings
+        self.phases, self.rows, self.settings, self.actions = phases, rows, settings, actions
         self.stochastic = settings.batch_size > 0
         self.pi_ref = np.asarray(run.inputs.pi_ref, float)
+        self.tau = run.tau
         self.support = self.pi_ref > 0
         self.stalls: list[str] = []
         self.reasons: list[str] = []
@@ -77,13 +79,18 @@ class StageReport:
         if text:
             self.notes.append(text)
 
-    def stage(self, what: str, gradient: Callable[[np.ndarray], np.ndarray], lane: Lane, scale: float) -> float:
+    def stage(
+        self, what: str, gradient: Callable[[np.ndarray], np.ndarray], lane: Lane, scale: float,
+        reward: np.ndarray | None = None,
+    ) -> float:
         """Apply the status rules to the stage held by `lane`; return the inf-norm of its exact gradient at
         the reported point (the run's `grad_norm` is its first stage's).
 
         `scale` is the unit of rule 1 (tau for offsets, 1 for rewards). Rule 2 applies to deterministic
         stages (KL lanes; pairwise lanes at full batch), at the reported point — and, for Adam without
-        averaging, also at the mean iterate of the last window (`status.reasons`).
+        averaging, also at the mean iterate of the last window (`status.reasons`). A KL stage passes its
+        `reward`: where rules 1 and 2 hold, its closed-form optimum tells a vanished gradient from an
+        arrival (`status.kl_trapped`).
         """
         phase, row = self._where(lane)
         settings = self.settings
@@ -96,8 +103,11 @@ class StageReport:
             rule2 = gnorm
             if settings.optimizer == "adam" and phase.averaged is None:
                 rule2 = min(gnorm, float(np.max(np.abs(gradient(phase.average[row])))))
-        self.reasons += reasons(what, is_moving, why, rule2, settings)
+        stage_reasons = reasons(what, is_moving, why, rule2, settings)
+        self.reasons += stage_reasons
         stall = stalled(gradient, x, g, self.support, float(phase.elapsed[row]), scale, settings)
+        if not stall and not stage_reasons and reward is not None:
+            stall = kl_trapped(x, reward, self.pi_ref, self.tau, self.actions)
         if stall:
             self.stalls.append(f"{what} stalled: {stall}")
         if self.grad_norm is None:
@@ -105,10 +115,14 @@ class StageReport:
         return gnorm
 
 
-def report_run(run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings) -> RunResult:
-    """One run's `RunResult`: reported policy, curve, the method's own loss and exact gradient, status."""
+def report_run(
+    run: Run, phases: dict[str, PhaseResult], rows: dict[str, int], settings: GradientSettings,
+    actions: Sequence[str],
+) -> RunResult:
+    """One run's `RunResult`: reported policy, curve, the method's own loss and exact gradient, status
+    (`actions` name the problem's actions in its detail)."""
     method = get_method(run.spec.method)
-    report = StageReport(run, phases, rows, settings)
+    report = StageReport(run, phases, rows, settings, actions)
     with np.errstate(over="ignore", invalid="ignore"):  # non-finite values are reported, not warned about
         loss = method.family.gradient_report(method, run, report)
     return RunResult(

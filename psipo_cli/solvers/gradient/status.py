@@ -42,6 +42,11 @@ finite, or `|g|_inf / tau > gtol` (the gradient in reward units, as `xtol`: DPO'
 - SGD's steps scale with the gradient: linearised, the run shrinks the distance by `exp(-kappa sum lr_t)`;
   stalled when `kappa sum_t lr_t < 1 / STALL_FACTOR`.
 
+A KL stage (RLHF's policy stage, ΨPO) whose rules 1 and 2 hold is `stalled` too when its policy is more than
+`TRAP_TV` in total variation from the stage's closed-form optimum `pi_ref exp(r / tau)` (`kl_trapped`): its
+gradient carries a factor `pi_y`, so it vanishes at an action the policy barely reaches (a `pi_ref` of
+1e-24) however much the objective would gain there.
+
 DPO on separable data at the paper's tau is not `stalled` (its gradient is ~1e-9 by the end: `d` is tiny;
 the optimum is at infinity and rule 1 says `running`), nor is a converged run (`|g| / tau <= gtol`, or `d`
 of the order of its jitter). At a tiny tau DPO's loss is linear over any reachable range (it needs
@@ -56,7 +61,7 @@ with NaN.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -64,6 +69,7 @@ from psipo_cli.config.schedules import elapsed
 from psipo_cli.config.settings import GradientSettings
 
 STALL_FACTOR = 100.0  # `stalled`: still to go > this many times what the whole run can travel
+TRAP_TV = 0.01  # `stalled`: a KL stage whose gradient vanished this far (total variation) from its optimum
 WINDOW = 0.1  # fraction of the steps in each of the two averaging windows of the status rule
 
 
@@ -288,3 +294,29 @@ def stalled(
             f"{spent:.2g})"
         )
     return ""
+
+
+def kl_trapped(x: np.ndarray, reward: np.ndarray, pi_ref: np.ndarray, tau: float, actions: Sequence[str]) -> str:
+    """Why a KL stage whose rules 1 and 2 hold is nonetheless `stalled`, or "".
+
+    The gradient of `E_pi r - tau KL(pi || pi_ref)` in the offsets is `pi_y (q_y - E_pi q)` (`kl.kl_gradient`):
+    it vanishes where the policy has almost no mass even when `q_y` is far above the mean, e.g. from a
+    `pi_ref` of 1e-24 on the best action, and then no optimiser moves (Adam's steps are `g / (sqrt(v) +
+    eps)` with `g` ~ 1e-24). The stage's optimum is known in closed form, `pi* ∝ pi_ref exp(r / tau)`
+    (paper Eq. 4); the stage is trapped when the reported policy is more than `TRAP_TV` from it in total
+    variation.
+    """
+    from psipo_cli.methods.linalg import log_of, softmax_policy
+
+    with np.errstate(all="ignore"):
+        log_ref = log_of(pi_ref)
+        pi, best = softmax_policy(log_ref, x), softmax_policy(log_ref, np.where(pi_ref > 0, reward / tau, 0.0))
+    if not (np.isfinite(best).all() and np.isfinite(pi).all()):
+        return ""
+    tv = 0.5 * float(np.abs(pi - best).sum())
+    if not tv > TRAP_TV:
+        return ""
+    y = int(np.argmax(best - pi))
+    return (f"the exact gradient vanished {tv:.2g} (total variation) from the stage's optimum pi_ref exp(r / tau): "
+            f"{actions[y]} has probability {pi[y]:.2g} where the optimum gives it {best[y]:.2g}, and the gradient "
+            f"in the offsets carries a factor pi, so the steps vanish there")

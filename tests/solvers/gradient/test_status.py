@@ -412,3 +412,33 @@ def test_a_sweep_chunk_is_refused_by_the_same_guard(monkeypatch):
     with pytest.raises(InputError) as info:
         run_chunk(task)
     assert info.value.key == "gradient run" and "400000000 lanes" in str(info.value.value)
+
+
+def test_a_kl_stage_whose_gradient_vanishes_at_a_tiny_pi_ref_is_stalled_not_converged():
+    # PsiPO with Psi = identity on a population: Bradley-Terry with rewards (5, 0, 0), mu uniform, so by hand
+    # g(y) = sum_y' mu(y') P(y > y') gives g(a) = (1/2 + 2 sigma(5)) / 3 = 0.8289 and g(b) = g(c) =
+    # (sigma(-5) + 1) / 3 = 0.3356. Its optimum is pi* ∝ pi_ref exp(g / tau) (paper Eq. 7): at tau = 0.005,
+    # pi_ref(a) = 1e-24, pi*(a) / pi*(b) = 2e-24 exp(0.4933 / 0.005) ~ 1e19, so pi*(a) = 1 to 1e-18. The gradient
+    # in the offsets is pi_y (q_y - E_pi q): ~1e-24 for a, 0 for b and c (equal q), so Adam's steps,
+    # g / (sqrt(v) + eps) ~ 1e-16 lr, cannot move the policy off pi_ref: it stops TV ~1 from the optimum
+    # with a vanishing gradient, which rules 1 and 2 alone read as `converged`.
+    sig = 1.0 / (1.0 + math.exp(-5.0))
+    g = np.array([(0.5 + 2 * sig) / 3, (1 - sig + 1.0) / 3, (1 - sig + 1.0) / 3])
+    pi_ref = np.array([1e-24, 0.5, 0.5])
+    optimum = pi_ref * np.exp((g - g.max()) / 0.005)
+    optimum /= optimum.sum()
+    assert optimum[0] > 1 - 1e-15
+    problem = build_problem({"name": "tiny-ref", "actions": ["a", "b", "c"], "pi_ref": pi_ref.tolist(),
+                             "mu": [1 / 3, 1 / 3, 1 / 3], "rewards": [5.0, 0.0, 0.0]})
+    _, runs = run_gradient(problem, [method_spec("psipo", psi="identity")], [0.005], GradientSettings(seeds=2),
+                           "population")
+    for r in runs:
+        assert 0.5 * np.abs(r.policy - optimum).sum() > 0.99  # the run really is far from the optimum
+        assert r.status == "stalled", r.detail
+        assert "a has probability 1e-24 where the optimum gives it 1" in r.detail
+    # The same objective from pi_ref(a) = 0.2 is reached (the rule does not fire on a run that arrives).
+    problem = build_problem({"name": "fair-ref", "actions": ["a", "b", "c"], "pi_ref": [0.2, 0.4, 0.4],
+                             "mu": [1 / 3, 1 / 3, 1 / 3], "rewards": [5.0, 0.0, 0.0]})
+    _, runs = run_gradient(problem, [method_spec("psipo", psi="identity")], [0.5], GradientSettings(seeds=2),
+                           "population")
+    assert all(r.status == "converged" for r in runs), [r.detail for r in runs]
