@@ -33,16 +33,21 @@ def gradient_flow(W: np.ndarray, loss: PairLoss) -> np.ndarray | None:
         return float(np.max(np.abs(margin_gradient(z, W, loss)))) - FLOW_GTOL
 
     stopped.terminal = True  # type: ignore[attr-defined]
-    sol = solve_ivp(
-        lambda t, z: -margin_gradient(z, W, loss), (0.0, FLOW_TIME), np.zeros(W.shape[0]), method="LSODA",
-        events=stopped, rtol=1e-10, atol=1e-12,
-    )
-    if sol.status != 1:
-        return None
+    start = np.zeros(W.shape[0])
+    if stopped(0.0, start) <= 0:
+        # Stopped at the start (balanced data): an event fires only where `stopped` changes sign, so LSODA
+        # would crawl to FLOW_TIME along a gradient below FLOW_GTOL (millions of steps).
+        end = start
+    else:
+        sol = solve_ivp(lambda t, z: -margin_gradient(z, W, loss), (0.0, FLOW_TIME), start, method="LSODA",
+                        events=stopped, rtol=1e-10, atol=1e-12)
+        if sol.status != 1:
+            return None
+        end = sol.y[:, -1]
     w, l_, c = pairs_of(W)
     active = np.zeros(W.shape[0], dtype=bool)
     active[w] = active[l_] = True
-    return LaplacianSystem(w, l_, c, W.shape[0]).centre(sol.y[:, -1]) * active
+    return LaplacianSystem(w, l_, c, W.shape[0]).centre(end) * active
 
 
 def flow_note(W: np.ndarray, loss: PairLoss, separating: np.ndarray) -> str:

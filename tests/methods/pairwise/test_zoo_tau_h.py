@@ -22,6 +22,7 @@ from support import exact_solution
 import psipo_cli
 from psipo_cli.errors import InputError
 from psipo_cli.methods import get_method
+from psipo_cli.methods.pairwise.solver import margin_gradient
 
 
 def sig(x: float) -> float:
@@ -326,3 +327,26 @@ def test_experiment_zoo_discopop_wrong_way() -> None:
         assert status.loc[("discopop", "gradient", tau), "status"] == "converged"
         dpo = policy[(policy.tau == tau) & (policy.method == "dpo") & (policy.solver == "gradient")].prob.to_numpy()
         assert dpo[0] > dpo[1] > dpo[2]
+
+
+def test_gradient_flow_that_starts_stopped_returns_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by the numerics fuzzer (it ran for minutes): EXO on two balanced pairs, a0 vs a4 and a1 vs a4 each
+    # won once either way (counts 1e-203 and 1e-199, up to a relative 1e-13 from rewards 1e-13 apart). The
+    # mean loss's gradient at z = 0 is below FLOW_GTOL (the counts balance: f'(0) (W[w, l] - W[l, w]) ~ 1e-12),
+    # so by the flow's own definition it has stopped at its start, z = 0: nothing to integrate.
+    from psipo_cli.methods.pairwise import flow
+
+    calls = []
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        calls.append(1)
+        return margin_gradient(*args, **kwargs)
+
+    W = np.zeros((5, 5))
+    W[0, 4], W[4, 0] = 1e-203 * (1 + 2e-13), 1e-203
+    W[1, 4], W[4, 1] = 1e-199 * (1 + 5e-12), 1e-199
+    loss = get_method("exo").loss_at({})
+    assert np.max(np.abs(margin_gradient(np.zeros(5), W, loss))) < flow.FLOW_GTOL
+    monkeypatch.setattr(flow, "margin_gradient", counted)
+    np.testing.assert_array_equal(flow.gradient_flow(W, loss), np.zeros(5))
+    assert len(calls) <= 2  # the stopping test at the start (LSODA took over 10^6 gradient evaluations)
