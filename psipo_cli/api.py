@@ -237,8 +237,8 @@ def solve(
     components = gauge_components(problem, specs, objective, seeds) if solver in (EXACT, "both") else {}
     rows = summarise(problem, runs, optima, components)
     return Frames(
-        policy=_policy_frame(problem, runs),
-        metrics=_metrics_frame(problem, rows, objective),
+        policy=policy_frame(problem, runs),
+        metrics=metrics_frame(problem, rows, objective),
         curves=_curves_frame(problem, runs, steps),
         objective=objective,
         runs=runs,
@@ -360,7 +360,9 @@ def _specs(method: MethodArg | Sequence[MethodArg], options: dict[str, Any]) -> 
     return specs
 
 
-def _policy_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
+def policy_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
+    """`policy.csv`'s rows for `runs` (docs/outputs.md): per (method, tau, solver, context, action) the mean
+    over seeds and its 95% Student-t interval (`t_interval`; one exact solve is its own interval)."""
     import pandas as pd
 
     records = []
@@ -375,7 +377,8 @@ def _policy_frame(problem: Problem, runs: list[RunResult]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=POLICY_COLUMNS)
 
 
-def _metrics_frame(problem: Problem, rows: list[MetricRow], objective: str) -> pd.DataFrame:
+def metrics_frame(problem: Problem, rows: list[MetricRow], objective: str) -> pd.DataFrame:
+    """`metrics.csv`'s rows (docs/outputs.md), one per `MetricRow` (`metrics.summarise`)."""
     import pandas as pd
 
     records = []

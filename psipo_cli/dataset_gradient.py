@@ -128,7 +128,7 @@ def gradient_dataset_frames(
     problem (the seed mean of `TV(pi_k, pi_exact)`; 0 on a prompt without comparisons)."""
     import pandas as pd
 
-    from psipo_cli.api import _metrics_frame, _policy_frame
+    from psipo_cli.api import metrics_frame, policy_frame
     from psipo_cli.metrics import summarise
     from psipo_cli.solvers.gradient import run_gradient
 
@@ -145,7 +145,7 @@ def gradient_dataset_frames(
 
         problem = chunks.problem(contexts)
         _, runs = run_gradient(problem, specs, taus, settings, "dataset", progress=advance, streams=contexts)
-        frame = _policy_frame(problem, runs)
+        frame = policy_frame(problem, runs)
         n = problem.n_actions
         # Rows are (spec, tau, context, action); put each prompt's own completion ids in place of y0..y{n-1}.
         slot = np.tile(np.arange(n), len(frame) // n)
@@ -154,7 +154,7 @@ def gradient_dataset_frames(
         frame["at"] = where + slot
         policy.append(frame)
         rows = summarise(problem, runs + _exact_runs(exact or [], taus, contexts, data.offsets), {})
-        metrics.append(_metrics_frame(problem, [row for row in rows if row.solver == GRADIENT], "dataset"))
+        metrics.append(metrics_frame(problem, [row for row in rows if row.solver == GRADIENT], "dataset"))
         done += seconds
     order = _row_order(data, specs, taus)
     policy_frame = _sorted(pd.concat(policy, ignore_index=True), order, "at")[POLICY_COLUMNS]
