@@ -102,10 +102,6 @@ def random_prompts(rng: np.random.Generator, m: int, complete: bool = False) -> 
 ZOO = [method_spec(m) for m in ("cdpo", "rdpo", "hinge", "exo", "simpo", "nca")]
 
 
-#: The scale versions: left out by default, and given an hour (a default run stops a test after 10 minutes).
-SLOW = [pytest.mark.slow, pytest.mark.timeout(3600)]
-
-
 @pytest.mark.parametrize("complete,zoo", [(False, False), (True, False), (False, True)])
 def test_every_prompt_equals_its_toml_problem(tmp_path: Path, complete: bool, zoo: bool) -> None:
     rng = np.random.default_rng(11 + complete)
@@ -364,7 +360,7 @@ def random_dataset(rng: np.random.Generator, m: int, n: int, k: int) -> Preferen
 
 
 @pytest.mark.parametrize("m", [pytest.param(300, id="300-prompts"),
-                               pytest.param(5000, id="5000-prompts", marks=SLOW)])
+                               pytest.param(5000, id="5000-prompts", marks=pytest.mark.slow)])
 def test_many_prompts_equal_the_per_context_solvers(m: int) -> None:
     # All prompts at once (one block-diagonal system per Newton step, each prompt its own line search and
     # stopping rule; divergence limits once per comparison pattern) against one exact solve per context.
@@ -384,7 +380,7 @@ def test_many_prompts_equal_the_per_context_solvers(m: int) -> None:
 
 
 @pytest.mark.parametrize("n", [pytest.param(1500, id="1500-actions"),
-                               pytest.param(20_000, id="20000-actions", marks=SLOW)])
+                               pytest.param(20_000, id="20000-actions", marks=pytest.mark.slow)])
 def test_one_large_context_meets_the_first_order_conditions(n: int) -> None:
     # One context past ITERATIVE_FROM actions (conjugate gradients, the divergence limit from the comparison
     # arrays): the answers satisfy the optimality conditions written from the losses' definitions.
