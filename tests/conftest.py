@@ -29,7 +29,7 @@ TEST_TIMEOUT = float(os.environ.get("PSIPO_TEST_TIMEOUT", "600"))
 SLOW_TIMEOUT = 3600.0
 
 
-class TestTimeout(BaseException):  # noqa: N818 (named for what it reports)
+class TestTimeout(BaseException):
     """Raised in a test past its time limit. Not an `Exception`: hypothesis would take one for a failing
     example and go on shrinking (re-running examples that may each take as long), whereas this one ends
     the test at once and pytest reports it as failed."""
