@@ -365,11 +365,21 @@ def _factorise(
     if not sparse:
         A = np.zeros((m, m))
         np.add.at(A, (rows, cols), values)
-        return lambda rhs: np.linalg.solve(A, rhs)
+        return lambda rhs: _dense_solve(A, rhs)
     from scipy.sparse import csc_matrix
     from scipy.sparse.linalg import splu
 
     return splu(csc_matrix((values, (rows, cols)), shape=(m, m))).solve
+
+
+def _dense_solve(A: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """`A^-1 rhs`; where `A` is singular in floating point (a Laplacian whose weights span hundreds of decades,
+    as the curvatures of a fit with rewards in the hundreds do), the least-squares solution of least norm: a
+    Newton step on the directions the curvatures still resolve, which the caller's line search vets."""
+    try:
+        return np.linalg.solve(A, rhs)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(A, rhs, rcond=None)[0]
 
 
 def _canonical_slots(rows: np.ndarray, cols: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
