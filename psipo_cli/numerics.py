@@ -27,8 +27,8 @@ def segment_logsumexp(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def grouped_logsumexp(x: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """``log sum_{i: group_i = g} exp x_i`` for every `g < n_groups` (`-inf` for a group with no entry), by
-    `segment_logsumexp` over the entries sorted by group."""
+    """``log sum_{i: group_i = g} exp x_i`` for every `g < n_groups` (`-inf` for a group with no entry; each
+    other group needs a finite entry), by `segment_logsumexp` over the entries sorted by group."""
     out = np.full(n_groups, -np.inf)
     if len(x) == 0:
         return out

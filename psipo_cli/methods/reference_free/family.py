@@ -33,14 +33,13 @@ class ReferenceFreeFamily(ActionLanes):
     name = "reference-free"
     on_comparisons = True
     reward_stage = False
+    no_counts = "every comparison is won by an action outside supp pi_ref, and the loss leaves those out"
 
     def __init__(self, loss_of: Any, exact: Exact, tau_scaled: bool = True) -> None:
         self._loss_of, self.exact, self.tau_scaled = loss_of, exact, tau_scaled
 
     def loss_at(self, method: Method, options: dict[str, Any]) -> ComparisonLoss:
         return self._loss_of(**method.option_values(options))
-
-    no_counts = "every comparison is won by an action outside supp pi_ref, and the loss leaves those out"
 
     def counts(self, W: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
         """`W` without the comparisons won by an action outside `supp pi_ref`."""

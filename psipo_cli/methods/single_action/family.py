@@ -35,12 +35,11 @@ class ActionLanes:
     self_comparisons = True
     #: Rule 1's unit: tau (offsets scale as 1/tau), 1 where the loss has no tau (ORPO).
     tau_scaled = True
+    #: What `gradient_lanes` says when `counts` leaves no comparison.
+    no_counts = "context has no comparisons"
 
     def loss_at(self, method: Method, options: dict[str, Any]) -> ComparisonLoss:
         raise NotImplementedError
-
-    #: What `gradient_lanes` says when `counts` leaves no comparison.
-    no_counts = "context has no comparisons"
 
     def counts(self, W: np.ndarray, pi_ref: np.ndarray) -> np.ndarray:
         """The counts the loss is taken over (all of `W` here)."""

@@ -67,6 +67,7 @@ import numpy as np
 
 from psipo_cli.config.schedules import elapsed
 from psipo_cli.config.settings import GradientSettings
+from psipo_cli.methods.linalg import log_of, softmax_policy
 
 STALL_FACTOR = 100.0  # `stalled`: still to go > this many times what the whole run can travel
 TRAP_TV = 0.01  # `stalled`: a KL stage whose gradient vanished this far (total variation) from its optimum
@@ -306,8 +307,6 @@ def kl_trapped(x: np.ndarray, reward: np.ndarray, pi_ref: np.ndarray, tau: float
     (paper Eq. 4); the stage is trapped when the reported policy is more than `TRAP_TV` from it in total
     variation.
     """
-    from psipo_cli.methods.linalg import log_of, softmax_policy
-
     with np.errstate(all="ignore"):
         log_ref = log_of(pi_ref)
         pi, best = softmax_policy(log_ref, x), softmax_policy(log_ref, np.where(pi_ref > 0, reward / tau, 0.0))
