@@ -54,6 +54,7 @@ class Forked:
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:  # the child: run, send the outcome, leave without the parent's exit handlers
+            _own_group(0)
             os.close(read_end)
             code = 1
             try:
@@ -62,6 +63,7 @@ class Forked:
                 code = 0
             finally:
                 os._exit(code)
+        _own_group(self.pid)  # set from both sides: whichever runs first, the group exists before `close`
         os.close(write_end)
         self.pipe = os.fdopen(read_end, "rb")
 
@@ -96,16 +98,32 @@ class Forked:
         return fn(*args, progress=progress, **kwargs)
 
     def close(self) -> None:
-        """End the child (if it still runs) and reap it; idempotent."""
+        """End the child and every process it started (if they still run) and reap the child; idempotent.
+
+        The child leads its own process group, so that what it forked goes too: the figures painter draws
+        some figures in a grandchild (`draw_in_parallel`), which would otherwise go on writing into a run
+        directory this process is discarding (and recreate it). A SIGINT sent to this process alone, not to
+        its terminal's process group, reaches only it."""
         if self.pid is None:
             return
         self.pipe.close()
         try:
-            os.kill(self.pid, 9)  # SIGKILL: a child that finished is a zombie, and kill is a no-op on it
-        except ProcessLookupError:
-            pass
+            os.killpg(self.pid, 9)  # SIGKILL; a child that finished is a zombie, and kill is a no-op on it
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
         os.waitpid(self.pid, 0)
         self.pid = None
+
+
+def _own_group(pid: int) -> None:
+    """Make `pid` (0: this process) the leader of a process group of its own, where the OS allows it."""
+    try:
+        os.setpgid(pid, 0)
+    except OSError:  # the child has already exited, or set it itself
+        pass
 
 
 def _run_child(pipe: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -117,7 +135,7 @@ def _run_child(pipe: Any, fn: Callable[..., Any], args: tuple[Any, ...], kwargs:
 
     try:
         outcome: tuple[Any, ...] = (_VALUE, fn(*args, progress=progress, **kwargs))
-    except BaseException as exc:  # the call's own error (or Ctrl-C, which reaches both): raised in the parent
+    except BaseException as exc:  # the call's own error (or a SIGINT sent to the child): raised in the parent
         outcome = (_RAISED, exc)
     try:
         data = pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)

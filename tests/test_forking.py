@@ -53,12 +53,52 @@ def test_forked_call_raises_the_childs_error_here() -> None:
 
 
 def _interrupted(progress=None) -> None:
-    raise KeyboardInterrupt  # Ctrl-C reaches the whole process group: the child's is this process' too
+    raise KeyboardInterrupt  # a SIGINT sent to the child (Ctrl-C reaches this process, which ends the child)
 
 
 def test_an_interrupted_child_interrupts_this_process_rather_than_running_again_here() -> None:
     with pytest.raises(KeyboardInterrupt):
         forking.Forked(_interrupted).result(retry=lambda: pytest.fail("ran again after Ctrl-C"))
+
+
+def _forks_a_sleeper(pipe_end: int, progress=None) -> None:
+    """In the child: fork a grandchild that reports its pid and sleeps (as the painter's `draw_in_parallel`
+    child draws), then wait."""
+    import time
+
+    if os.fork() == 0:
+        os.write(pipe_end, str(os.getpid()).encode() + b"\n")
+        time.sleep(60)
+        os._exit(0)
+    time.sleep(60)
+
+
+def _gone(pid: int) -> bool:
+    """`pid` no longer runs: no such process, or a zombie waiting for init."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_closing_a_child_ends_what_it_forked_too() -> None:
+    # A SIGINT sent to psipo alone (kill -INT, a test harness) ended the painter child but not the grandchild
+    # drawing part of the figures, which then recreated the discarded temporary run directory.
+    import time
+
+    read_end, write_end = os.pipe()
+    child = forking.Forked(_forks_a_sleeper, write_end)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        grandchild = int(pipe.readline())
+    assert not _gone(grandchild)
+    child.close()
+    deadline = time.monotonic() + 30  # SIGKILL is delivered at once; this only bounds a failure
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _gone(grandchild)
 
 
 def test_a_child_that_dies_is_replaced_by_the_call_here() -> None:
