@@ -161,7 +161,12 @@ class _Lagrangian:
         with np.errstate(over="ignore"):
             self.nu_grid = np.clip(slope * np.exp(-self.grid) / c[:, None], -1e300, 1e300)
         self.nu_grid[self.indifferent] = 0.0
-        self.at_zero = problem.phi(np.full(len(c), -np.inf))  # psi_y(0), the limit delta -> -inf
+        # psi_y(0), the limit delta -> -inf; where it is infinite (an action that wins), the grid's left end
+        # (mass TINY_MASS, reported as 0) instead: below every multiplier on the grid the minimiser of
+        # psi_y - nu m lies there, not at m = 1 (which would make the total mass exceed 1 at the bracket's low
+        # end and the bisection "certify" a point of the wrong total).
+        at_zero = problem.phi(np.full(len(c), -np.inf))
+        self.at_zero = np.where(np.isfinite(at_zero), at_zero, problem.phi(self.grid[:, 0]))
         self.at_one = problem.phi(self.d_hi)
 
     def monotone(self) -> tuple[np.ndarray, np.ndarray]:

@@ -300,3 +300,27 @@ def test_cpo_closed_form_on_paper_d1(alpha: float) -> None:
     p = (1.0 + 2.0 * alpha) / (1.0 + 3.0 * alpha)
     np.testing.assert_allclose(run.policy, [p, 1.0 - p, 0.0], rtol=1e-12, atol=0.0)
     assert run.status == OPTIMAL
+
+
+def test_no_false_certificate_when_the_bracket_starts_above_total_mass_one() -> None:
+    # Found by a random hunt comparing exact and gradient answers. A population with mu = (1.6e-247, 0, 0, 1):
+    # the comparisons are a3 against itself, plus a0 beating a3 with weight 1.6e-247. NCA's terms of a3 as
+    # winner and as loser are -log sigma(tau u) - log sigma(-tau u), u = log(pi(a3) / pi_ref(a3)), least at
+    # u = 0 with value 2 log 2 (sigma(x) sigma(-x) peaks at x = 0); a0's terms (weight 1e-247) and a1 (in no
+    # comparison) change the loss by less than a double resolves. So the minimum is 2 log 2 with pi(a3) =
+    # pi_ref(a3). psipo reported `optimal` ("certified by the multiplier nu = -2e+300") at pi(a3) = 1/2, loss
+    # 1.4465: at the bracket's low end every winner's mass fell off the grid and was taken as 1.
+    pi_ref = [0.20735646671673755, 0.4019366044091059, 0.0, 0.3907069288741565]
+    problem = build_problem({"name": "p", "actions": ["a0", "a1", "a2", "a3"], "pi_ref": pi_ref,
+                             "mu": [1.6072390049293386e-247, 0.0, 0.0, 1.0],
+                             "rewards": [-0.449101041657494, -0.3148698302908136, 0.4279347286913697,
+                                         0.1758142975441721]})
+    (run,) = solve_exact(problem, [method_spec("nca")], [2.0], "population")
+    assert run.loss == pytest.approx(2 * np.log(2), rel=1e-12)
+    assert run.policy[3] == pytest.approx(pi_ref[3], rel=1e-9)
+    # A certificate would have to give the exact-arithmetic optimum: a0's own terms, -log sigma(tau u) -
+    # 1/2 log sigma(-tau u), are least at sigma(tau u) = 2/3, u = log(2) / tau, so pi(a0) = sqrt(2) pi_ref(a0);
+    # a1 takes what is left. psipo reports `local` here (the loss cannot resolve a0's terms).
+    if run.status == OPTIMAL:
+        a0 = np.sqrt(2.0) * pi_ref[0]
+        np.testing.assert_allclose(run.policy, [a0, 1 - a0 - pi_ref[3], 0.0, pi_ref[3]], atol=1e-9)
