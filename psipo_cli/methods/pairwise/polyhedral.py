@@ -197,7 +197,8 @@ def describe_set(
     """`optimal` when every compared margin is fixed over the minimisers, else `set` with the free margins
     named (through `ImpliedReward.named`) and the point reported."""
     i, j, lo, hi = ranges
-    free = (hi - lo) > RANGE_TOL * (1.0 + np.abs(lo) + np.where(np.isfinite(hi), np.abs(hi), 0.0))
+    size = np.where(np.isfinite(lo), np.abs(lo), 0.0) + np.where(np.isfinite(hi), np.abs(hi), 0.0)
+    free = (hi - lo) > RANGE_TOL * (1.0 + size)  # an infinite end is free whichever way the pair is listed
     if not free.any():
         return ImpliedReward(z, OPTIMAL)
     named: list[tuple[int, ...]] = []

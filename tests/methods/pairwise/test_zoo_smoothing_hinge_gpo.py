@@ -140,6 +140,20 @@ def test_hinge_tied_pair_is_a_set_and_flow_stays_at_pi_ref() -> None:
     assert "[-1, 1]" in sol.detail
 
 
+@pytest.mark.parametrize("method", [("hinge", None), ("gpo", "truncated-quadratic")])
+@pytest.mark.parametrize("winner", [0, 1])
+def test_one_way_pair_is_a_set_whichever_action_wins(method: tuple, winner: int) -> None:
+    # One comparison won by `winner`: max(0, 1 - z) (and its square) is 0 exactly for z = z_w - z_l >= 1, so the
+    # minimisers are the half-line [1, inf) of that margin, whatever the actions' order. psipo listed the pair
+    # lower index first and read the range of a0 - a1 when a1 won, (-inf, -1], as a point ("optimal").
+    name, f = method
+    W = np.zeros((2, 2))
+    W[winner, 1 - winner] = 3.0
+    sol = exact_solution(name, W, UNIFORM2, 0.5, **({"gpo_f": f} if f else {}))
+    assert sol.status == "set", sol.detail
+    assert "in [1, inf)" in sol.detail
+
+
 # ------------------------------------------------- independent route: scipy on the rewritten loss, 2 taus
 def reference_offsets(W: np.ndarray, f, tau: float, starts: int = 1) -> tuple[np.ndarray, float]:
     """argmin of the rewritten mean loss in delta (BFGS, best of `starts` seeded starts), canonical gauge."""
